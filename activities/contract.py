@@ -1,0 +1,65 @@
+"""What crosses the boundary between workflows and activities.
+
+Workflow code imports this module, so it holds only pydantic models: no boto3, no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from plans.model import Account, Mode, Phase, Regions, Resource
+
+# Activity type names: the workflow calls these, the worker registers them.
+VALIDATE_PLAN = "dr.plan.validate"
+RESOURCE_START = "dr.resource.start"
+RESOURCE_WAIT = "dr.resource.wait"
+RESOURCE_STATUS = "dr.resource.status"
+
+
+class ResourceCall(BaseModel):
+    """Everything an activity needs to act on one resource; the activity never reads the plan file."""
+
+    execution_id: str  # the workflow id: names and tags what we create, so a retry finds it again
+    plan_name: str
+    mode: Mode
+    phase: Phase
+    layer: str
+    resource: Resource
+    account_key: str
+    account: Account
+    region: str
+    regions: Regions
+
+
+class Operation(BaseModel):
+    """The state of one resource operation, as a start or a poll saw it."""
+
+    done: bool
+    # What `poll` needs to find the operation again (ids, change ids, names). Recorded in history by the start
+    # activity, so a retried wait never has to start anything.
+    handle: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(default_factory=dict)  # what the operator wants to see: endpoints, values
+    message: str = ""  # one human line: "promoting orders-replica (modifying)"
+    poll_interval_seconds: float = Field(default=5.0, gt=0, le=300)
+
+
+class WaitRequest(BaseModel):
+    call: ResourceCall
+    operation: Operation  # as the start (or the previous wait) returned it
+
+
+class WaitProgress(BaseModel):
+    """Heartbeat details of the wait activity, so a retry resumes the wait and keeps its count."""
+
+    polls: int = 0
+    last: Operation | None = None
+
+
+class PlanIssue(BaseModel):
+    path: tuple[str | int, ...]
+    message: str
+
+    def where(self) -> str:
+        return ".".join(str(p) for p in self.path) or "(plan)"

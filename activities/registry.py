@@ -1,0 +1,70 @@
+"""The module registry: action name -> the service module that implements it.
+
+A module implements some of the four phases for one kind of resource. Long operations are two steps: an idempotent
+`start` (a retry finds the operation already started) and `poll` (one look at the real state). The generic
+activities in `activities.runtime` turn these into Temporal activities, so adding a service means adding a module,
+not touching the workflow.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from activities.contract import Operation
+from plans.model import Phase
+
+
+class ModuleParameters(BaseModel):
+    """Base for a module's parameter model: camelCase in plans, strict about unknown keys."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class ServiceModule(ABC):
+    action: ClassVar[str]  # e.g. "rds.read_replica"
+    summary: ClassVar[str]
+    Parameters: ClassVar[type[ModuleParameters]]
+    phases: ClassVar[frozenset[Phase]]
+
+    @abstractmethod
+    def start(self, ctx: Any, params: Any) -> Operation:
+        """Begin this phase's operation, or find it already begun. Must be safe to call again."""
+
+    def poll(self, ctx: Any, params: Any, handle: dict[str, Any]) -> Operation:
+        """Look once at the operation started by `start`. Only modules whose start can return done=False need it."""
+        raise NotImplementedError(f"{self.action} started a long operation but has no poll")
+
+    @abstractmethod
+    def status(self, ctx: Any, params: Any) -> dict[str, Any]:
+        """The live state of the resource, whatever the phase: used by status checks and readiness."""
+
+
+_REGISTRY: dict[str, ServiceModule] = {}
+
+
+def register(module_class: type[ServiceModule]) -> type[ServiceModule]:
+    if module_class.action in _REGISTRY:
+        raise RuntimeError(f"action {module_class.action} registered twice")
+    _REGISTRY[module_class.action] = module_class()
+    return module_class
+
+
+def _load_builtin_modules() -> None:
+    # Imported for their @register side effect; kept here so the registry is complete wherever it is used.
+    from activities import control, rds, route53  # noqa: F401
+
+
+def get(action: str) -> ServiceModule | None:
+    if not _REGISTRY:
+        _load_builtin_modules()
+    return _REGISTRY.get(action)
+
+
+def actions() -> dict[str, ServiceModule]:
+    if not _REGISTRY:
+        _load_builtin_modules()
+    return dict(sorted(_REGISTRY.items()))

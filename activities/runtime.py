@@ -1,0 +1,157 @@
+"""The Temporal activities: a thin, generic bridge from the workflow to the module registry.
+
+`start` runs a module's idempotent start; `wait` polls with heartbeats and returns when the operation is done or its
+state changed (so the workflow's status query shows progress), resuming from its last heartbeat after a retry.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError
+from pydantic import ValidationError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, CancelledError
+
+from activities import registry
+from activities.aws import AwsClients
+from activities.context import ResourceContext
+from activities.contract import (
+    RESOURCE_START,
+    RESOURCE_STATUS,
+    RESOURCE_WAIT,
+    VALIDATE_PLAN,
+    Operation,
+    PlanIssue,
+    ResourceCall,
+    WaitProgress,
+    WaitRequest,
+)
+from plans.model import Plan
+
+log = structlog.get_logger("dr.activities")
+
+# AWS error codes that a retry cannot fix: fail the resource at once with the service's own words.
+_PERMANENT_CODES = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "InvalidClientTokenId",
+    "ValidationError",
+    "ValidationException",
+    "InvalidParameterValue",
+    "InvalidParameterCombination",
+    "InvalidInput",
+    "InvalidChangeBatch",
+    "NoSuchHostedZone",
+    "DBInstanceNotFound",
+    "DBInstanceNotFoundFault",
+    "DBSnapshotNotFound",
+    "ResourceNotFoundException",
+    "UninitializedAccountException",
+}
+
+
+class DrActivities:
+    """Holds the process-wide AWS client cache; one instance per worker."""
+
+    def __init__(self, aws: AwsClients) -> None:
+        self.aws = aws
+
+    def all(self) -> list[Any]:
+        return [self.validate_plan, self.start_resource, self.wait_resource, self.resource_status]
+
+    @activity.defn(name=VALIDATE_PLAN)
+    def validate_plan(self, plan: Plan) -> list[PlanIssue]:
+        """The workflow may be started by any client (`temporal workflow start`), so it re-checks the plan against
+        the registry of the worker that will run it."""
+        from plans.validation import validate_plan
+
+        return validate_plan(plan)
+
+    @activity.defn(name=RESOURCE_START)
+    def start_resource(self, call: ResourceCall) -> Operation:
+        ctx, module, params = self._prepare(call)
+        ctx.log.info("resource.start")
+        with _aws_errors(ctx):
+            operation = module.start(ctx, params)
+        ctx.log.info("resource.started", done=operation.done, message=operation.message)
+        return operation
+
+    @activity.defn(name=RESOURCE_WAIT)
+    def wait_resource(self, request: WaitRequest) -> Operation:
+        ctx, module, params = self._prepare(request.call)
+        progress = _resumed_progress()
+        operation = progress.last or request.operation
+        entry_message = request.operation.message
+        while True:
+            with _aws_errors(ctx):
+                operation = module.poll(ctx, params, operation.handle)
+            progress.polls += 1
+            progress.last = operation
+            activity.heartbeat(progress.model_dump(mode="json"))
+            if operation.done or operation.message != entry_message:
+                ctx.log.info("resource.progress", done=operation.done, message=operation.message,
+                             polls=progress.polls)
+                return operation
+            if activity.wait_for_cancelled_sync(timedelta(seconds=operation.poll_interval_seconds)):
+                ctx.log.warning("resource.wait_cancelled", polls=progress.polls)
+                raise CancelledError("wait cancelled; the AWS operation itself may still be running")
+
+    @activity.defn(name=RESOURCE_STATUS)
+    def resource_status(self, call: ResourceCall) -> dict[str, Any]:
+        ctx, module, params = self._prepare(call)
+        with _aws_errors(ctx):
+            return module.status(ctx, params)
+
+    def _prepare(self, call: ResourceCall) -> tuple[ResourceContext, registry.ServiceModule, Any]:
+        module = registry.get(call.resource.action)
+        if module is None:
+            raise ApplicationError(
+                f"this worker has no module for action {call.resource.action!r}",
+                type="UnknownAction",
+                non_retryable=True,
+            )
+        try:
+            params = module.Parameters.model_validate(call.resource.parameters)
+        except ValidationError as exc:
+            raise ApplicationError(
+                f"invalid parameters for {call.resource.name}: {exc}", type="InvalidParameters", non_retryable=True
+            ) from None
+        return ResourceContext(call=call, aws=self.aws), module, params
+
+
+def _resumed_progress() -> WaitProgress:
+    details = activity.info().heartbeat_details
+    if details:
+        try:
+            return WaitProgress.model_validate(details[0])
+        except ValidationError:
+            log.warning("wait.heartbeat_details_unreadable")
+    return WaitProgress()
+
+
+class _aws_errors:
+    """Translate AWS errors into Temporal's terms: permanent ones fail at once, the rest are retried."""
+
+    def __init__(self, ctx: ResourceContext) -> None:
+        self.ctx = ctx
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, ApplicationError | CancelledError):
+            return False
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            message = exc.response.get("Error", {}).get("Message", str(exc))
+            self.ctx.log.warning("resource.aws_error", code=code, message=message)
+            if code in _PERMANENT_CODES or code.endswith("NotFound") or code.endswith("NotFoundFault"):
+                raise ApplicationError(f"{code}: {message}", type=code, non_retryable=True) from None
+            return False
+        if isinstance(exc, ParamValidationError | NoCredentialsError | NotImplementedError):
+            raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from None
+        return False

@@ -1,0 +1,34 @@
+"""drctl: the operator's command line."""
+
+from __future__ import annotations
+
+import click
+
+from drctl.logging_setup import configure_logging
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="info", show_default=True, envvar="DRCTL_LOG_LEVEL",
+              type=click.Choice(["debug", "info", "warning", "error"]), help="Log level of drctl's own logs.")
+@click.option("--log-json", is_flag=True, envvar="DRCTL_LOG_JSON", help="Logs as JSON lines (for log shippers).")
+def cli(log_level: str, log_json: bool) -> None:
+    """Disaster-recovery orchestrator for AWS, on Temporal."""
+    configure_logging(log_level, json=log_json)
+
+
+def _register_commands() -> None:
+    from drctl.plan_cmd import plan
+    from drctl.sandbox_cmd import sandbox
+    from drctl.run_cmd import drill, worker
+
+    cli.add_command(plan)
+    cli.add_command(sandbox)
+    cli.add_command(worker)
+    cli.add_command(drill)
+
+
+_register_commands()
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,98 @@
+"""The sandbox's single endpoint: moto's server app behind a dispatcher that routes by SigV4 signing service.
+
+One URL covers every service, so `AWS_ENDPOINT_URL` is all a client needs. Services moto lacks (DRS first) are
+routed to our own emulators by the credential scope of the request (`Credential=AKID/date/region/SERVICE/aws4_request`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import structlog
+from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+log = structlog.get_logger("sandbox")
+
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def signing_service(environ: dict[str, Any]) -> str | None:
+    match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return match.group(1) if match else None
+
+
+def _not_implemented(service: str) -> WsgiApp:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = json.dumps(
+            {"message": f"the sandbox does not implement the {service} service yet", "code": "NotImplemented"}
+        ).encode()
+        start_response(
+            "501 Not Implemented",
+            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "NotImplemented")],
+        )
+        return [body]
+
+    return app
+
+
+class SandboxApp:
+    """Routes each request to the emulator registered for its signing service, else to moto."""
+
+    def __init__(self, emulators: dict[str, WsgiApp] | None = None) -> None:
+        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.emulators: dict[str, WsgiApp] = {"drs": _not_implemented("drs"), **(emulators or {})}
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        service = signing_service(environ)
+        target = self.emulators.get(service or "", self.moto)
+        return target(environ, start_response)
+
+
+class _QuietRequestHandler(MotoRequestHandler):
+    """Per-request lines drown the demo's output; errors still reach structlog through moto's own logging."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class SandboxServer:
+    """The sandbox in a background thread of this process (tests), or in the foreground (`drctl sandbox serve`)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = SandboxApp()
+        self._server: BaseWSGIServer = make_server(
+            host, port, self.app, threaded=True, request_handler=_QuietRequestHandler
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> SandboxServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox", daemon=True)
+        self._thread.start()
+        log.info("sandbox.started", url=self.url)
+        return self
+
+    def serve_forever(self) -> None:
+        log.info("sandbox.serving", url=self.url)
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        log.info("sandbox.stopped", url=self.url)

@@ -1,0 +1,63 @@
+"""Building plans and driving runs in workflow tests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+from plans.model import Mode, Plan
+from workflows.models import WORKFLOW_TYPE, ControlRequest, LifecycleInput, LifecycleResult, LifecycleState, RunOptions
+
+
+def wait_resource(name: str, seconds: int = 1, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "action": "control.wait", "parameters": {"seconds": seconds}, **extra}
+
+
+def make_plan(phases: dict[str, list[dict[str, Any]]], name: str = "test-plan", **extra: Any) -> Plan:
+    """phases: PHASE -> list of layers as plan dicts (camelCase)."""
+    return Plan.model_validate({
+        "name": name,
+        "accounts": {"hub": {"id": "123456789012"}},
+        "regions": {"primary": "us-east-1", "recovery": "us-west-2"},
+        "phases": {phase: {"layers": layers} for phase, layers in phases.items()},
+        **extra,
+    })
+
+
+async def start_run(client: Client, task_queue: str, plan: Plan, mode: Mode = Mode.DRILL,
+                    options: RunOptions | None = None) -> WorkflowHandle[Any, LifecycleResult]:
+    run_input = LifecycleInput(plan=plan, mode=mode, initiator="tester@example.com", options=options or RunOptions())
+    return await client.start_workflow(
+        WORKFLOW_TYPE, run_input, id=f"dr-{plan.name}-{mode.value}-{uuid.uuid4().hex[:10]}",
+        task_queue=task_queue, result_type=LifecycleResult,
+    )
+
+
+async def status_of(handle: WorkflowHandle[Any, Any]) -> LifecycleState:
+    return await handle.query("status", result_type=LifecycleState)
+
+
+async def wait_until(handle: WorkflowHandle[Any, Any], predicate: Callable[[LifecycleState], bool],
+                     timeout: float = 30.0) -> LifecycleState:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        state = await status_of(handle)
+        if predicate(state):
+            return state
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not reached in {timeout} s; last status {state.status}")
+        await asyncio.sleep(0.2)
+
+
+def control(actor: str = "operator@example.com", **fields: Any) -> ControlRequest:
+    return ControlRequest(actor=actor, **fields)
+
+
+def resource(state: LifecycleState, phase: str, layer: str, name: str) -> Any:
+    phase_state = next(p for p in state.phases if p.phase.value == phase)
+    layer_state = next(x for x in phase_state.layers if x.name == layer)
+    return next(r for r in layer_state.resources if r.name == name)

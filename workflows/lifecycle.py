@@ -1,0 +1,432 @@
+"""DrLifecycleWorkflow: one execution of a recovery plan in one mode.
+
+Phases run in lifecycle order, layers in plan order, a layer's resources in parallel (bounded). Between any two
+steps there is a boundary where pause, cancel and approval gates take effect. The workflow decides; activities touch
+AWS. No I/O, clocks or randomness here: time comes from `workflow.now()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contract import (
+        RESOURCE_START,
+        RESOURCE_WAIT,
+        VALIDATE_PLAN,
+        Operation,
+        PlanIssue,
+        ResourceCall,
+        WaitRequest,
+    )
+    from plans.model import Layer, Phase, Plan, Resource
+    from workflows.models import (
+        WORKFLOW_TYPE,
+        AuditEntry,
+        ControlRequest,
+        ControlResult,
+        Gate,
+        LayerState,
+        LifecycleInput,
+        LifecycleResult,
+        LifecycleState,
+        PhaseState,
+        ResourceState,
+        RunStatus,
+        StepStatus,
+    )
+
+DR_PLAN = SearchAttributeKey.for_keyword("DrPlan")
+DR_MODE = SearchAttributeKey.for_keyword("DrMode")
+DR_PHASE = SearchAttributeKey.for_keyword("DrPhase")
+DR_STATUS = SearchAttributeKey.for_keyword("DrStatus")
+DR_INITIATOR = SearchAttributeKey.for_keyword("DrInitiator")
+SEARCH_ATTRIBUTES = (DR_PLAN, DR_MODE, DR_PHASE, DR_STATUS, DR_INITIATOR)
+
+START_TIMEOUT = timedelta(minutes=5)
+WAIT_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
+AWS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
+                        maximum_interval=timedelta(minutes=1), maximum_attempts=8)
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class DrLifecycleWorkflow:
+    @workflow.init
+    def __init__(self, input: LifecycleInput) -> None:
+        self._input = input
+        plan = input.plan
+        self._state = LifecycleState(
+            workflow_id=workflow.info().workflow_id,
+            plan_name=plan.name,
+            mode=input.mode,
+            initiator=input.initiator,
+            paused=input.options.start_paused,
+            started_at=workflow.now(),
+            phases=[
+                PhaseState(phase=phase, layers=[_layer_state(plan, layer) for layer in plan.layers(phase)])
+                for phase in input.selected_phases()
+            ],
+        )
+        self._refresh_status()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._published: tuple[str, str] | None = None
+
+    # ---- run ---------------------------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: LifecycleInput) -> LifecycleResult:
+        workflow.upsert_search_attributes([
+            DR_PLAN.value_set(input.plan.name),
+            DR_MODE.value_set(input.mode.value),
+            DR_INITIATOR.value_set(input.initiator),
+        ])
+        self._publish()
+        try:
+            issues = await workflow.execute_activity(
+                VALIDATE_PLAN, input.plan, result_type=list[PlanIssue],
+                start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY,
+            )
+            if issues:
+                details = "; ".join(f"{i.where()}: {i.message}" for i in issues)
+                self._finish(RunStatus.FAILED, f"plan rejected by the worker: {details}")
+            else:
+                await self._run_phases()
+        except asyncio.CancelledError:
+            # Cancelled through Temporal itself (`temporal workflow cancel`): record it, then let Temporal know.
+            self._state.cancel_requested = True
+            self._finish(RunStatus.CANCELLED, "cancelled through Temporal")
+            raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        result = self._result()
+        if self._state.status is RunStatus.FAILED:
+            raise ApplicationError(result.message, result.model_dump(mode="json"), type="DrRunFailed",
+                                   non_retryable=True)
+        return result
+
+    async def _run_phases(self) -> None:
+        for phase_state in self._state.phases:
+            phase = phase_state.phase
+            if not await self._boundary():
+                break
+            self._state.current_phase = phase
+            phase_state.status = StepStatus.RUNNING
+            phase_state.started_at = workflow.now()
+            self._publish()
+            phase_plan = self._input.plan.phases.get(phase)
+            if phase_plan and phase_plan.approval_required and not await self._gate(phase.value):
+                phase_state.status = StepStatus.SKIPPED
+                break
+            for layer, layer_state in zip(self._input.plan.layers(phase), phase_state.layers, strict=True):
+                if not await self._boundary():
+                    break
+                if layer.approval_required and not await self._gate(f"{phase.value}/{layer.name}"):
+                    break
+                await self._run_layer(phase, layer, layer_state)
+                if layer_state.status is StepStatus.FAILED:
+                    break
+            phase_state.ended_at = workflow.now()
+            phase_state.status = _rollup([layer.status for layer in phase_state.layers])
+            if phase_state.status is StepStatus.FAILED:
+                self._finish(RunStatus.FAILED, f"phase {phase.value} failed: {self._failure_summary()}")
+                return
+            if self._state.status.finished:
+                return
+        if self._state.cancel_requested:
+            self._finish(RunStatus.CANCELLED, "cancelled by operator")
+        elif not self._state.status.finished:
+            self._finish(RunStatus.COMPLETED, f"{self._input.mode.value} of {self._input.plan.name} completed")
+
+    async def _run_layer(self, phase: Phase, layer: Layer, layer_state: LayerState) -> None:
+        layer_state.status = StepStatus.RUNNING
+        layer_state.started_at = workflow.now()
+        limit = self._input.options.max_parallel_resources or self._input.plan.defaults.max_parallel_resources
+        slots = asyncio.Semaphore(limit)
+
+        async def one(resource: Resource, resource_state: ResourceState) -> None:
+            async with slots:
+                if layer_state.status is StepStatus.FAILED or not await self._boundary():
+                    return
+                key = f"{phase.value}/{layer.name}/{resource.name}"
+                task = asyncio.create_task(self._run_resource(phase, layer, resource, resource_state))
+                self._tasks[key] = task
+                try:
+                    await asyncio.wait_for(task, timeout=layer.timeout_seconds)
+                except asyncio.TimeoutError:
+                    resource_state.status = StepStatus.FAILED
+                    resource_state.error = f"did not finish within the layer timeout ({layer.timeout_seconds} s)"
+                    resource_state.error_type = "LayerTimeout"
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise  # the whole run is being cancelled through Temporal
+                    # Only this resource was stopped (forced cancel): its state already says so.
+                finally:
+                    self._tasks.pop(key, None)
+                if resource_state.status is StepStatus.FAILED and not layer.continue_on_error:
+                    # Siblings already running finish (their AWS operations are under way); none start.
+                    layer_state.status = StepStatus.FAILED
+
+        await asyncio.gather(*(one(r, s) for r, s in zip(layer.resources, layer_state.resources, strict=True)))
+        layer_state.ended_at = workflow.now()
+        layer_state.status = _rollup([r.status for r in layer_state.resources],
+                                     tolerate_failures=layer.continue_on_error)
+
+    async def _run_resource(self, phase: Phase, layer: Layer, resource: Resource, state: ResourceState) -> None:
+        plan = self._input.plan
+        account_key = plan.account_key_for(resource)
+        call = ResourceCall(
+            execution_id=self._state.workflow_id, plan_name=plan.name, mode=self._input.mode, phase=phase,
+            layer=layer.name, resource=resource, account_key=account_key, account=plan.accounts[account_key],
+            region=plan.region_for(resource), regions=plan.regions,
+        )
+        activity_id = f"{phase.value}/{layer.name}/{resource.name}"
+        state.status = StepStatus.RUNNING
+        state.started_at = workflow.now()
+        try:
+            operation = await workflow.execute_activity(
+                RESOURCE_START, call, result_type=Operation, activity_id=f"{activity_id}/start",
+                start_to_close_timeout=START_TIMEOUT, retry_policy=AWS_RETRY,
+            )
+            self._observe(state, operation)
+            while not operation.done:
+                operation = await workflow.execute_activity(
+                    RESOURCE_WAIT, WaitRequest(call=call, operation=operation), result_type=Operation,
+                    activity_id=f"{activity_id}/wait", start_to_close_timeout=layer.timeout,
+                    heartbeat_timeout=WAIT_HEARTBEAT_TIMEOUT, retry_policy=AWS_RETRY,
+                )
+                self._observe(state, operation)
+            state.status = StepStatus.SUCCEEDED
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, CancelledError):
+                state.status = StepStatus.CANCELLED
+                state.message = "cancelled; the AWS operation it started may still be running"
+                return
+            state.status = StepStatus.FAILED
+            state.error = str(cause) if cause else str(err)
+            state.error_type = getattr(cause, "type", None) or type(cause).__name__
+            workflow.logger.warning("resource %s failed: %s", activity_id, state.error)
+        except (asyncio.CancelledError, CancelledError):
+            state.status = StepStatus.CANCELLED
+            state.message = "cancelled; the AWS operation it started may still be running"
+            raise
+        finally:
+            state.ended_at = workflow.now()
+
+    @staticmethod
+    def _observe(state: ResourceState, operation: Operation) -> None:
+        state.message = operation.message
+        state.handle = operation.handle
+        state.outputs = operation.outputs
+
+    # ---- boundaries and gates ----------------------------------------------------------------------------------
+
+    async def _boundary(self) -> bool:
+        """Wait here while paused; answer whether the run may go on."""
+        await workflow.wait_condition(lambda: not self._state.paused or self._state.cancel_requested)
+        return not self._state.cancel_requested and not self._state.status.finished
+
+    async def _gate(self, gate_id: str) -> bool:
+        gate = Gate(id=gate_id, requested_at=workflow.now())
+        self._state.gates.append(gate)
+        self._refresh_status()
+        self._publish()
+        await workflow.wait_condition(lambda: gate.decision is not None or self._state.cancel_requested)
+        if gate.decision == "rejected":
+            self._finish(RunStatus.REJECTED, f"gate {gate_id} rejected by {gate.actor}: {gate.reason}")
+            return False
+        self._refresh_status()
+        self._publish()
+        return await self._boundary()
+
+    # ---- messages ----------------------------------------------------------------------------------------------
+
+    @workflow.query(name="status")
+    def status(self) -> LifecycleState:
+        return self._state
+
+    @workflow.update(name="approve")
+    def approve(self, request: ControlRequest) -> ControlResult:
+        return self._decide(request, "approve", "approved")
+
+    @approve.validator
+    def _check_approve(self, request: ControlRequest) -> None:
+        self._require_gate(request)
+
+    @workflow.update(name="reject")
+    def reject(self, request: ControlRequest) -> ControlResult:
+        return self._decide(request, "reject", "rejected")
+
+    @reject.validator
+    def _check_reject(self, request: ControlRequest) -> None:
+        self._require_gate(request)
+        if not request.reason.strip():
+            raise ValueError("a rejection needs a reason")
+
+    @workflow.update(name="pause")
+    def pause(self, request: ControlRequest) -> ControlResult:
+        self._state.paused = True
+        self._refresh_status()
+        return self._accepted(request, "pause", "paused: running operations finish, nothing new starts")
+
+    @pause.validator
+    def _check_pause(self, request: ControlRequest) -> None:
+        self._require_active()
+        if self._state.paused:
+            raise ValueError("the run is already paused")
+
+    @workflow.update(name="resume")
+    def resume(self, request: ControlRequest) -> ControlResult:
+        self._state.paused = False
+        self._refresh_status()
+        return self._accepted(request, "resume", "resumed")
+
+    @resume.validator
+    def _check_resume(self, request: ControlRequest) -> None:
+        self._require_active()
+        if not self._state.paused:
+            raise ValueError("the run is not paused")
+
+    @workflow.update(name="cancel")
+    def cancel(self, request: ControlRequest) -> ControlResult:
+        self._state.cancel_requested = True
+        if request.force:
+            for task in self._tasks.values():
+                task.cancel()
+        note = "in-flight operations are being stopped" if request.force else "in-flight operations finish first"
+        return self._accepted(request, "cancel", f"cancelling: nothing new starts; {note}")
+
+    @cancel.validator
+    def _check_cancel(self, request: ControlRequest) -> None:
+        self._require_active()
+        if self._state.cancel_requested and not request.force:
+            raise ValueError("cancel was already requested (use force to stop in-flight operations)")
+
+    def _decide(self, request: ControlRequest, action: str, decision: str) -> ControlResult:
+        gate = self._state.pending_gate()
+        assert gate is not None  # the validator guarantees it
+        gate.decision, gate.actor, gate.reason, gate.decided_at = decision, request.actor, request.reason, workflow.now()
+        return self._accepted(request, action, f"gate {gate.id} {decision}")
+
+    def _require_active(self) -> None:
+        if self._state.status.finished:
+            raise ValueError(f"the run has ended ({self._state.status.value})")
+
+    def _require_gate(self, request: ControlRequest) -> None:
+        self._require_active()
+        gate = self._state.pending_gate()
+        if gate is None:
+            raise ValueError("no approval is pending")
+        if request.gate is not None and request.gate != gate.id:
+            raise ValueError(f"gate {request.gate!r} is not pending (pending: {gate.id!r})")
+
+    def _accepted(self, request: ControlRequest, action: str, message: str) -> ControlResult:
+        self._state.audit.append(AuditEntry(at=workflow.now(), actor=request.actor, action=action, accepted=True,
+                                            reason=request.reason))
+        self._publish()
+        return ControlResult(accepted=True, status=self._state.status, message=message)
+
+    # ---- state helpers -----------------------------------------------------------------------------------------
+
+    def _refresh_status(self) -> None:
+        if self._state.status.finished:
+            return
+        if self._state.pending_gate() is not None:
+            self._state.status = RunStatus.AWAITING_APPROVAL
+        elif self._state.paused:
+            self._state.status = RunStatus.PAUSED
+        else:
+            self._state.status = RunStatus.RUNNING
+
+    def _publish(self) -> None:
+        """Upsert DrPhase/DrStatus when they changed, so the Temporal UI can filter runs by where they are."""
+        phase = self._state.current_phase.value if self._state.current_phase else "PENDING"
+        current = (phase, self._state.status.value)
+        if current != self._published:
+            workflow.upsert_search_attributes([DR_PHASE.value_set(current[0]), DR_STATUS.value_set(current[1])])
+            self._published = current
+
+    def _finish(self, status: RunStatus, message: str) -> None:
+        if self._state.status.finished:
+            return
+        now = workflow.now()
+        for phase_state in self._state.phases:
+            for layer_state in phase_state.layers:
+                for resource in layer_state.resources:
+                    if resource.status is StepStatus.PENDING:
+                        resource.status = StepStatus.SKIPPED
+                if layer_state.status in (StepStatus.PENDING, StepStatus.RUNNING):
+                    layer_state.status = _rollup([r.status for r in layer_state.resources],
+                                                 tolerate_failures=layer_state.continue_on_error)
+            if phase_state.status in (StepStatus.PENDING, StepStatus.RUNNING):
+                phase_state.status = _rollup([layer.status for layer in phase_state.layers])
+                if phase_state.started_at and phase_state.ended_at is None:
+                    phase_state.ended_at = now
+        self._state.status = status
+        self._state.error = message if status is not RunStatus.COMPLETED else None
+        self._state.ended_at = now
+        self._publish()
+
+    def _failure_summary(self) -> str:
+        failed = self._failed_resources()
+        return ", ".join(failed) if failed else "see status"
+
+    def _failed_resources(self) -> list[str]:
+        return [
+            f"{p.phase.value}/{layer.name}/{r.name}: {r.error}"
+            for p in self._state.phases for layer in p.layers for r in layer.resources
+            if r.status is StepStatus.FAILED
+        ]
+
+    def _result(self) -> LifecycleResult:
+        return LifecycleResult(
+            workflow_id=self._state.workflow_id,
+            status=self._state.status,
+            phase_durations_seconds={
+                p.phase.value: p.duration_seconds for p in self._state.phases if p.duration_seconds is not None
+            },
+            failed_resources=self._failed_resources(),
+            message=self._state.error or f"{self._input.mode.value} of {self._input.plan.name} completed",
+        )
+
+
+def _layer_state(plan: Plan, layer: Layer) -> LayerState:
+    def account_id(resource: Resource) -> str:
+        # The plan is re-validated by an activity after start; until then an unknown key must not crash the task.
+        key = plan.account_key_for(resource)
+        return plan.accounts[key].id if key in plan.accounts else key
+
+    return LayerState(
+        name=layer.name,
+        continue_on_error=layer.continue_on_error,
+        resources=[
+            ResourceState(name=r.name, action=r.action, account=account_id(r), region=plan.region_for(r))
+            for r in layer.resources
+        ],
+    )
+
+
+def _rollup(statuses: list[StepStatus], tolerate_failures: bool = False) -> StepStatus:
+    """The status of a layer or phase from its children's. PARTIAL: some failed in a continue-on-error layer."""
+    if not statuses:
+        return StepStatus.SUCCEEDED
+    if StepStatus.RUNNING in statuses:
+        return StepStatus.RUNNING
+    if StepStatus.FAILED in statuses:
+        return StepStatus.PARTIAL if tolerate_failures else StepStatus.FAILED
+    if StepStatus.CANCELLED in statuses:
+        return StepStatus.CANCELLED
+    if all(s is StepStatus.SKIPPED for s in statuses):
+        return StepStatus.SKIPPED
+    if all(s is StepStatus.PENDING for s in statuses):
+        return StepStatus.PENDING
+    if any(s in (StepStatus.SKIPPED, StepStatus.PENDING) for s in statuses):
+        return StepStatus.CANCELLED  # part of it ran, then the run stopped
+    if StepStatus.PARTIAL in statuses:
+        return StepStatus.PARTIAL
+    return StepStatus.SUCCEEDED

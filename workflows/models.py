@@ -1,0 +1,182 @@
+"""Input, messages and state of DrLifecycleWorkflow: the public contract of a run.
+
+All of it is pydantic, serialized by temporalio's pydantic data converter; users' scripts send these as JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from plans.model import PHASE_ORDER, Mode, Phase, Plan
+
+WORKFLOW_TYPE = "DrLifecycleWorkflow"
+DEFAULT_TASK_QUEUE = "dr-orchestrator"
+
+
+class RunOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # A subset of phases to run (in lifecycle order whatever the order given); default: all four.
+    phases: list[Phase] | None = None
+    max_parallel_resources: int | None = Field(default=None, ge=1, le=100)  # default: the plan's
+    start_paused: bool = False  # stop at the first boundary and wait for `resume`
+
+
+class LifecycleInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan: Plan
+    mode: Mode
+    initiator: str = Field(min_length=1, max_length=200)
+    options: RunOptions = RunOptions()
+
+    def selected_phases(self) -> list[Phase]:
+        wanted = set(self.options.phases or PHASE_ORDER)
+        return [p for p in PHASE_ORDER if p in wanted]
+
+
+def workflow_id_for(plan_name: str, mode: Mode, started: datetime) -> str:
+    return f"dr-{plan_name}-{mode.value}-{started.strftime('%Y%m%dT%H%M%S')}"
+
+
+# ---- messages -------------------------------------------------------------------------------------------------
+
+class ControlRequest(BaseModel):
+    """Body of every control update/signal. Identity and RBAC verify `token` (a signed JWT) in a later release;
+    until then `actor` is the claimed identity, recorded in the audit trail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str = Field(min_length=1, max_length=200)
+    token: str | None = Field(default=None, max_length=16384)
+    reason: str = Field(default="", max_length=2000)
+    gate: str | None = None  # approve/reject: the gate id shown by `status`; default: the pending one
+    force: bool = False  # cancel: also stop in-flight operations instead of letting them finish
+
+
+class ControlResult(BaseModel):
+    accepted: bool
+    status: RunStatus
+    message: str
+
+
+# ---- state ----------------------------------------------------------------------------------------------------
+
+class RunStatus(StrEnum):
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.REJECTED)
+
+
+class StepStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    PARTIAL = "PARTIAL"  # a continue-on-error layer (or its phase) in which some resources failed
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"  # was running when the run was cancelled
+    SKIPPED = "SKIPPED"  # never started: an earlier failure, a cancel or a rejection stopped the run first
+
+
+class ResourceState(BaseModel):
+    name: str
+    action: str
+    account: str
+    region: str
+    status: StepStatus = StepStatus.PENDING
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    message: str = ""
+    error: str | None = None
+    error_type: str | None = None
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    handle: dict[str, Any] = Field(default_factory=dict)
+
+
+class LayerState(BaseModel):
+    name: str
+    status: StepStatus = StepStatus.PENDING
+    continue_on_error: bool = False
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    resources: list[ResourceState]
+
+
+class PhaseState(BaseModel):
+    phase: Phase
+    status: StepStatus = StepStatus.PENDING
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    layers: list[LayerState]
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.ended_at:
+            return (self.ended_at - self.started_at).total_seconds()
+        return None
+
+
+class Gate(BaseModel):
+    id: str  # "ACTIVATE" or "ACTIVATE/database"
+    requested_at: datetime
+    decided_at: datetime | None = None
+    decision: str | None = None  # approved | rejected
+    actor: str | None = None
+    reason: str = ""
+
+
+class AuditEntry(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    accepted: bool
+    reason: str = ""
+    detail: str = ""
+
+
+class LifecycleState(BaseModel):
+    """The one serializable model of a run; the `status` query returns it whole."""
+
+    workflow_id: str
+    plan_name: str
+    mode: Mode
+    initiator: str
+    status: RunStatus = RunStatus.RUNNING
+    paused: bool = False
+    current_phase: Phase | None = None
+    started_at: datetime
+    ended_at: datetime | None = None
+    phases: list[PhaseState]
+    gates: list[Gate] = Field(default_factory=list)
+    audit: list[AuditEntry] = Field(default_factory=list)
+    cancel_requested: bool = False
+    error: str | None = None
+
+    def pending_gate(self) -> Gate | None:
+        return next((g for g in self.gates if g.decision is None), None)
+
+    def phase(self, phase: Phase) -> PhaseState:
+        return next(p for p in self.phases if p.phase == phase)
+
+
+class LifecycleResult(BaseModel):
+    workflow_id: str
+    status: RunStatus
+    phase_durations_seconds: dict[str, float]
+    failed_resources: list[str]
+    message: str
+
+
+ControlResult.model_rebuild()
