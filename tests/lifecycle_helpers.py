@@ -10,7 +10,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 
 from plans.model import Mode, Plan
-from workflows.models import WORKFLOW_TYPE, ControlRequest, LifecycleInput, LifecycleResult, LifecycleState, RunOptions
+from workflows.models import WORKFLOW_TYPE, ControlRequest, ControlResult, LifecycleInput, LifecycleResult, LifecycleState, RunOptions
 
 
 def wait_resource(name: str, seconds: int = 1, **extra: Any) -> dict[str, Any]:
@@ -51,6 +51,10 @@ async def wait_until(handle: WorkflowHandle[Any, Any], predicate: Callable[[Life
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not reached in {timeout} s; last status {state.status}")
         await asyncio.sleep(0.2)
+
+
+async def send(handle: WorkflowHandle[Any, Any], update: str, request: ControlRequest) -> ControlResult:
+    return await handle.execute_update(update, request, result_type=ControlResult)
 
 
 def control(actor: str = "operator@example.com", **fields: Any) -> ControlRequest:

@@ -200,23 +200,27 @@ class DrLifecycleWorkflow:
                     heartbeat_timeout=WAIT_HEARTBEAT_TIMEOUT, retry_policy=AWS_RETRY,
                 )
                 self._observe(state, operation)
-            state.status = StepStatus.SUCCEEDED
+            self._end(state, StepStatus.SUCCEEDED)
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, CancelledError):
-                state.status = StepStatus.CANCELLED
-                state.message = "cancelled; the AWS operation it started may still be running"
+                self._end(state, StepStatus.CANCELLED, "cancelled; the AWS operation it started may still be running")
                 return
-            state.status = StepStatus.FAILED
             state.error = str(cause) if cause else str(err)
             state.error_type = getattr(cause, "type", None) or type(cause).__name__
+            self._end(state, StepStatus.FAILED)
             workflow.logger.warning("resource %s failed: %s", activity_id, state.error)
         except (asyncio.CancelledError, CancelledError):
-            state.status = StepStatus.CANCELLED
-            state.message = "cancelled; the AWS operation it started may still be running"
+            self._end(state, StepStatus.CANCELLED, "cancelled; the AWS operation it started may still be running")
             raise
-        finally:
-            state.ended_at = workflow.now()
+
+    @staticmethod
+    def _end(state: ResourceState, status: StepStatus, message: str | None = None) -> None:
+        # Not in a `finally`: when an evicted workflow's coroutines are closed, there is no workflow clock to read.
+        state.status = status
+        state.ended_at = workflow.now()
+        if message is not None:
+            state.message = message
 
     @staticmethod
     def _observe(state: ResourceState, operation: Operation) -> None:
