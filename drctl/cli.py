@@ -17,6 +17,7 @@ def cli(log_level: str, log_json: bool) -> None:
 
 
 def _register_commands() -> None:
+    from drctl.demo import demo
     from drctl.plan_cmd import plan
     from drctl.sandbox_cmd import sandbox
     from drctl.run_cmd import drill, worker
@@ -25,6 +26,7 @@ def _register_commands() -> None:
     cli.add_command(sandbox)
     cli.add_command(worker)
     cli.add_command(drill)
+    cli.add_command(demo)
 
 
 _register_commands()

@@ -11,6 +11,9 @@ import structlog
 def configure_logging(level: str = "info", json: bool = False) -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
+    # Their INFO lines ("Found credentials in environment variables") say nothing an operator needs.
+    for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[

@@ -16,6 +16,8 @@ import structlog
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from sandbox import moto_fixes
+
 log = structlog.get_logger("sandbox")
 
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
@@ -46,6 +48,7 @@ class SandboxApp:
     """Routes each request to the emulator registered for its signing service, else to moto."""
 
     def __init__(self, emulators: dict[str, WsgiApp] | None = None) -> None:
+        moto_fixes.apply()
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.emulators: dict[str, WsgiApp] = {"drs": _not_implemented("drs"), **(emulators or {})}
 

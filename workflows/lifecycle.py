@@ -11,7 +11,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
@@ -47,6 +47,17 @@ DR_PHASE = SearchAttributeKey.for_keyword("DrPhase")
 DR_STATUS = SearchAttributeKey.for_keyword("DrStatus")
 DR_INITIATOR = SearchAttributeKey.for_keyword("DrInitiator")
 SEARCH_ATTRIBUTES = (DR_PLAN, DR_MODE, DR_PHASE, DR_STATUS, DR_INITIATOR)
+
+
+def start_search_attributes(run_input: LifecycleInput) -> TypedSearchAttributes:
+    """Set by the starter too, so a run is findable in the UI before its first workflow task."""
+    return TypedSearchAttributes([
+        SearchAttributePair(DR_PLAN, run_input.plan.name),
+        SearchAttributePair(DR_MODE, run_input.mode.value),
+        SearchAttributePair(DR_INITIATOR, run_input.initiator),
+        SearchAttributePair(DR_PHASE, "PENDING"),
+        SearchAttributePair(DR_STATUS, RunStatus.RUNNING.value),
+    ])
 
 START_TIMEOUT = timedelta(minutes=5)
 WAIT_HEARTBEAT_TIMEOUT = timedelta(minutes=2)

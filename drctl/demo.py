@@ -1,0 +1,169 @@
+"""`drctl demo`: the whole product on one machine, start to finish, with nothing left running afterwards.
+
+Starts a Temporal dev server (SQLite in the state folder, Web UI), the sandbox seeded with the demo scenario and a
+worker; runs a drill of the example plan through the four phases while printing its progress; checks that the drill
+left production as it was; stops everything it started, also on Ctrl-C or failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from drctl.processes import (
+    ManagedProcess,
+    free_port,
+    port_is_free,
+    temporal_dev_server_argv,
+    venv_tool,
+    wait_for_port,
+)
+from drctl.progress import ProgressPrinter, follow, summary, ui_link
+
+DEMO_PLAN = Path(__file__).resolve().parent.parent / "plans" / "examples" / "web-app.yaml"
+SANDBOX_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _preferred(port: int) -> int:
+    return port if port_is_free(port) else free_port()
+
+
+def _wait_for_line(process: ManagedProcess, needle: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in process.log.read_text(errors="replace").splitlines():
+            if needle in line:
+                return line
+        if process.exited():
+            raise RuntimeError(f"{process.name} exited (code {process.popen.returncode}); see {process.log}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{process.name} not ready within {timeout:.0f} s; see {process.log}")
+
+
+def run_demo(state_dir: Path, plan_file: Path, keep: bool) -> int:
+    started = time.monotonic()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    logs = state_dir / "logs"
+    children: list[ManagedProcess] = []
+    # SIGTERM (e.g. from a CI runner) must clean up like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        temporal_port, ui_port = _preferred(7233), _preferred(8233)
+        click.echo(f"• Temporal dev server on 127.0.0.1:{temporal_port} (SQLite: {state_dir / 'temporal.db'})")
+        temporal = ManagedProcess("temporal", temporal_dev_server_argv(
+            state_dir / "temporal.db", temporal_port, ui_port, free_port(), free_port()), logs / "temporal.log")
+        children.append(temporal)
+        wait_for_port(temporal_port, 30, temporal)
+
+        sandbox_port = free_port()
+        click.echo(f"• Sandbox (local AWS) on 127.0.0.1:{sandbox_port}, scenario 'demo'")
+        sandbox = ManagedProcess("sandbox", [venv_tool("drctl"), "sandbox", "serve", "--port", str(sandbox_port),
+                                             "--scenario", "demo"], logs / "sandbox.log", env=SANDBOX_CREDENTIALS)
+        children.append(sandbox)
+        _wait_for_line(sandbox, "sandbox ready at", 60)
+        aws_env = {**SANDBOX_CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{sandbox_port}"}
+
+        click.echo("• Worker on task queue dr-orchestrator")
+        worker_env = {**aws_env, "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "TEMPORAL_NAMESPACE": "default"}
+        worker = ManagedProcess("worker", [venv_tool("drctl"), "worker"], logs / "worker.log", env=worker_env)
+        children.append(worker)
+        _wait_for_line(worker, "worker.started", 60)
+
+        os.environ.update(aws_env)
+        ui_base = f"http://127.0.0.1:{ui_port}"
+        code = asyncio.run(_drill(f"127.0.0.1:{temporal_port}", plan_file, ui_base))
+        click.echo(f"\nDemo finished in {time.monotonic() - started:.1f} s (logs in {logs}).")
+        if keep and code == 0:
+            click.echo(f"Temporal UI stays at {ui_base} — press Ctrl-C to stop everything.")
+            while True:
+                time.sleep(3600)
+        return code
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted: stopping everything the demo started.", err=True)
+        return 130
+    except RuntimeError as exc:
+        click.echo(f"demo failed: {exc}", err=True)
+        return 1
+    except Exception:  # a bug, not an operator error: keep the whole story, but still clean up below
+        import traceback
+
+        click.echo(f"demo failed unexpectedly:\n{traceback.format_exc()}", err=True)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for child in reversed(children):
+            child.stop()
+        click.echo(f"Stopped {len(children)} processes: " + ", ".join(f"{c.name} (pid {c.pid})" for c in children))
+
+
+async def _drill(address: str, plan_file: Path, ui_base: str) -> int:
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from plans.loader import load_plan
+    from plans.model import Mode
+    from workflows.lifecycle import start_search_attributes
+    from workflows.models import DEFAULT_TASK_QUEUE, WORKFLOW_TYPE, LifecycleInput, workflow_id_for
+
+    plan = load_plan(plan_file)
+    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    initiator = os.environ.get("USER") or "demo"
+    run_input = LifecycleInput(plan=plan, mode=Mode.DRILL, initiator=initiator)
+    workflow_id = workflow_id_for(plan.name, Mode.DRILL, datetime.now(UTC))
+    before = _production_snapshot()
+    handle = await client.start_workflow(
+        WORKFLOW_TYPE, run_input, id=workflow_id, task_queue=DEFAULT_TASK_QUEUE,
+        search_attributes=start_search_attributes(run_input),
+    )
+    click.echo(f"\nDrill of plan '{plan.name}' ({plan_file.name}) started: {workflow_id}")
+    click.echo(f"  Temporal UI: {ui_link(ui_base, 'default', workflow_id)}\n")
+    state = await follow(handle, ProgressPrinter())
+    click.echo("")
+    for line in summary(state):
+        click.echo(line)
+    after = _production_snapshot()
+    untouched = before == after
+    click.echo(f"\nProduction after the drill: {'unchanged' if untouched else 'CHANGED'}")
+    for key, value in after.items():
+        click.echo(f"  {key}: {value}")
+    if state.status.value == "COMPLETED" and untouched:
+        click.echo("\nDrill completed; production untouched.")
+        return 0
+    return 1
+
+
+def _production_snapshot() -> dict[str, Any]:
+    """What a drill must not change: the live DNS record and the replica's replication."""
+    from sandbox.scenario import session_in
+
+    app = session_in("210987654321")
+    route53 = app.client("route53", region_name="us-east-1")
+    zone_id = route53.list_hosted_zones_by_name(DNSName="app.example.com")["HostedZones"][0]["Id"]
+    records = route53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+    www = next(r for r in records if r["Name"].rstrip(".") == "www.app.example.com")
+    replica = app.client("rds", region_name="us-west-2").describe_db_instances(
+        DBInstanceIdentifier="orders-db-replica")["DBInstances"][0]
+    return {
+        "www.app.example.com": [v["Value"] for v in www["ResourceRecords"]],
+        "orders-db-replica source": replica.get("ReadReplicaSourceDBInstanceIdentifier"),
+        "orders-db-replica status": replica["DBInstanceStatus"],
+    }
+
+
+@click.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".state/demo"),
+              show_default=True, help="Where the dev server's SQLite file and the logs go.")
+@click.option("--plan", "plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=DEMO_PLAN, show_default=True)
+@click.option("--keep", is_flag=True, help="After the drill, keep the dev server and UI up until Ctrl-C.")
+def demo(state_dir: Path, plan_file: Path, keep: bool) -> None:
+    """Run the end-to-end demo: dev server, sandbox, worker, a drill through all four phases."""
+    raise SystemExit(run_demo(state_dir, plan_file, keep))

@@ -1,0 +1,153 @@
+"""`drctl worker` and `drctl drill ...`: run the worker, start and steer runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from drctl.errors import EXIT_FAILED, fail
+from plans.model import PHASE_ORDER, Mode, Phase
+
+UI_URL = os.environ.get("TEMPORAL_UI_URL", "http://127.0.0.1:8233")
+
+
+@click.command()
+def worker() -> None:
+    """Run the worker (workflows and AWS activities) until SIGTERM or Ctrl-C.
+
+    Temporal: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, TEMPORAL_TLS_CERT/KEY/CA,
+    TEMPORAL_API_KEY. AWS: the usual boto3 chain; AWS_ENDPOINT_URL for the sandbox.
+    """
+    from workers.main import main
+
+    main()  # never returns: ends the process with os._exit
+
+
+@click.group()
+def drill() -> None:
+    """Start a run of a plan and steer it (approve, pause, resume, cancel)."""
+
+
+@drill.command("start")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--mode", type=click.Choice([m.value for m in Mode]), default=Mode.DRILL.value, show_default=True,
+              help="drill never changes production; planned/disaster fail over for real; failback returns.")
+@click.option("--phase", "phases", multiple=True, type=click.Choice([p.value for p in PHASE_ORDER]),
+              help="Run only these phases (repeatable); default all four.")
+@click.option("--initiator", default=lambda: os.environ.get("USER", "unknown"), show_default="$USER",
+              help="Who starts the run (recorded and searchable as DrInitiator).")
+@click.option("--paused", is_flag=True, help="Start paused at the first boundary.")
+@click.option("--wait", is_flag=True, help="Follow the run; exit 0 only if it completed.")
+def start(file: str, mode: str, phases: tuple[str, ...], initiator: str, paused: bool, wait: bool) -> None:
+    """Validate FILE and start a run of it; prints the workflow id."""
+    from plans.errors import PlanError
+    from plans.loader import load_plan
+    from workflows.models import LifecycleInput, RunOptions
+
+    try:
+        plan = load_plan(file)
+    except PlanError as exc:
+        click.echo(exc.render(), err=True)
+        raise SystemExit(2) from None
+    run_input = LifecycleInput(plan=plan, mode=Mode(mode), initiator=initiator,
+                               options=RunOptions(phases=[Phase(p) for p in phases] or None, start_paused=paused))
+    sys.exit(asyncio.run(_start(run_input, wait)))
+
+
+async def _start(run_input: Any, wait: bool) -> int:
+    from drctl.progress import follow, summary, ui_link, exit_code_for
+    from workflows.lifecycle import start_search_attributes
+    from workflows.models import WORKFLOW_TYPE, workflow_id_for
+
+    client, settings = await _client()
+    workflow_id = workflow_id_for(run_input.plan.name, run_input.mode, datetime.now(UTC))
+    handle = await client.start_workflow(
+        WORKFLOW_TYPE, run_input, id=workflow_id, task_queue=settings.task_queue,
+        search_attributes=start_search_attributes(run_input),
+    )
+    click.echo(workflow_id)
+    click.echo(f"  {ui_link(UI_URL, settings.namespace, workflow_id)}", err=True)
+    if not wait:
+        return 0
+    state = await follow(handle)
+    for line in summary(state):
+        click.echo(line)
+    return exit_code_for(state)
+
+
+@drill.command("status")
+@click.argument("workflow_id")
+def status(workflow_id: str) -> None:
+    """Print where a run is: phase, layer, resource, with timing and errors."""
+    from drctl.progress import ProgressPrinter, summary
+    from workflows.models import LifecycleState
+
+    async def show() -> None:
+        client, _ = await _client()
+        state = await client.get_workflow_handle(workflow_id).query("status", result_type=LifecycleState)
+        printer = ProgressPrinter()
+        printer.update(state)
+        for line in summary(state):
+            click.echo(line)
+
+    asyncio.run(_guard(show()))
+
+
+def _control_command(update: str, needs_reason: bool, help_text: str) -> click.Command:
+    @click.command(update, help=help_text)
+    @click.argument("workflow_id")
+    @click.option("--reason", default="", required=needs_reason, help="Why (kept in the audit trail).")
+    @click.option("--actor", default=lambda: os.environ.get("USER", "unknown"), show_default="$USER")
+    @click.option("--gate", default=None, help="approve/reject: the gate id (default: the pending one).")
+    @click.option("--force", is_flag=True, help="cancel: also stop in-flight operations.")
+    def command(workflow_id: str, reason: str, actor: str, gate: str | None, force: bool) -> None:
+        from workflows.models import ControlRequest, ControlResult
+
+        async def send() -> None:
+            client, _ = await _client()
+            request = ControlRequest(actor=actor, reason=reason, gate=gate, force=force,
+                                     token=os.environ.get("DRCTL_TOKEN"))
+            result = await client.get_workflow_handle(workflow_id).execute_update(
+                update, request, result_type=ControlResult)
+            click.echo(f"{result.message} (run is {result.status.value})")
+
+        asyncio.run(_guard(send()))
+
+    return command
+
+
+for _name, _needs_reason, _help in (
+    ("approve", False, "Approve the pending gate of a run."),
+    ("reject", True, "Reject the pending gate; the run stops."),
+    ("pause", False, "Pause at the next boundary; running operations finish."),
+    ("resume", False, "Resume a paused run."),
+    ("cancel", False, "Cancel: nothing new starts (--force also stops running operations)."),
+):
+    drill.add_command(_control_command(_name, _needs_reason, _help))
+
+
+async def _client() -> Any:
+    from workers.main import TemporalSettings, connect
+
+    settings = TemporalSettings.from_env()
+    try:
+        return await connect(settings), settings
+    except Exception as exc:  # an unreachable server is the operator's problem to fix, not a crash
+        fail(f"cannot reach Temporal at {settings.address} (namespace {settings.namespace}): {exc}", EXIT_FAILED)
+
+
+async def _guard(coro: Any) -> None:
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
+
+    try:
+        await coro
+    except WorkflowUpdateFailedError as exc:
+        fail(f"refused: {exc.cause.message if exc.cause else exc}", EXIT_FAILED)
+    except RPCError as exc:
+        fail(exc.message, EXIT_FAILED)

@@ -1,0 +1,62 @@
+"""`drctl sandbox`: the local AWS for demos and trials."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import click
+
+from drctl.errors import fail
+
+
+@click.group()
+def sandbox() -> None:
+    """The local AWS (moto plus emulators) for demos, tests and trials."""
+
+
+@sandbox.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Keep loopback unless inside a container.")
+@click.option("--port", default=4566, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to bind (0: any free port).")
+@click.option("--scenario", default=None, help="Seed this scenario (a name from sandbox/scenarios or a YAML file).")
+def serve(host: str, port: int, scenario: str | None) -> None:
+    """Serve the sandbox on one URL; point AWS_ENDPOINT_URL at it."""
+    from sandbox import scenario as scenarios
+    from sandbox.server import SandboxServer
+
+    try:
+        server = SandboxServer(host=host, port=port)
+    except OSError as exc:
+        fail(f"cannot bind {host}:{port}: {exc.strerror or exc}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server.start()
+    if scenario:
+        os.environ["AWS_ENDPOINT_URL"] = server.url
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        try:
+            scenarios.seed(scenarios.load(scenario))
+        except ValueError as exc:
+            server.stop()
+            fail(str(exc))
+    # One parseable line on stdout: the demo and scripts wait for it.
+    click.echo(f"sandbox ready at {server.url}", file=sys.stdout)
+    sys.stdout.flush()
+    stop.wait()
+    server.stop()
+
+
+@sandbox.command("scenarios")
+def list_scenarios() -> None:
+    """List the built-in scenarios."""
+    from sandbox import scenario as scenarios
+
+    for name in scenarios.available():
+        click.echo(f"{name}: {scenarios.load(name).description}")
