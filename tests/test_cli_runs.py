@@ -1,0 +1,107 @@
+"""drctl as an operator uses it: real processes against the dev server and the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_TASK_QUEUE
+
+DRCTL = os.path.join(sysconfig.get_path("scripts"), "drctl")
+
+
+async def _drctl(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[int, str, str]:
+    # Async, because the worker these commands talk to runs on this test's event loop.
+    process = await asyncio.create_subprocess_exec(
+        DRCTL, *args, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.fixture
+def temporal_cli_env(worker, temporal_env) -> dict[str, str]:
+    return {"TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+            "TEMPORAL_TASK_QUEUE": TEST_TASK_QUEUE, "USER": "cli-tester"}
+
+
+PLAN = """\
+name: {name}
+accounts: {{hub: {{id: "123456789012"}}}}
+regions: {{primary: us-east-1, recovery: us-west-2}}
+phases:
+  ACTIVATE:
+    layers:
+      - name: only
+        resources:
+          - {{name: pause-a-second, action: control.wait, parameters: {{seconds: 1}}}}
+{extra}"""
+
+FAILING = """\
+  CLEANUP:
+    layers:
+      - name: dns
+        resources:
+          - name: missing-zone
+            action: route53.record
+            parameters: {zoneName: no-such-zone.example.com, recordName: www.no-such-zone.example.com,
+                         recoveryValue: elsewhere.example.com}
+"""
+
+
+async def test_drill_start_wait_exits_zero_on_success(temporal_cli_env, tmp_path: Path):
+    plan = tmp_path / "ok.yaml"
+    plan.write_text(PLAN.format(name="cli-ok", extra=""))
+    code, out, err = await _drctl("drill", "start", str(plan), "--wait", env=temporal_cli_env)
+    assert code == 0, err
+    workflow_id = out.splitlines()[0]
+    assert re.fullmatch(r"dr-cli-ok-drill-\d{8}T\d{6}", workflow_id)
+    assert f"Run {workflow_id}: COMPLETED" in out
+    assert "/namespaces/default/workflows/" + workflow_id in err  # the UI link
+
+
+async def test_drill_start_wait_exits_non_zero_on_failure(temporal_cli_env, tmp_path: Path, sandbox):
+    plan = tmp_path / "bad.yaml"
+    plan.write_text(PLAN.format(name="cli-fail", extra=FAILING))
+    code, out, err = await _drctl("drill", "start", str(plan), "--wait", env=temporal_cli_env)
+    assert code == 1
+    assert ": FAILED" in out and "missing-zone" in out and "no-such-zone" in out
+    assert "Traceback" not in out + err
+
+
+async def test_drill_start_rejects_an_invalid_plan_before_starting(temporal_cli_env, tmp_path: Path):
+    plan = tmp_path / "invalid.yaml"
+    plan.write_text(PLAN.format(name="cli-invalid", extra="").replace("control.wait", "control.sleep"))
+    code, out, err = await _drctl("drill", "start", str(plan), env=temporal_cli_env)
+    assert code == 2
+    assert f"{plan}:9:" in err and "control.sleep" in err and "Traceback" not in err
+
+
+async def test_control_of_an_unknown_run_is_a_clear_error(temporal_cli_env):
+    code, out, err = await _drctl("drill", "pause", "dr-nothing-drill-20260101T000000", env=temporal_cli_env)
+    assert code == 1
+    assert err.startswith("error:") and "Traceback" not in err
+
+
+def test_demo_completes_and_leaves_nothing_running(tmp_path: Path):
+    """`make demo` runs exactly this command."""
+    import subprocess
+
+    done = subprocess.run([DRCTL, "demo", "--state-dir", str(tmp_path / "state")], capture_output=True,
+                          text=True, timeout=240, env={k: v for k, v in os.environ.items()
+                                                       if not k.startswith("AWS_")})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for phase in ("INSTANTIATE", "ACTIVATE", "CLEANUP", "REPLICATE"):
+        assert re.search(rf"^  {phase}\s+SUCCEEDED", done.stdout, re.MULTILINE), phase
+    assert "Drill completed; production untouched." in done.stdout
+    assert "Temporal UI: http://127.0.0.1:" in done.stdout
+    pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", done.stdout)]
+    assert len(pids) == 3
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert (tmp_path / "state" / "temporal.db").exists()
