@@ -76,7 +76,7 @@ class Account(PlanModel):
     @field_validator("id", mode="before")
     @classmethod
     def _account_id(cls, value: Any) -> Any:
-        if isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool):  # YAML `true` is an int to Python
             value = f"{value:012d}"
         if not isinstance(value, str) or not ACCOUNT_ID.match(value):
             raise ValueError("an AWS account id is 12 digits (quote it in YAML to keep leading zeros)")

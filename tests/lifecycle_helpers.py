@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from plans.model import Mode, Plan
 from workflows.models import WORKFLOW_TYPE, ControlRequest, ControlResult, LifecycleInput, LifecycleResult, LifecycleState, RunOptions
@@ -35,6 +35,15 @@ async def start_run(client: Client, task_queue: str, plan: Plan, mode: Mode = Mo
         WORKFLOW_TYPE, run_input, id=f"dr-{plan.name}-{mode.value}-{uuid.uuid4().hex[:10]}",
         task_queue=task_queue, result_type=LifecycleResult,
     )
+
+
+async def finish(handle: WorkflowHandle[Any, LifecycleResult]) -> LifecycleResult:
+    """The run's result; when the run failed, the assertion carries what failed, not just "workflow failed"."""
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        state = await status_of(handle)
+        raise AssertionError(f"run {handle.id} failed: {state.error}; cause: {exc.cause}") from exc
 
 
 async def status_of(handle: WorkflowHandle[Any, Any]) -> LifecycleState:

@@ -10,7 +10,7 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from tests.lifecycle_helpers import make_plan, start_run, wait_resource
+from tests.lifecycle_helpers import finish, make_plan, start_run, wait_resource
 from workflows.lifecycle import DrLifecycleWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ async def test_a_recorded_history_replays_without_nondeterminism(worker):
                       "resources": [wait_resource("a1"), wait_resource("a2")]}],
     }, name="replay")
     handle = await start_run(worker.client, worker.task_queue, plan)
-    await handle.result()
+    await finish(handle)
     history = await handle.fetch_history()
     replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

@@ -8,7 +8,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError
 
 from plans.model import Mode
-from tests.lifecycle_helpers import control, make_plan, resource, send, start_run, status_of, wait_resource, wait_until
+from tests.lifecycle_helpers import finish, control, make_plan, resource, send, start_run, status_of, wait_resource, wait_until
 from workflows.models import RunOptions, RunStatus, StepStatus
 
 
@@ -23,7 +23,7 @@ async def test_phases_in_order_layers_in_order_resources_in_parallel(worker):
         "CLEANUP": [{"name": "tidy", "resources": [wait_resource("c1")]}],
     }, name="ordering")
     handle = await start_run(worker.client, worker.task_queue, plan)
-    result = await handle.result()
+    result = await finish(handle)
     state = await status_of(handle)
 
     assert result.status is RunStatus.COMPLETED and state.status is RunStatus.COMPLETED
@@ -42,7 +42,7 @@ async def test_parallelism_is_bounded(worker):
     plan = make_plan({"ACTIVATE": [{"name": "wide", "resources": [wait_resource(f"w{i}", 1) for i in range(4)]}]},
                      name="bounded", defaults={"maxParallelResources": 1})
     handle = await start_run(worker.client, worker.task_queue, plan)
-    await handle.result()
+    await finish(handle)
     resources = (await status_of(handle)).phases[1].layers[0].resources
     spans = sorted((r.started_at, r.ended_at) for r in resources)
     assert all(prev_end <= next_start for (_, prev_end), (next_start, _) in zip(spans, spans[1:]))
@@ -51,7 +51,7 @@ async def test_parallelism_is_bounded(worker):
 async def test_search_attributes_follow_the_run(worker):
     plan = make_plan({"ACTIVATE": [{"name": "l", "resources": [wait_resource("x")]}]}, name="attrs")
     handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
-    await handle.result()
+    await finish(handle)
     attrs = (await handle.describe()).typed_search_attributes
     values = {name: attrs.get(SearchAttributeKey.for_keyword(name))
               for name in ("DrPlan", "DrMode", "DrPhase", "DrStatus", "DrInitiator")}
@@ -80,7 +80,7 @@ async def test_pause_holds_the_next_layer_until_resume(worker):
     with pytest.raises(WorkflowUpdateFailedError):
         await send(handle, "pause", control())  # already paused: the validator refuses
     await send(handle, "resume", control(reason="database fine"))
-    result = await handle.result()
+    result = await finish(handle)
     assert result.status is RunStatus.COMPLETED
     state = await status_of(handle)
     assert [(a.action, a.actor) for a in state.audit] == [("pause", "operator@example.com"),
@@ -98,7 +98,7 @@ async def test_cancel_lets_running_work_finish_and_records_what_never_ran(worker
     answer = await send(handle, "cancel", control(reason="drill window closed"))
     assert answer.accepted
 
-    result = await handle.result()
+    result = await finish(handle)
     state = await status_of(handle)
     assert result.status is RunStatus.CANCELLED and state.status is RunStatus.CANCELLED
     assert resource(state, "ACTIVATE", "one", "running").status is StepStatus.SUCCEEDED
@@ -113,7 +113,7 @@ async def test_forced_cancel_stops_in_flight_operations(worker):
     handle = await start_run(worker.client, worker.task_queue, plan)
     await wait_until(handle, lambda s: resource(s, "ACTIVATE", "slow", "long").status is StepStatus.RUNNING)
     await send(handle, "cancel", control(reason="abort", force=True))
-    result = await handle.result()
+    result = await finish(handle)
     state = await status_of(handle)
     assert result.status is RunStatus.CANCELLED
     long = resource(state, "ACTIVATE", "slow", "long")
@@ -148,7 +148,7 @@ async def test_approval_gate_waits_for_approve(worker):
         await send(handle, "approve", control(gate="ACTIVATE/other"))
     answer = await send(handle, "approve", control(actor="manager@example.com", reason="go"))
     assert answer.accepted
-    result = await handle.result()
+    result = await finish(handle)
     assert result.status is RunStatus.COMPLETED
     gate = (await status_of(handle)).gates[0]
     assert (gate.decision, gate.actor) == ("approved", "manager@example.com")
@@ -164,7 +164,7 @@ async def test_rejection_stops_the_run(worker):
     with pytest.raises(WorkflowUpdateFailedError):
         await send(handle, "reject", control())  # a rejection needs a reason
     await send(handle, "reject", control(reason="change freeze"))
-    result = await handle.result()
+    result = await finish(handle)
     state = await status_of(handle)
     assert result.status is RunStatus.REJECTED
     assert resource(state, "ACTIVATE", "switch", "s").status is StepStatus.SKIPPED
@@ -179,4 +179,4 @@ async def test_start_paused_and_phase_subset(worker):
     state = await wait_until(handle, lambda s: s.status is RunStatus.PAUSED)
     assert [p.phase.value for p in state.phases] == ["ACTIVATE"]
     await send(handle, "resume", control())
-    assert (await handle.result()).status is RunStatus.COMPLETED
+    assert (await finish(handle)).status is RunStatus.COMPLETED

@@ -11,7 +11,7 @@ from plans.loader import load_plan
 from plans.model import Mode, Plan
 from sandbox import scenario as scenarios
 from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, account_session
-from tests.lifecycle_helpers import start_run, status_of
+from tests.lifecycle_helpers import finish, start_run, status_of
 from workflows.models import RunStatus, StepStatus
 
 EXAMPLE = "plans/examples/web-app.yaml"
@@ -80,7 +80,7 @@ def estate(sandbox) -> Estate:  # type: ignore[no-untyped-def]
 async def test_drill_runs_all_phases_and_leaves_production_untouched(worker, estate: Estate):
     records_before = estate.record_values()
     handle = await start_run(worker.client, worker.task_queue, estate.plan("drill-e2e"), mode=Mode.DRILL)
-    result = await handle.result()
+    result = await finish(handle)
     state = await status_of(handle)
 
     assert result.status is RunStatus.COMPLETED, result.message
@@ -97,7 +97,7 @@ async def test_drill_runs_all_phases_and_leaves_production_untouched(worker, est
 
 async def test_planned_failover_changes_dns_promotes_and_replicates_back(worker, estate: Estate):
     handle = await start_run(worker.client, worker.task_queue, estate.plan("planned-e2e"), mode=Mode.PLANNED)
-    result = await handle.result()
+    result = await finish(handle)
     state = await status_of(handle)
 
     assert result.status is RunStatus.COMPLETED, result.message

@@ -1,0 +1,110 @@
+"""drctl plan: check and inspect recovery plans before any workflow runs them."""
+
+from __future__ import annotations
+
+import click
+
+from plans.loader import LoadResult, read_plan
+from plans.model import PHASE_ORDER, Plan
+
+EXIT_INVALID = 2
+
+
+@click.group()
+def plan() -> None:
+    """Check and inspect recovery plans."""
+
+
+@plan.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.pass_context
+def validate(ctx: click.Context, files: tuple[str, ...]) -> None:
+    """Check plan files: schema, actions, parameters and cross-references.
+
+    Prints every problem as FILE:LINE: field: message. Exits 0 when all files are valid, 2 otherwise.
+    """
+    valid = True
+    for file in files:
+        result = read_plan(file)
+        if result.ok and result.plan is not None:
+            click.echo(f"OK: {file} ({_summary(result.plan)})")
+        else:
+            valid = False
+            _echo_errors(result)
+    ctx.exit(0 if valid else EXIT_INVALID)
+
+
+@plan.command()
+@click.argument("file", type=click.Path(path_type=str))
+@click.pass_context
+def show(ctx: click.Context, file: str) -> None:
+    """Print a plan as its phases, layers and resources, with the account and region each resource acts in."""
+    result = read_plan(file)
+    if not result.ok or result.plan is None:
+        _echo_errors(result)
+        ctx.exit(EXIT_INVALID)
+    for line in _tree(result.plan):
+        click.echo(line)
+
+
+@plan.command()
+def actions() -> None:
+    """List the actions a plan can use, the phases each supports and its parameters."""
+    from activities import registry  # imports every service module: only when asked
+
+    for name, module in registry.actions().items():
+        phases = ", ".join(p.value for p in PHASE_ORDER if p in module.phases)
+        click.echo(f"{name}  [{phases}]")
+        click.echo(f"  {module.summary}")
+        for field_name, info in module.Parameters.model_fields.items():
+            required = " (required)" if info.is_required() else ""
+            click.echo(f"    {info.alias or field_name}{required}")
+
+
+def _echo_errors(result: LoadResult) -> None:
+    for error in result.errors:
+        click.echo(error.render())
+
+
+def _summary(plan: Plan) -> str:
+    layers = [layer for phase in plan.phases.values() for layer in phase.layers]
+    resources = sum(len(layer.resources) for layer in layers)
+    return f"plan {plan.name}: {len(plan.phases)} phases, {len(layers)} layers, {resources} resources"
+
+
+def _tree(plan: Plan) -> list[str]:
+    lines = [f"plan {plan.name} ({plan.api_version}): {_summary(plan).split(': ', 1)[1]}"]
+    if plan.description:
+        lines.append(f"  {plan.description}")
+    lines.append(f"regions: primary {plan.regions.primary}, recovery {plan.regions.recovery}")
+    lines.append("accounts:")
+    key_width = max(len(key) for key in plan.accounts)
+    for key, account in plan.accounts.items():
+        if account.role_name is None:
+            access = "the worker's own credentials"
+        else:
+            access = f"role {account.role_name}"
+            if account.external_id is not None:
+                source = next(k for k in ("value", "env", "ssm") if getattr(account.external_id, k) is not None)
+                access += f", externalId from {source}"
+        default = "  (default)" if key == plan.defaults.account else ""
+        lines.append(f"  {key:<{key_width}}  {account.id}  {access}{default}")
+    for phase in PHASE_ORDER:
+        phase_plan = plan.phases.get(phase)
+        if phase_plan is None or not phase_plan.layers:
+            lines.append(f"{phase.value}: no layers")
+            continue
+        lines.append(phase.value + ("  [approval required]" if phase_plan.approval_required else ""))
+        for number, layer in enumerate(phase_plan.layers, start=1):
+            flags = [f"timeout {layer.timeout_seconds}s"]
+            flags += ["approval required"] if layer.approval_required else []
+            flags += ["continue on error"] if layer.continue_on_error else []
+            lines.append(f"  {number}. layer {layer.name}  ({', '.join(flags)})")
+            name_width = max(len(r.name) for r in layer.resources)
+            action_width = max(len(r.action) for r in layer.resources)
+            for resource in layer.resources:
+                lines.append(
+                    f"       {resource.name:<{name_width}}  {resource.action:<{action_width}}  "
+                    f"account {plan.account_key_for(resource)}  region {plan.region_for(resource)}"
+                )
+    return lines
