@@ -36,13 +36,18 @@ def validate(ctx: click.Context, files: tuple[str, ...]) -> None:
 
 @plan.command()
 @click.argument("file", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the validated plan as one JSON object: the `plan` of a workflow input.")
 @click.pass_context
-def show(ctx: click.Context, file: str) -> None:
+def show(ctx: click.Context, file: str, as_json: bool) -> None:
     """Print a plan as its phases, layers and resources, with the account and region each resource acts in."""
     result = read_plan(file)
     if not result.ok or result.plan is None:
         _echo_errors(result)
         ctx.exit(EXIT_INVALID)
+    if as_json:
+        click.echo(result.plan.model_dump_json(by_alias=True, exclude_defaults=True))
+        return
     for line in _tree(result.plan):
         click.echo(line)
 

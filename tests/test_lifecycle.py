@@ -9,7 +9,7 @@ from temporalio.service import RPCError
 
 from plans.model import Mode
 from tests.lifecycle_helpers import finish, control, make_plan, resource, send, start_run, status_of, wait_resource, wait_until
-from workflows.models import RunOptions, RunStatus, StepStatus
+from workflows.models import LifecycleResult, RunOptions, RunStatus, StepStatus
 
 
 async def test_phases_in_order_layers_in_order_resources_in_parallel(worker):
@@ -179,4 +179,21 @@ async def test_start_paused_and_phase_subset(worker):
     state = await wait_until(handle, lambda s: s.status is RunStatus.PAUSED)
     assert [p.phase.value for p in state.phases] == ["ACTIVATE"]
     await send(handle, "resume", control())
+    assert (await finish(handle)).status is RunStatus.COMPLETED
+
+
+async def test_raw_json_input_as_the_temporal_cli_sends_it(worker, tmp_path):
+    """`temporal workflow start --input` sends plain JSON: the plan as `drctl plan show --json` prints it."""
+    import json
+    import subprocess
+    import sys
+
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(make_plan({"ACTIVATE": [{"name": "l", "resources": [wait_resource("x")]}]},
+                                   name="raw-json").model_dump_json(by_alias=True))
+    shown = subprocess.run([sys.executable, "-m", "drctl.cli", "plan", "show", str(plan_file), "--json"],
+                           capture_output=True, text=True, check=True)
+    raw_input = {"plan": json.loads(shown.stdout), "mode": "drill", "initiator": "cli-user"}
+    handle = await worker.client.start_workflow("DrLifecycleWorkflow", raw_input, id="dr-raw-json-drill-test",
+                                                task_queue=worker.task_queue, result_type=LifecycleResult)
     assert (await finish(handle)).status is RunStatus.COMPLETED
