@@ -105,3 +105,28 @@ def test_demo_completes_and_leaves_nothing_running(tmp_path: Path):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert (tmp_path / "state" / "temporal.db").exists()
+
+
+async def test_worker_stops_gracefully_on_sigterm(temporal_cli_env, tmp_path: Path):
+    import signal
+
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            DRCTL, "worker", env={**os.environ, **temporal_cli_env, "TEMPORAL_TASK_QUEUE": "sigterm-test"},
+            stdout=out, stderr=out)
+        try:
+            for _ in range(200):
+                if "worker.started" in log.read_text():
+                    break
+                await asyncio.sleep(0.1)
+            assert "worker.started" in log.read_text()
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    text = log.read_text()
+    assert code == 0, text
+    assert "worker.stopping" in text and "worker.stopped" in text
