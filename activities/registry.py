@@ -44,6 +44,7 @@ class ServiceModule(ABC):
 
 
 _REGISTRY: dict[str, ServiceModule] = {}
+_builtins_loaded = False
 
 
 def register(module_class: type[ServiceModule]) -> type[ServiceModule]:
@@ -54,17 +55,20 @@ def register(module_class: type[ServiceModule]) -> type[ServiceModule]:
 
 
 def _load_builtin_modules() -> None:
-    # Imported for their @register side effect; kept here so the registry is complete wherever it is used.
-    from activities import control, rds, route53  # noqa: F401
+    # Imported for their @register side effect. A flag, not "registry empty": importing one module directly (as a
+    # test may) registers it alone, and the others must still be loaded.
+    global _builtins_loaded
+    if not _builtins_loaded:
+        from activities import control, rds, route53  # noqa: F401
+
+        _builtins_loaded = True
 
 
 def get(action: str) -> ServiceModule | None:
-    if not _REGISTRY:
-        _load_builtin_modules()
+    _load_builtin_modules()
     return _REGISTRY.get(action)
 
 
 def actions() -> dict[str, ServiceModule]:
-    if not _REGISTRY:
-        _load_builtin_modules()
+    _load_builtin_modules()
     return dict(sorted(_REGISTRY.items()))

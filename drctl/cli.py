@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
+
 import click
 
 from drctl.logging_setup import configure_logging
@@ -33,7 +37,23 @@ _register_commands()
 
 
 def main() -> None:
-    cli()
+    """Every command leaves through os._exit: a process that used the Temporal client or ran a Worker can crash
+    at interpreter exit (sdk-python#300, seen here as "PyGILState_Release"), turning a success into a SIGABRT."""
+    code: int = 0
+    try:
+        cli.main(prog_name="drctl")
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            sys.stderr.write(exc.code + "\n")
+            code = 1
+        else:
+            code = exc.code or 0
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

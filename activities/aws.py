@@ -1,0 +1,311 @@
+"""AWS access for activities: one credential cache per worker process, shared by every activity thread.
+
+A resource lives in an account; the worker reaches it through an IAM role in that account (or with its own
+credentials when the account has no role). Assumed-role credentials are botocore `RefreshableCredentials`, so the
+refresh-before-expiry logic (advisory and mandatory windows, one refreshing thread) is botocore's own.
+
+The endpoint is never set here: boto3 reads `AWS_ENDPOINT_URL` itself, which is how the sandbox is reached.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import botocore.session
+import structlog
+from botocore.credentials import RefreshableCredentials
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectionError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
+from temporalio.exceptions import ApplicationError
+
+from plans.model import Account
+
+log = structlog.get_logger("dr.aws")
+
+_FALLBACK_REGION = "us-east-1"
+_RETRYABLE_ASSUME_ROLE_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded", "ExpiredToken"})
+
+# Error codes that no retry can fix: the request or the resource state is wrong, not the service's health.
+NON_RETRYABLE_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "InvalidClientTokenId",
+        "ValidationError",
+        "InvalidParameterValue",
+        "InvalidParameterCombination",
+        "MissingParameter",
+        "DBInstanceNotFound",
+        "DBInstanceNotFoundFault",
+        "DBSnapshotNotFound",
+        "DBSnapshotNotFoundFault",
+        "DBInstanceAlreadyExists",
+        "InstanceQuotaExceeded",
+        "StorageQuotaExceeded",
+        "SnapshotQuotaExceeded",
+        "KMSKeyNotAccessibleFault",
+        "InvalidChangeBatch",
+        "InvalidInput",
+        "NoSuchHostedZone",
+        "NoSuchChange",
+        "ParameterNotFound",
+    }
+)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def fatal(message: str, error_type: str) -> ApplicationError:
+    """An error Temporal must not retry: the plan or the estate needs a human."""
+    return ApplicationError(message, type=error_type, non_retryable=True)
+
+
+@contextmanager
+def aws_errors(what: str) -> Iterator[None]:
+    """Turn AWS errors that retrying cannot fix into non-retryable errors named by their code.
+
+    Throttling, 5xx and connection errors pass through unchanged so Temporal's retry policy handles them.
+    """
+    try:
+        yield
+    except ParamValidationError as exc:
+        raise fatal(f"{what}: {exc}", "ParamValidationError") from exc
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in NON_RETRYABLE_CODES:
+            message = exc.response.get("Error", {}).get("Message", "")
+            raise fatal(f"{what}: {code}: {message}", code) from exc
+        raise
+
+
+def aws_call(what: str, operation: Any, tolerate: tuple[str, ...] = (), **kwargs: Any) -> Any:
+    """Call an AWS operation; the `tolerate` codes mean an earlier attempt already did (or is doing) it: None."""
+    with aws_errors(what):
+        try:
+            return operation(**kwargs)
+        except ClientError as exc:
+            if error_code(exc) not in tolerate:
+                raise
+    return None
+
+
+def unreachable(exc: Exception) -> bool:
+    """The region did not answer (network, timeout, 5xx), as opposed to answering no."""
+    if isinstance(exc, (ConnectionError, ConnectionClosedError, ReadTimeoutError)):
+        return True
+    return isinstance(exc, ClientError) and _is_server_error(exc)
+
+
+class AwsClients:
+    """Sessions and clients per target account, safe to share between activity threads."""
+
+    def __init__(
+        self,
+        base_session: boto3.Session | None = None,
+        refresh_margin_seconds: int = 600,
+        session_duration_seconds: int = 3600,
+        role_session_name: str = "dr-orchestrator",
+    ) -> None:
+        self._base = base_session
+        self._refresh_margin = refresh_margin_seconds
+        self._duration = session_duration_seconds
+        self._role_session_name = role_session_name
+        self._lock = threading.RLock()
+        self._sessions: dict[tuple[Any, ...], boto3.Session] = {}
+        self._account_locks: dict[tuple[Any, ...], threading.Lock] = {}
+        self._clients: dict[tuple[Any, ...], Any] = {}
+        self._ssm_values: dict[str, str] = {}
+        self._sts: Any = None
+        self._ssm: Any = None
+        self._assume_role_calls = 0
+
+    @property
+    def assume_role_calls(self) -> int:
+        return self._assume_role_calls
+
+    @property
+    def base_session(self) -> boto3.Session:
+        # Created on first use rather than at import, so the environment (credentials, endpoint) of the worker at
+        # run time is what counts.
+        with self._lock:
+            if self._base is None:
+                self._base = boto3.Session()
+            return self._base
+
+    def _hub_region(self) -> str:
+        return self.base_session.region_name or _FALLBACK_REGION
+
+    def session_for(self, account: Account) -> boto3.Session:
+        if account.role_name is None:
+            return self.base_session
+        key = _account_key(account)
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is not None:
+                return session
+            account_lock = self._account_locks.setdefault(key, threading.Lock())
+        # A per-account lock: one AssumeRole per account however many threads ask at once, and a slow STS call
+        # for one account does not hold up clients of the others.
+        with account_lock:
+            with self._lock:
+                session = self._sessions.get(key)
+            if session is None:
+                session = self._assumed_session(account)
+                with self._lock:
+                    self._sessions[key] = session
+            return session
+
+    def client(self, service: str, account: Account, region: str) -> Any:
+        key = (*_account_key(account), service, region)
+        with self._lock:
+            client = self._clients.get(key)
+        if client is not None:
+            return client
+        session = self.session_for(account)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                # Session.client() is not thread-safe; the clients it returns are, so creation stays under the lock.
+                client = session.client(service, region_name=region)
+                self._clients[key] = client
+            return client
+
+    def _assumed_session(self, account: Account) -> boto3.Session:
+        role_arn = f"arn:aws:iam::{account.id}:role/{account.role_name}"
+
+        def refresh() -> dict[str, str]:
+            return self._assume_role(account, role_arn)
+
+        # The first AssumeRole happens now, so a role that cannot be assumed fails where the client is asked for,
+        # with the account named, rather than inside some later call.
+        credentials = RefreshableCredentials.create_from_metadata(
+            metadata=refresh(),
+            refresh_using=refresh,
+            method="assume-role",
+            advisory_timeout=self._refresh_margin,
+            mandatory_timeout=max(self._refresh_margin // 2, 1),
+        )
+        core = botocore.session.get_session()
+        core._credentials = credentials  # the hook boto3/botocore themselves use for assume-role providers
+        return boto3.Session(botocore_session=core, region_name=self._hub_region())
+
+    def _assume_role(self, account: Account, role_arn: str) -> dict[str, str]:
+        kwargs: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": self._role_session_name,
+            "DurationSeconds": self._duration,
+        }
+        if account.external_id is not None:
+            kwargs["ExternalId"] = self._external_id(account)
+        with self._lock:
+            self._assume_role_calls += 1
+        try:
+            response = self._sts_client().assume_role(**kwargs)
+        except ClientError as exc:
+            code = error_code(exc)
+            # Throttling passes; so does an expired token of the worker's own, which its provider renews by the retry.
+            if code in _RETRYABLE_ASSUME_ROLE_CODES or _is_server_error(exc):
+                raise
+            raise ApplicationError(
+                f"cannot assume role {account.role_name} in account {account.id}: {code}: "
+                f"{exc.response.get('Error', {}).get('Message', '')}",
+                type="AssumeRoleFailed",
+                non_retryable=True,
+            ) from exc
+        creds = response["Credentials"]
+        log.info(
+            "aws.assume_role",
+            account=account.id,
+            role=account.role_name,
+            expires=creds["Expiration"].isoformat(),
+        )
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+            "account_id": account.id,
+        }
+
+    def _sts_client(self) -> Any:
+        with self._lock:
+            if self._sts is None:
+                self._sts = self.base_session.client("sts", region_name=self._hub_region())
+            return self._sts
+
+    def _external_id(self, account: Account) -> str:
+        source = account.external_id
+        assert source is not None
+        if source.value is not None:
+            return source.value
+        if source.env is not None:
+            # Read at each AssumeRole, so a rotated secret is picked up at the next refresh.
+            value = os.environ.get(source.env)
+            if not value:
+                raise ApplicationError(
+                    f"the ExternalId for account {account.id} is read from environment variable {source.env}, "
+                    "which is not set on this worker",
+                    type="ExternalIdUnavailable",
+                    non_retryable=True,
+                )
+            return value
+        assert source.ssm is not None
+        return self._ssm_parameter(account, source.ssm)
+
+    def _ssm_parameter(self, account: Account, name: str) -> str:
+        with self._lock:
+            cached = self._ssm_values.get(name)
+            if cached is not None:
+                return cached
+            if self._ssm is None:
+                self._ssm = self.base_session.client("ssm", region_name=self._hub_region())
+            ssm = self._ssm
+        try:
+            value = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+        except ClientError as exc:
+            if _is_server_error(exc) or "Throttl" in error_code(exc):
+                raise
+            raise ApplicationError(
+                f"the ExternalId for account {account.id} is read from SSM parameter {name}, which cannot be "
+                f"read in the hub account: {error_code(exc)}",
+                type="ExternalIdUnavailable",
+                non_retryable=True,
+            ) from exc
+        with self._lock:
+            self._ssm_values[name] = value
+        return value
+
+
+def _account_key(account: Account) -> tuple[Any, ...]:
+    # The description is cosmetic; two plans naming the same account and role share credentials.
+    return (account.id, account.role_name, account.external_id)
+
+
+def _is_server_error(exc: ClientError) -> bool:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) >= 500
+
+
+_default: AwsClients | None = None
+_default_lock = threading.Lock()
+
+
+def default_clients() -> AwsClients:
+    """The worker's process-wide instance: one credential cache for all activity threads."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = AwsClients()
+        return _default
