@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
         ResourceCall,
         WaitRequest,
     )
-    from plans.model import Layer, Phase, Plan, Resource
+    from plans.model import Layer, Phase, Resource
     from workflows.models import (
         WORKFLOW_TYPE,
         AuditEntry,
@@ -35,11 +35,11 @@ with workflow.unsafe.imports_passed_through():
         LifecycleInput,
         LifecycleResult,
         LifecycleState,
-        PhaseState,
         ResourceState,
         RunStatus,
         StepStatus,
     )
+    from workflows.state import close, failed_resources, new_state, result_of, rollup
 
 DR_PLAN = SearchAttributeKey.for_keyword("DrPlan")
 DR_MODE = SearchAttributeKey.for_keyword("DrMode")
@@ -70,19 +70,7 @@ class DrLifecycleWorkflow:
     @workflow.init
     def __init__(self, input: LifecycleInput) -> None:
         self._input = input
-        plan = input.plan
-        self._state = LifecycleState(
-            workflow_id=workflow.info().workflow_id,
-            plan_name=plan.name,
-            mode=input.mode,
-            initiator=input.initiator,
-            paused=input.options.start_paused,
-            started_at=workflow.now(),
-            phases=[
-                PhaseState(phase=phase, layers=[_layer_state(plan, layer) for layer in plan.layers(phase)])
-                for phase in input.selected_phases()
-            ],
-        )
+        self._state = new_state(input, workflow.info().workflow_id, workflow.now())
         self._refresh_status()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._published: tuple[str, str] | None = None
@@ -113,7 +101,7 @@ class DrLifecycleWorkflow:
             self._finish(RunStatus.CANCELLED, "cancelled through Temporal")
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
-        result = self._result()
+        result = result_of(self._state)
         if self._state.status is RunStatus.FAILED:
             raise ApplicationError(result.message, result.model_dump(mode="json"), type="DrRunFailed",
                                    non_retryable=True)
@@ -141,7 +129,7 @@ class DrLifecycleWorkflow:
                 if layer_state.status is StepStatus.FAILED:
                     break
             phase_state.ended_at = workflow.now()
-            phase_state.status = _rollup([layer.status for layer in phase_state.layers])
+            phase_state.status = rollup([layer.status for layer in phase_state.layers])
             if phase_state.status is StepStatus.FAILED:
                 self._finish(RunStatus.FAILED, f"phase {phase.value} failed: {self._failure_summary()}")
                 return
@@ -150,7 +138,7 @@ class DrLifecycleWorkflow:
         if self._state.cancel_requested:
             self._finish(RunStatus.CANCELLED, "cancelled by operator")
         elif not self._state.status.finished:
-            self._finish(RunStatus.COMPLETED, f"{self._input.mode.value} of {self._input.plan.name} completed")
+            self._finish(RunStatus.COMPLETED, "")
 
     async def _run_layer(self, phase: Phase, layer: Layer, layer_state: LayerState) -> None:
         layer_state.status = StepStatus.RUNNING
@@ -184,8 +172,8 @@ class DrLifecycleWorkflow:
 
         await asyncio.gather(*(one(r, s) for r, s in zip(layer.resources, layer_state.resources, strict=True)))
         layer_state.ended_at = workflow.now()
-        layer_state.status = _rollup([r.status for r in layer_state.resources],
-                                     tolerate_failures=layer.continue_on_error)
+        layer_state.status = rollup([r.status for r in layer_state.resources],
+                                    tolerate_failures=layer.continue_on_error)
 
     async def _run_resource(self, phase: Phase, layer: Layer, resource: Resource, state: ResourceState) -> None:
         plan = self._input.plan
@@ -367,81 +355,9 @@ class DrLifecycleWorkflow:
             self._published = current
 
     def _finish(self, status: RunStatus, message: str) -> None:
-        if self._state.status.finished:
-            return
-        now = workflow.now()
-        for phase_state in self._state.phases:
-            for layer_state in phase_state.layers:
-                for resource in layer_state.resources:
-                    if resource.status is StepStatus.PENDING:
-                        resource.status = StepStatus.SKIPPED
-                if layer_state.status in (StepStatus.PENDING, StepStatus.RUNNING):
-                    layer_state.status = _rollup([r.status for r in layer_state.resources],
-                                                 tolerate_failures=layer_state.continue_on_error)
-            if phase_state.status in (StepStatus.PENDING, StepStatus.RUNNING):
-                phase_state.status = _rollup([layer.status for layer in phase_state.layers])
-                if phase_state.started_at and phase_state.ended_at is None:
-                    phase_state.ended_at = now
-        self._state.status = status
-        self._state.error = message if status is not RunStatus.COMPLETED else None
-        self._state.ended_at = now
-        self._publish()
+        if not self._state.status.finished:
+            close(self._state, status, message, workflow.now())
+            self._publish()
 
     def _failure_summary(self) -> str:
-        failed = self._failed_resources()
-        return ", ".join(failed) if failed else "see status"
-
-    def _failed_resources(self) -> list[str]:
-        return [
-            f"{p.phase.value}/{layer.name}/{r.name}: {r.error}"
-            for p in self._state.phases for layer in p.layers for r in layer.resources
-            if r.status is StepStatus.FAILED
-        ]
-
-    def _result(self) -> LifecycleResult:
-        return LifecycleResult(
-            workflow_id=self._state.workflow_id,
-            status=self._state.status,
-            phase_durations_seconds={
-                p.phase.value: p.duration_seconds for p in self._state.phases if p.duration_seconds is not None
-            },
-            failed_resources=self._failed_resources(),
-            message=self._state.error or f"{self._input.mode.value} of {self._input.plan.name} completed",
-        )
-
-
-def _layer_state(plan: Plan, layer: Layer) -> LayerState:
-    def account_id(resource: Resource) -> str:
-        # The plan is re-validated by an activity after start; until then an unknown key must not crash the task.
-        key = plan.account_key_for(resource)
-        return plan.accounts[key].id if key in plan.accounts else key
-
-    return LayerState(
-        name=layer.name,
-        continue_on_error=layer.continue_on_error,
-        resources=[
-            ResourceState(name=r.name, action=r.action, account=account_id(r), region=plan.region_for(r))
-            for r in layer.resources
-        ],
-    )
-
-
-def _rollup(statuses: list[StepStatus], tolerate_failures: bool = False) -> StepStatus:
-    """The status of a layer or phase from its children's. PARTIAL: some failed in a continue-on-error layer."""
-    if not statuses:
-        return StepStatus.SUCCEEDED
-    if StepStatus.RUNNING in statuses:
-        return StepStatus.RUNNING
-    if StepStatus.FAILED in statuses:
-        return StepStatus.PARTIAL if tolerate_failures else StepStatus.FAILED
-    if StepStatus.CANCELLED in statuses:
-        return StepStatus.CANCELLED
-    if all(s is StepStatus.SKIPPED for s in statuses):
-        return StepStatus.SKIPPED
-    if all(s is StepStatus.PENDING for s in statuses):
-        return StepStatus.PENDING
-    if any(s in (StepStatus.SKIPPED, StepStatus.PENDING) for s in statuses):
-        return StepStatus.CANCELLED  # part of it ran, then the run stopped
-    if StepStatus.PARTIAL in statuses:
-        return StepStatus.PARTIAL
-    return StepStatus.SUCCEEDED
+        return ", ".join(failed_resources(self._state)) or "see status"

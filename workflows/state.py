@@ -1,0 +1,124 @@
+"""Pure functions over the run state: building it from a plan, rolling statuses up, closing it at the end.
+
+No workflow APIs here (the caller passes the time), so these are plain, fast unit-testable code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from plans.model import Layer, Plan, Resource
+from workflows.models import (
+    LayerState,
+    LifecycleInput,
+    LifecycleResult,
+    LifecycleState,
+    PhaseState,
+    ResourceState,
+    RunStatus,
+    StepStatus,
+)
+
+
+def new_state(run_input: LifecycleInput, workflow_id: str, now: datetime) -> LifecycleState:
+    plan = run_input.plan
+    return LifecycleState(
+        workflow_id=workflow_id,
+        plan_name=plan.name,
+        mode=run_input.mode,
+        initiator=run_input.initiator,
+        paused=run_input.options.start_paused,
+        started_at=now,
+        phases=[
+            PhaseState(phase=phase, layers=[_layer_state(plan, layer) for layer in plan.layers(phase)])
+            for phase in run_input.selected_phases()
+        ],
+    )
+
+
+def _layer_state(plan: Plan, layer: Layer) -> LayerState:
+    def account_id(resource: Resource) -> str:
+        # The plan is re-validated by an activity after start; until then an unknown key must not crash the task.
+        key = plan.account_key_for(resource)
+        return plan.accounts[key].id if key in plan.accounts else key
+
+    return LayerState(
+        name=layer.name,
+        continue_on_error=layer.continue_on_error,
+        resources=[
+            ResourceState(name=r.name, action=r.action, account=account_id(r), region=plan.region_for(r))
+            for r in layer.resources
+        ],
+    )
+
+
+def rollup(statuses: list[StepStatus], tolerate_failures: bool = False) -> StepStatus:
+    """The status of a layer or phase from its children's. PARTIAL: some failed in a continue-on-error layer."""
+    if not statuses:
+        return StepStatus.SUCCEEDED
+    if StepStatus.RUNNING in statuses:
+        return StepStatus.RUNNING
+    if StepStatus.FAILED in statuses:
+        return StepStatus.PARTIAL if tolerate_failures else StepStatus.FAILED
+    if StepStatus.CANCELLED in statuses:
+        return StepStatus.CANCELLED
+    if all(s is StepStatus.SKIPPED for s in statuses):
+        return StepStatus.SKIPPED
+    if all(s is StepStatus.PENDING for s in statuses):
+        return StepStatus.PENDING
+    if any(s in (StepStatus.SKIPPED, StepStatus.PENDING) for s in statuses):
+        return StepStatus.CANCELLED  # part of it ran, then the run stopped
+    if StepStatus.PARTIAL in statuses:
+        return StepStatus.PARTIAL
+    return StepStatus.SUCCEEDED
+
+
+def close(state: LifecycleState, status: RunStatus, message: str, now: datetime) -> None:
+    """End the run: whatever never started is SKIPPED, and every layer and phase gets its final status."""
+    for phase_state in state.phases:
+        for layer_state in phase_state.layers:
+            for resource in layer_state.resources:
+                if resource.status is StepStatus.PENDING:
+                    resource.status = StepStatus.SKIPPED
+            if layer_state.status in (StepStatus.PENDING, StepStatus.RUNNING):
+                layer_state.status = _final(layer_state.started_at, [r.status for r in layer_state.resources],
+                                            layer_state.continue_on_error)
+        if phase_state.status in (StepStatus.PENDING, StepStatus.RUNNING):
+            phase_state.status = _final(phase_state.started_at, [layer.status for layer in phase_state.layers])
+            if phase_state.started_at and phase_state.ended_at is None:
+                phase_state.ended_at = now
+    state.status = status
+    state.error = message if status is not RunStatus.COMPLETED else None
+    state.ended_at = now
+
+
+def _final(started_at: datetime | None, children: list[StepStatus], tolerate_failures: bool = False) -> StepStatus:
+    # Never started means nothing in it ran, even when it had nothing to run.
+    return StepStatus.SKIPPED if started_at is None else rollup(children, tolerate_failures)
+
+
+def failed_resources(state: LifecycleState) -> list[str]:
+    return [
+        f"{p.phase.value}/{layer.name}/{r.name}: {r.error}"
+        for p in state.phases for layer in p.layers for r in layer.resources
+        if r.status is StepStatus.FAILED
+    ]
+
+
+def result_of(state: LifecycleState) -> LifecycleResult:
+    failed = failed_resources(state)
+    if state.error:
+        message = state.error
+    elif failed:  # continue-on-error layers: the run went on, but say so
+        message = f"{state.mode.value} of {state.plan_name} completed with {len(failed)} failed resource(s)"
+    else:
+        message = f"{state.mode.value} of {state.plan_name} completed"
+    return LifecycleResult(
+        workflow_id=state.workflow_id,
+        status=state.status,
+        phase_durations_seconds={
+            p.phase.value: p.duration_seconds for p in state.phases if p.duration_seconds is not None
+        },
+        failed_resources=failed,
+        message=message,
+    )
