@@ -129,15 +129,44 @@ async def _drill(address: str, plan_file: Path, ui_base: str) -> int:
     click.echo("")
     for line in summary(state):
         click.echo(line)
+    listed = _listed_in_ui(ui_base, plan.name, workflow_id)
+    click.echo(f"\nTemporal UI lists the run ({ui_base}, filter: DrPlan = \"{plan.name}\"): "
+               + (" ".join(f"{k}={v}" for k, v in listed.items()) if listed else "NOT FOUND"))
     after = _production_snapshot()
     untouched = before == after
     click.echo(f"\nProduction after the drill: {'unchanged' if untouched else 'CHANGED'}")
     for key, value in after.items():
         click.echo(f"  {key}: {value}")
-    if state.status.value == "COMPLETED" and untouched:
+    if state.status.value == "COMPLETED" and untouched and listed:
         click.echo("\nDrill completed; production untouched.")
         return 0
     return 1
+
+
+def _listed_in_ui(ui_base: str, plan_name: str, workflow_id: str) -> dict[str, str]:
+    """Ask the UI server what an operator's filter shows, through the same HTTP API the UI's pages call."""
+    import base64
+    import json
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.quote(f'DrPlan="{plan_name}" AND WorkflowId="{workflow_id}"')
+    url = f"{ui_base}/api/v1/namespaces/default/workflows?query={query}"
+    # Visibility is eventually consistent: the closing upsert can take a moment to be indexed.
+    for _ in range(20):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                executions = json.load(response).get("executions", [])
+        except OSError:
+            executions = []
+        if executions:
+            fields = executions[0].get("searchAttributes", {}).get("indexedFields", {})
+            listed = {name: json.loads(base64.b64decode(fields[name]["data"]))
+                      for name in ("DrPlan", "DrMode", "DrPhase", "DrStatus", "DrInitiator") if name in fields}
+            if listed.get("DrStatus") not in (None, "RUNNING"):
+                return listed
+        time.sleep(0.5)
+    return {}
 
 
 def _production_snapshot() -> dict[str, Any]:

@@ -99,6 +99,11 @@ def test_demo_completes_and_leaves_nothing_running(tmp_path: Path):
         assert re.search(rf"^  {phase}\s+SUCCEEDED", done.stdout, re.MULTILINE), phase
     assert "Drill completed; production untouched." in done.stdout
     assert "Temporal UI: http://127.0.0.1:" in done.stdout
+    # The UI server itself lists the run with every search attribute (asked through the UI's own HTTP API).
+    listed = re.search(r"Temporal UI lists the run .*: (DrPlan=.*)$", done.stdout, re.MULTILINE)
+    assert listed, done.stdout[-2000:]
+    for expected in ("DrPlan=web-app", "DrMode=drill", "DrPhase=REPLICATE", "DrStatus=COMPLETED", "DrInitiator="):
+        assert expected in listed.group(1)
     pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", done.stdout)]
     assert len(pids) == 3
     for pid in pids:
