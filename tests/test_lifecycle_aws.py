@@ -129,3 +129,34 @@ async def test_a_failing_resource_fails_the_run_and_skips_the_rest(worker, estat
     assert state.phases[1].layers[1].resources[0].status is StepStatus.SKIPPED  # DNS never switched
     assert estate.record_values() == [f"{estate.record}={estate.primary_value}"]
     assert [p.status for p in state.phases[2:]] == [StepStatus.SKIPPED, StepStatus.SKIPPED]
+
+
+async def test_resources_in_two_accounts_each_act_in_their_own(worker, estate: Estate):
+    """A hub-account zone (worker's own credentials) beside the app-account resources (assumed role)."""
+    hub_zone = f"hub-{estate.zone}"
+    hub = account_session(HUB_ACCOUNT)
+    scenarios.seed(scenarios.Scenario(name="hub-dns", accounts={"hub": HUB_ACCOUNT}, zones=[scenarios.ZoneSpec(
+        account="hub", name=hub_zone,
+        records=[scenarios.RecordSpec(name=f"status.{hub_zone}", value=f"status.us-east-1.{hub_zone}")])]))
+    data = estate.plan("two-accounts").model_dump(by_alias=True, mode="json")
+    data["phases"]["ACTIVATE"]["layers"][1]["resources"].append({
+        "name": "status-page", "action": "route53.record", "account": "hub",
+        "parameters": {"zoneName": hub_zone, "recordName": f"status.{hub_zone}",
+                       "recoveryValue": f"status.us-west-2.{hub_zone}"}})
+    handle = await start_run(worker.client, worker.task_queue, Plan.model_validate(data), mode=Mode.PLANNED)
+    assert (await finish(handle)).status is RunStatus.COMPLETED
+    state = await status_of(handle)
+
+    traffic = {r.name: r for r in state.phases[1].layers[1].resources}
+    assert (traffic["status-page"].account, traffic["app-dns"].account) == (HUB_ACCOUNT, APP_ACCOUNT)
+    # Each record changed in its own account, and neither zone is visible from the other account.
+    assert estate.record_values() == [f"{estate.record}={estate.recovery_value}"]
+    hub_route53 = hub.client("route53", region_name="us-east-1")
+    hub_zone_ids = {z["Name"].rstrip("."): z["Id"] for z in hub_route53.list_hosted_zones()["HostedZones"]}
+    assert estate.zone not in hub_zone_ids
+    records = hub_route53.list_resource_record_sets(HostedZoneId=hub_zone_ids[hub_zone])["ResourceRecordSets"]
+    status_record = next(r for r in records if r["Name"].rstrip(".") == f"status.{hub_zone}")
+    assert status_record["ResourceRecords"] == [{"Value": f"status.us-west-2.{hub_zone}"}]
+    app_zones = {z["Name"].rstrip(".") for z in estate.app.client("route53", region_name="us-east-1")
+                 .list_hosted_zones()["HostedZones"]}
+    assert hub_zone not in app_zones
