@@ -60,8 +60,15 @@ NON_RETRYABLE_CODES = frozenset(
         "NoSuchHostedZone",
         "NoSuchChange",
         "ParameterNotFound",
+        "ValidationException",
+        "ResourceNotFoundException",
+        "UninitializedAccountException",
     }
 )
+
+
+def is_permanent(code: str) -> bool:
+    return code in NON_RETRYABLE_CODES or code.endswith(("NotFound", "NotFoundFault"))
 
 
 def error_code(exc: ClientError) -> str:
@@ -85,7 +92,7 @@ def aws_errors(what: str) -> Iterator[None]:
         raise fatal(f"{what}: {exc}", "ParamValidationError") from exc
     except ClientError as exc:
         code = error_code(exc)
-        if code in NON_RETRYABLE_CODES:
+        if is_permanent(code):
             message = exc.response.get("Error", {}).get("Message", "")
             raise fatal(f"{what}: {code}: {message}", code) from exc
         raise

@@ -6,17 +6,19 @@ state changed (so the workflow's status query shows progress), resuming from its
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import structlog
-from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError
+from botocore.exceptions import ClientError, NoCredentialsError
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities import registry
-from activities.aws import AwsClients
+from activities.aws import AwsClients, aws_errors, error_code
 from activities.context import ResourceContext
 from activities.contract import (
     RESOURCE_START,
@@ -32,27 +34,6 @@ from activities.contract import (
 from plans.model import Plan
 
 log = structlog.get_logger("dr.activities")
-
-# AWS error codes that a retry cannot fix: fail the resource at once with the service's own words.
-_PERMANENT_CODES = {
-    "AccessDenied",
-    "AccessDeniedException",
-    "UnauthorizedOperation",
-    "InvalidClientTokenId",
-    "ValidationError",
-    "ValidationException",
-    "InvalidParameterValue",
-    "InvalidParameterCombination",
-    "InvalidInput",
-    "InvalidChangeBatch",
-    "NoSuchHostedZone",
-    "DBInstanceNotFound",
-    "DBInstanceNotFoundFault",
-    "DBSnapshotNotFound",
-    "ResourceNotFoundException",
-    "UninitializedAccountException",
-}
-
 
 class DrActivities:
     """Holds the process-wide AWS client cache; one instance per worker."""
@@ -75,7 +56,7 @@ class DrActivities:
     def start_resource(self, call: ResourceCall) -> Operation:
         ctx, module, params = self._prepare(call)
         ctx.log.info("resource.start")
-        with _aws_errors(ctx):
+        with _module_errors(ctx):
             operation = module.start(ctx, params)
         ctx.log.info("resource.started", done=operation.done, message=operation.message)
         return operation
@@ -87,7 +68,7 @@ class DrActivities:
         operation = progress.last or request.operation
         entry_message = request.operation.message
         while True:
-            with _aws_errors(ctx):
+            with _module_errors(ctx):
                 operation = module.poll(ctx, params, operation.handle)
             progress.polls += 1
             progress.last = operation
@@ -103,7 +84,7 @@ class DrActivities:
     @activity.defn(name=RESOURCE_STATUS)
     def resource_status(self, call: ResourceCall) -> dict[str, Any]:
         ctx, module, params = self._prepare(call)
-        with _aws_errors(ctx):
+        with _module_errors(ctx):
             return module.status(ctx, params)
 
     def _prepare(self, call: ResourceCall) -> tuple[ResourceContext, registry.ServiceModule, Any]:
@@ -133,25 +114,15 @@ def _resumed_progress() -> WaitProgress:
     return WaitProgress()
 
 
-class _aws_errors:
-    """Translate AWS errors into Temporal's terms: permanent ones fail at once, the rest are retried."""
-
-    def __init__(self, ctx: ResourceContext) -> None:
-        self.ctx = ctx
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, ApplicationError | CancelledError):
-            return False
-        if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            message = exc.response.get("Error", {}).get("Message", str(exc))
-            self.ctx.log.warning("resource.aws_error", code=code, message=message)
-            if code in _PERMANENT_CODES or code.endswith("NotFound") or code.endswith("NotFoundFault"):
-                raise ApplicationError(f"{code}: {message}", type=code, non_retryable=True) from None
-            return False
-        if isinstance(exc, ParamValidationError | NoCredentialsError | NotImplementedError):
-            raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from None
-        return False
+@contextmanager
+def _module_errors(ctx: ResourceContext) -> Iterator[None]:
+    """Around any module call: AWS errors no retry can fix fail the resource at once (activities.aws decides
+    which); so do a module's own gaps. Everything else is retried by Temporal's policy."""
+    try:
+        with aws_errors(f"{ctx.call.resource.action} {ctx.call.resource.name}"):
+            yield
+    except (NoCredentialsError, NotImplementedError) as exc:
+        raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from None
+    except ClientError as exc:
+        ctx.log.warning("resource.aws_error", code=error_code(exc), message=str(exc))
+        raise
