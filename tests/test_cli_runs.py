@@ -135,3 +135,32 @@ async def test_worker_stops_gracefully_on_sigterm(temporal_cli_env, tmp_path: Pa
     text = log.read_text()
     assert code == 0, text
     assert "worker.stopping" in text and "worker.stopped" in text
+
+
+def test_demo_interrupted_mid_drill_still_stops_everything(tmp_path: Path):
+    import signal
+    import subprocess
+    import time
+
+    log = tmp_path / "demo.out"
+    with log.open("w") as out:
+        demo = subprocess.Popen([DRCTL, "demo", "--state-dir", str(tmp_path / "state")], stdout=out,
+                                stderr=subprocess.STDOUT, env={k: v for k, v in os.environ.items()
+                                                               if not k.startswith("AWS_")})
+        try:
+            deadline = time.monotonic() + 120
+            while "• Worker" not in log.read_text() and time.monotonic() < deadline and demo.poll() is None:
+                time.sleep(0.1)
+            demo.send_signal(signal.SIGINT)  # what Ctrl-C delivers
+            code = demo.wait(timeout=60)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+    text = log.read_text()
+    assert code == 130, text
+    assert "Interrupted: stopping everything the demo started." in text
+    pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", text)]
+    assert pids, text
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
