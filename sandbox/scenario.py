@@ -55,6 +55,27 @@ class ZoneSpec(_Model):
     records: list[RecordSpec] = Field(default_factory=list)
 
 
+class SourceServerGroup(_Model):
+    """`count` DRS source servers alike but for their hostnames (`hostname` is a str.format pattern with {n})."""
+
+    account: str
+    region: str  # where DRS replicates to: the recovery region
+    source_region: str | None = None  # where the servers run (EC2 origin); default: the other demo region
+    count: int = Field(default=1, ge=1, le=5000)
+    start: int = Field(default=1, ge=0)
+    hostname: str
+    tags: dict[str, str] = Field(default_factory=dict)
+    replication_state: str = "CONTINUOUS"
+    lag_seconds: int = Field(default=0, ge=0)
+    instance_type: str = "t3.medium"
+
+
+class DrsSpec(_Model):
+    durations: dict[str, float] = Field(default_factory=dict)  # snapshot, conversion, launch, terminate (s)
+    quotas: dict[str, int] = Field(default_factory=dict)
+    source_servers: list[SourceServerGroup] = Field(default_factory=list)
+
+
 class Scenario(_Model):
     name: str
     description: str = ""
@@ -62,6 +83,7 @@ class Scenario(_Model):
     roles: list[RoleSpec] = Field(default_factory=list)
     databases: list[DatabaseSpec] = Field(default_factory=list)
     zones: list[ZoneSpec] = Field(default_factory=list)
+    drs: DrsSpec | None = None
 
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -104,8 +126,35 @@ def seed(scenario: Scenario) -> dict[str, object]:
         made["databases"].append(_seed_database(sessions[db.account], db))  # type: ignore[union-attr]
     for zone in scenario.zones:
         made["zones"].append(_seed_zone(sessions[zone.account], zone))  # type: ignore[union-attr]
+    if scenario.drs is not None:
+        made["drs"] = _seed_drs(scenario)
     log.info("scenario.seeded", scenario=scenario.name, summary=json.dumps(made))
     return made
+
+
+def _seed_drs(scenario: Scenario) -> dict[str, int]:
+    """DRS state is the emulator's own, in this process (as moto's backends are): seeded directly, not over HTTP."""
+    from sandbox.drs.models import drs_world
+
+    world = drs_world()
+    spec = scenario.drs
+    assert spec is not None
+    if spec.durations:
+        world.set_durations(**spec.durations)
+    if spec.quotas:
+        world.set_quotas(**spec.quotas)
+    counts: dict[str, int] = {}
+    for group in spec.source_servers:
+        account_id = scenario.accounts[group.account]
+        for n in range(group.start, group.start + group.count):
+            world.add_source_server(
+                account_id, group.region, group.hostname.format(n=n), tags=dict(group.tags),
+                replication_state=group.replication_state, lag_seconds=group.lag_seconds,
+                source_region=group.source_region, instance_type=group.instance_type,
+            )
+        key = f"{account_id}/{group.region}"
+        counts[key] = counts.get(key, 0) + group.count
+    return counts
 
 
 def _seed_role(session: boto3.Session, role: RoleSpec, trusted_account_id: str) -> None:

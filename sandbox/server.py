@@ -6,7 +6,6 @@ routed to our own emulators by the credential scope of the request (`Credential=
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -17,6 +16,10 @@ from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from sandbox import moto_fixes
+from sandbox.admin import PREFIX as ADMIN_PREFIX
+from sandbox.admin import AdminApp
+from sandbox.drs.app import DrsApp
+from sandbox.drs.models import drs_world, reset_world
 
 log = structlog.get_logger("sandbox")
 
@@ -30,29 +33,23 @@ def signing_service(environ: dict[str, Any]) -> str | None:
     return match.group(1) if match else None
 
 
-def _not_implemented(service: str) -> WsgiApp:
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        body = json.dumps(
-            {"message": f"the sandbox does not implement the {service} service yet", "code": "NotImplemented"}
-        ).encode()
-        start_response(
-            "501 Not Implemented",
-            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "NotImplemented")],
-        )
-        return [body]
-
-    return app
-
-
 class SandboxApp:
-    """Routes each request to the emulator registered for its signing service, else to moto."""
+    """Routes each request: the admin path, else the emulator registered for its signing service, else moto."""
 
-    def __init__(self, emulators: dict[str, WsgiApp] | None = None) -> None:
+    def __init__(self, emulators: dict[str, WsgiApp] | None = None, time_scale: float = 1.0,
+                 seed: int | None = None, base_url: Callable[[], str] | None = None) -> None:
         moto_fixes.apply()
         self.moto = DomainDispatcherApplication(create_backend_app)
-        self.emulators: dict[str, WsgiApp] = {"drs": _not_implemented("drs"), **(emulators or {})}
+        reset_world(time_scale=time_scale, seed=seed)
+        self.emulators: dict[str, WsgiApp] = {"drs": DrsApp(), **(emulators or {})}
+        self.admin = AdminApp(base_url or (lambda: "http://127.0.0.1"))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").startswith(ADMIN_PREFIX):
+            return self.admin(environ, start_response)
+        # DRS time moves on whatever is asked: a client that started a job and polls only EC2 must still see the
+        # recovery instances appear, as it would on AWS.
+        drs_world().advance()
         service = signing_service(environ)
         target = self.emulators.get(service or "", self.moto)
         return target(environ, start_response)
@@ -68,8 +65,9 @@ class _QuietRequestHandler(MotoRequestHandler):
 class SandboxServer:
     """The sandbox in a background thread of this process (tests), or in the foreground (`drctl sandbox serve`)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.app = SandboxApp()
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, time_scale: float = 1.0,
+                 seed: int | None = None) -> None:
+        self.app = SandboxApp(time_scale=time_scale, seed=seed, base_url=lambda: self.url)
         self._server: BaseWSGIServer = make_server(
             host, port, self.app, threaded=True, request_handler=_QuietRequestHandler
         )

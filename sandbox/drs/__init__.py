@@ -1,0 +1,1 @@
+"""Emulator of AWS Elastic Disaster Recovery (DRS), which moto lacks."""
