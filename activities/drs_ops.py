@@ -1,0 +1,51 @@
+"""The AWS side of DRS recovery, as plain functions over boto3 clients that the DRS activities call.
+
+Everything here works in batches (per job, per account and region), never per server, and every result is a
+JSON-serializable model so it can cross an activity boundary. The code lives in `drs_common`, `drs_select`,
+`drs_jobs` and `drs_instances`; this module is the one place callers import from.
+"""
+
+from __future__ import annotations
+
+from activities.drs_common import ACTIVE_JOB_LOOKBACK, chunks, drs_errors, throttled
+from activities.drs_instances import (
+    RecoveryDetail,
+    ReverseOutcome,
+    drill_instances_of,
+    recovery_details,
+    reverse_replication,
+    terminate_recovery_instances,
+)
+from activities.drs_jobs import (
+    QUOTA_CODES,
+    TAG_CHUNK,
+    TAG_WAVE,
+    JobKey,
+    JobProgress,
+    Quotas,
+    ServerLaunch,
+    active_usage,
+    describe_jobs,
+    drs_quotas,
+    find_job,
+    job_done,
+    last_log_events,
+    server_outcome,
+    servers_in_active_jobs,
+    start_or_find_job,
+)
+from activities.drs_select import (
+    ServerInfo,
+    format_lag,
+    parse_duration,
+    recoverability,
+    resolve_selection,
+)
+
+__all__ = [
+    "ACTIVE_JOB_LOOKBACK", "QUOTA_CODES", "TAG_CHUNK", "TAG_WAVE", "JobKey", "JobProgress", "Quotas",
+    "RecoveryDetail", "ReverseOutcome", "ServerInfo", "ServerLaunch", "active_usage", "chunks", "describe_jobs",
+    "drill_instances_of", "drs_errors", "drs_quotas", "find_job", "format_lag", "job_done", "last_log_events",
+    "parse_duration", "recoverability", "recovery_details", "resolve_selection", "reverse_replication",
+    "server_outcome", "servers_in_active_jobs", "start_or_find_job", "terminate_recovery_instances", "throttled",
+]
