@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from plans.drs import LaunchSettings, ProtectionGroup, ServerLaunchSettings, ServerSelection
 
 PLAN_API_VERSION = "dr.orchestrator/v1"
 
@@ -162,6 +164,8 @@ class Plan(PlanModel):
     regions: Regions
     defaults: Defaults = Defaults()
     phases: dict[Phase, PhasePlan]
+    # DRS source servers recovered together, by group name; `drs.recovery` resources name them in their waves.
+    protection_groups: dict[Annotated[str, Field(pattern=NAME.pattern)], ProtectionGroup] = Field(default_factory=dict)
 
     @field_validator("api_version")
     @classmethod
@@ -181,11 +185,11 @@ class Plan(PlanModel):
     # Cross-references (account keys, actions, parameters) are checked in plans.validation, which can name the
     # exact field of each problem; a model validator here could only blame the whole plan.
 
-    def account_key_for(self, resource: Resource) -> str:
-        return resource.account or self.defaults.account or next(iter(self.accounts))
+    def account_key_for(self, item: Resource | ProtectionGroup) -> str:
+        return item.account or self.defaults.account or next(iter(self.accounts))
 
-    def region_for(self, resource: Resource) -> str:
-        return resource.region or self.regions.recovery
+    def region_for(self, item: Resource | ProtectionGroup) -> str:
+        return item.region or self.regions.recovery
 
     def layers(self, phase: Phase) -> list[Layer]:
         plan = self.phases.get(phase)
@@ -198,3 +202,10 @@ def _reject_duplicates(names: list[str], what: str) -> None:
         if name in seen:
             raise ValueError(f"{what} name {name!r} is used twice")
         seen.add(name)
+
+
+__all__ = [
+    "Account", "Defaults", "ExternalIdSource", "LaunchSettings", "Layer", "Mode", "PHASE_ORDER", "PLAN_API_VERSION",
+    "Phase", "PhasePlan", "Plan", "PlanModel", "ProtectionGroup", "Regions", "Resource", "ServerLaunchSettings",
+    "ServerSelection",
+]
