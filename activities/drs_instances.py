@@ -93,10 +93,17 @@ def recovery_details(drs: Any, ec2: Any, recovery_instance_ids: list[str]) -> di
 def drill_instances_of(drs: Any, execution_id: str) -> list[str]:
     """This execution's drill instances: launched by a job tagged with its id. Never another execution's, whatever
     their names or sources say."""
-    drills = [i for i in _recovery_instances(drs) if i.get("isDrill") and i.get("jobID")
-              and (i.get("ec2InstanceState") or "").upper() not in _GONE_STATES]
-    ours = _jobs_tagged(drs, list(dict.fromkeys(i["jobID"] for i in drills)), execution_id)
-    return [i["recoveryInstanceID"] for i in drills if i["jobID"] in ours]
+    return recovery_instances_of(drs, execution_id, is_drill=True)
+
+
+def recovery_instances_of(drs: Any, execution_id: str, is_drill: bool | None = None) -> list[str]:
+    """This execution's live recovery instances (drills only, recoveries only, or both when `is_drill` is None):
+    launched by a job tagged with its id, so another execution's are never included."""
+    live = [i for i in _recovery_instances(drs) if i.get("jobID")
+            and (is_drill is None or bool(i.get("isDrill")) == is_drill)
+            and (i.get("ec2InstanceState") or "").upper() not in _GONE_STATES]
+    ours = _jobs_tagged(drs, list(dict.fromkeys(i["jobID"] for i in live)), execution_id)
+    return [i["recoveryInstanceID"] for i in live if i["jobID"] in ours]
 
 
 def _jobs_tagged(drs: Any, job_ids: list[str], execution_id: str) -> set[str]:

@@ -13,6 +13,7 @@ from activities.drs_instances import (
     ReverseOutcome,
     drill_instances_of,
     recovery_details,
+    recovery_instances_of,
     reverse_replication,
     terminate_recovery_instances,
 )
@@ -37,6 +38,7 @@ from activities.drs_jobs import (
 from activities.drs_select import (
     ServerInfo,
     format_lag,
+    list_source_servers,
     parse_duration,
     recoverability,
     resolve_selection,
@@ -46,6 +48,7 @@ __all__ = [
     "ACTIVE_JOB_LOOKBACK", "QUOTA_CODES", "TAG_CHUNK", "TAG_WAVE", "JobKey", "JobProgress", "Quotas",
     "RecoveryDetail", "ReverseOutcome", "ServerInfo", "ServerLaunch", "active_usage", "chunks", "describe_jobs",
     "drill_instances_of", "drs_errors", "drs_quotas", "find_job", "format_lag", "job_done", "last_log_events",
-    "parse_duration", "recoverability", "recovery_details", "resolve_selection", "reverse_replication",
-    "server_outcome", "servers_in_active_jobs", "start_or_find_job", "terminate_recovery_instances", "throttled",
+    "list_source_servers", "parse_duration", "recoverability", "recovery_details", "recovery_instances_of",
+    "resolve_selection", "reverse_replication", "server_outcome", "servers_in_active_jobs", "start_or_find_job",
+    "terminate_recovery_instances", "throttled",
 ]

@@ -86,6 +86,10 @@ def recoverability(server: ServerInfo, allow_with_care: bool = False) -> str | N
     return f"replication {state}{lag}{care}"
 
 
+def list_source_servers(drs: Any) -> list[ServerInfo]:
+    return [ServerInfo.from_wire(item) for item in paginate(drs, "describe_source_servers", "DescribeSourceServers")]
+
+
 def _tags_match(tags: dict[str, str], wanted: dict[str, str | list[str]]) -> bool:
     for key, allowed in wanted.items():
         values = [allowed] if isinstance(allowed, str) else list(allowed)
@@ -100,11 +104,13 @@ def resolve_selection(
     source_server_ids: list[str] | None = None,
     hostnames: list[str] | None = None,
     include_failback: bool = False,
+    listing: list[ServerInfo] | None = None,
 ) -> list[ServerInfo]:
     """The servers a selection means now, in DRS's listing order: one DescribeSourceServers scan, tags matched here
-    (DRS has no tag filter), unioned with the named servers; a named server that is not there is an error."""
+    (DRS has no tag filter), unioned with the named servers; a named server that is not there is an error.
+    `listing` (from `list_source_servers`) lets several selections in one account-region share one scan."""
     tags, ids, names = tags or {}, list(source_server_ids or []), list(hostnames or [])
-    servers = [ServerInfo.from_wire(item) for item in paginate(drs, "describe_source_servers", "DescribeSourceServers")]
+    servers = listing if listing is not None else list_source_servers(drs)
     found_ids = {s.source_server_id for s in servers}
     found_names = {s.hostname for s in servers if s.hostname}
     missing = [f"source server {i}" for i in ids if i not in found_ids]

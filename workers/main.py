@@ -17,7 +17,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.aws import AwsClients
+from activities.drs_activities import DrsActivities
 from activities.runtime import DrActivities
+from workflows.drs_recovery import DrsRecoveryWorkflow
 from workflows.lifecycle import DrLifecycleWorkflow
 from workflows.models import DEFAULT_TASK_QUEUE
 
@@ -80,8 +82,8 @@ def build_worker(client: Client, task_queue: str, aws: AwsClients,
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[DrLifecycleWorkflow],
-        activities=DrActivities(aws).all(),
+        workflows=[DrLifecycleWorkflow, DrsRecoveryWorkflow],
+        activities=[*DrActivities(aws).all(), *DrsActivities(aws).all()],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         graceful_shutdown_timeout=timedelta(seconds=20),

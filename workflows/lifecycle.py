@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contract import (
@@ -24,7 +24,9 @@ with workflow.unsafe.imports_passed_through():
         ResourceCall,
         WaitRequest,
     )
+    from plans.drs import DRS_ACTION
     from plans.model import Layer, Phase, Resource
+    from workflows.drs_models import DRS_WORKFLOW_TYPE, DrsRecoveryResult, drs_input_for
     from workflows.models import (
         WORKFLOW_TYPE,
         AuditEntry,
@@ -186,6 +188,9 @@ class DrLifecycleWorkflow:
         activity_id = f"{phase.value}/{layer.name}/{resource.name}"
         state.status = StepStatus.RUNNING
         state.started_at = workflow.now()
+        if resource.action == DRS_ACTION:
+            await self._run_drs(phase, resource, state, f"{self._state.workflow_id}/{activity_id}")
+            return
         try:
             operation = await workflow.execute_activity(
                 RESOURCE_START, call, result_type=Operation, activity_id=f"{activity_id}/start",
@@ -212,6 +217,31 @@ class DrLifecycleWorkflow:
         except (asyncio.CancelledError, CancelledError):
             self._end(state, StepStatus.CANCELLED, "cancelled; the AWS operation it started may still be running")
             raise
+
+    async def _run_drs(self, phase: Phase, resource: Resource, state: ResourceState, child_id: str) -> None:
+        """DRS recovery is a child workflow: waves, jobs and per-server state would overflow this history."""
+        try:
+            child_input = drs_input_for(self._input.plan, resource, phase, self._input.mode,
+                                        self._state.workflow_id, self._state.started_at)
+        except (ValueError, KeyError) as exc:  # the worker's plan check reports the details; never fail the task
+            state.error, state.error_type = f"invalid drs.recovery parameters: {exc}", "InvalidParameters"
+            self._end(state, StepStatus.FAILED)
+            return
+        state.outputs = {"childWorkflowId": child_id}
+        try:
+            result = await workflow.execute_child_workflow(
+                DRS_WORKFLOW_TYPE, child_input, id=child_id, result_type=DrsRecoveryResult)
+        except ChildWorkflowError as err:
+            state.error, state.error_type = str(err.cause or err), "DrsRecoveryFailed"
+            self._end(state, StepStatus.FAILED)
+            return
+        state.outputs.update(launched=result.launched, failed=result.failed, jobs=result.jobs,
+                             waves={k: v.value for k, v in result.waves.items()})
+        if result.status.succeeded:
+            self._end(state, StepStatus.SUCCEEDED, result.message)
+        else:
+            state.error, state.error_type = result.message, "DrsRecoveryFailed"
+            self._end(state, StepStatus.FAILED, result.message)
 
     @staticmethod
     def _end(state: ResourceState, status: StepStatus, message: str | None = None) -> None:

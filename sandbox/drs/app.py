@@ -107,7 +107,9 @@ class DrsApp:
                 result = handler(backend, params)
                 return protocol.render_output(operation, result)
         except DrsError as err:
-            return protocol.render_error(modeled(err, operation) if operation is not None else err)
+            answered = modeled(err, operation) if operation is not None else err
+            world.errors_returned[answered.code] += 1
+            return protocol.render_error(answered)
         except Exception as exc:  # an emulator bug must reach the test that hit it, not hang the client
             log.exception("drs.emulator_error", operation=name)
             return protocol.render_error(DrsError("InternalServerException",

@@ -97,6 +97,8 @@ class DrsWorld:
             self.fault_rng = random.Random(f"{seed}-faults")
             self.hardware_rng = random.Random(f"{seed}-hardware")
             self.quotas, self.faults, self.durations = Quotas(), Faults(), Durations()
+            # Errors answered, by code: what a test of the orchestrator counts (retried calls leave no history).
+            self.errors_returned: Counter[str] = Counter()
             self.backends: dict[tuple[str, str], DrsBackend] = {}
 
     def configure(self, time_scale: float | None = None, seed: int | None = None) -> None:
@@ -215,7 +217,8 @@ class DrsWorld:
             faults.update(launch_failures=sorted(self.faults.launch_failures),
                           stuck_servers=sorted(self.faults.stuck_servers))
             return {"time_scale": self.time_scale, "seed": self.effective_seed, "faults": faults,
-                    "durations": asdict(self.durations), "quotas": asdict(self.quotas), "accounts": accounts}
+                    "durations": asdict(self.durations), "quotas": asdict(self.quotas), "accounts": accounts,
+                    "errors_returned": dict(self.errors_returned)}
 
 
 def _check_state(state: str) -> None:

@@ -1,0 +1,138 @@
+"""What crosses the boundary between DrsRecoveryWorkflow and the DRS activities. Pydantic only: no boto3.
+
+One activity call covers one account+region (a "target") and many servers: never an activity per server.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from plans.drs import ServerSelection
+from plans.model import Account
+
+DRS_QUOTAS = "dr.drs.quotas"
+DRS_RESOLVE = "dr.drs.resolve"
+DRS_START_JOB = "dr.drs.start_job"
+DRS_WATCH_JOBS = "dr.drs.watch_jobs"
+DRS_CLEANUP_DRILL = "dr.drs.cleanup_drill"
+DRS_REVERSE = "dr.drs.reverse"
+
+Impact = Literal["critical", "optional"]
+
+
+class DrsTarget(BaseModel):
+    account_key: str
+    account: Account
+    region: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.account.id}/{self.region}"
+
+
+class QuotaLimits(BaseModel):
+    concurrent_jobs: int = 20
+    servers_per_job: int = 100
+    servers_in_active_jobs: int = 500
+    # Taken by jobs this execution does not own when it looked (other runs, consoles): left to them.
+    active_jobs_in_use: int = 0
+    servers_in_use: int = 0
+
+
+class GroupRequest(BaseModel):
+    group: str
+    target: DrsTarget
+    selection: ServerSelection
+    impact: Impact = "critical"
+    allow_unhealthy: bool = False
+
+
+class ResolveRequest(BaseModel):
+    groups: list[GroupRequest]
+    point_in_time: datetime | None = None  # None: latest (DRS takes an on-demand snapshot)
+
+
+class ResolvedServer(BaseModel):
+    id: str
+    hostname: str | None = None
+    group: str
+    impact: Impact
+    target_key: str
+    replication_state: str
+    lag_seconds: int | None = None
+    problem: str | None = None  # why it cannot be recovered (unhealthy replication, no snapshot before the time)
+    snapshot_id: str | None = None
+
+
+class ResolveResult(BaseModel):
+    servers: list[ResolvedServer]
+
+
+class StartJobRequest(BaseModel):
+    target: DrsTarget
+    execution_id: str
+    wave: str
+    chunk: int
+    server_ids: list[str] = Field(min_length=1)
+    is_drill: bool
+    since: datetime  # no later than the execution's start: bounds the search for a job an earlier attempt started
+    snapshot_ids: dict[str, str] = Field(default_factory=dict)
+
+
+class StartJobResult(BaseModel):
+    job_id: str
+
+
+class ServerLaunchState(BaseModel):
+    launch_status: str  # PENDING | IN_PROGRESS | LAUNCHED | FAILED | TERMINATED
+    recovery_instance_id: str | None = None
+
+
+class JobState(BaseModel):
+    job_id: str
+    status: str  # PENDING | STARTED | COMPLETED
+    servers: dict[str, ServerLaunchState]
+    settled: bool  # COMPLETED and no server still launching: capacity is free again
+    last_events: dict[str, str] = Field(default_factory=dict)  # server id -> newest job-log event (and error)
+
+    def signature(self) -> str:
+        launches = ",".join(f"{k}:{v.launch_status}" for k, v in sorted(self.servers.items()))
+        return f"{self.status}|{launches}"
+
+
+class WatchJobsRequest(BaseModel):
+    target: DrsTarget
+    job_ids: list[str] = Field(min_length=1)
+    known: dict[str, str] = Field(default_factory=dict)  # job id -> signature already seen by the workflow
+    max_wait_seconds: float = 60.0  # return then even without change, so newly started jobs join the watch
+    poll_seconds: float = 2.0
+
+
+class WatchJobsResult(BaseModel):
+    jobs: list[JobState]
+
+
+class CleanupRequest(BaseModel):
+    target: DrsTarget
+    execution_id: str
+    since: datetime
+
+
+class CleanupResult(BaseModel):
+    recovery_instance_ids: list[str]
+    terminate_job_ids: list[str]
+
+
+class ReverseRequest(BaseModel):
+    target: DrsTarget
+    execution_id: str
+    since: datetime
+
+
+class ReverseResult(BaseModel):
+    reversed: dict[str, str]  # recovery instance id -> reversed source server ARN
+    needs_failback_client: list[str]
+    errors: dict[str, str]

@@ -1,0 +1,224 @@
+"""DRS recovery through the lifecycle: waves as a DAG, jobs within quotas, drill cleanup per execution."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from plans.model import Mode, Plan
+from sandbox.drs.models import DrsWorld, reset_world
+from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, account_session
+from tests.lifecycle_helpers import finish, resource, start_run, status_of
+from workflows.drs_models import DrsRecoveryState
+from workflows.models import RunOptions, RunStatus, StepStatus
+
+REGION = "us-west-2"
+
+
+@pytest.fixture
+def world(sandbox: Any) -> Iterator[DrsWorld]:
+    yield reset_world(time_scale=40, seed=5)
+    reset_world()
+
+
+def estate(world: DrsWorld, tiers: dict[str, int], app_tiers: dict[str, int] | None = None) -> str:
+    """Servers tagged App=<unique>, Tier=<tier>: `tiers` in the hub account, `app_tiers` in the app account."""
+    app = f"app-{uuid.uuid4().hex[:6]}"
+    for account, counts in ((HUB_ACCOUNT, tiers), (APP_ACCOUNT, app_tiers or {})):
+        for tier, count in counts.items():
+            for n in range(count):
+                world.add_source_server(account, REGION, f"{tier}-{n:03d}.{app}.example.com",
+                                        tags={"App": app, "Tier": tier}, source_region="us-east-1")
+    return app
+
+
+def drs_plan(name: str, app: str, waves: list[dict[str, Any]], groups: dict[str, dict[str, Any]],
+             cleanup: bool = True) -> Plan:
+    resource = {"name": "servers", "action": "drs.recovery", "parameters": {"waves": waves}}
+    phases: dict[str, Any] = {"ACTIVATE": {"layers": [{"name": "servers", "resources": [resource]}]}}
+    if cleanup:
+        phases["CLEANUP"] = {"layers": [{"name": "servers", "resources": [resource]}]}
+    return Plan.model_validate({
+        "name": name,
+        "accounts": {"hub": {"id": HUB_ACCOUNT},
+                     "app": {"id": APP_ACCOUNT, "roleName": "DrTarget", "externalId": {"value": "x-external"}}},
+        "regions": {"primary": "us-east-1", "recovery": REGION},
+        "defaults": {"account": "hub"},
+        "protectionGroups": {g: {"selection": {"tags": {"App": app, **spec.pop("tags", {})}}, **spec}
+                             for g, spec in groups.items()},
+        "phases": phases,
+    })
+
+
+async def child_state(worker, run_id: str, phase: str) -> DrsRecoveryState:
+    handle = worker.client.get_workflow_handle(f"{run_id}/{phase}/servers/servers")
+    return await handle.query("status", result_type=DrsRecoveryState)
+
+
+def jobs_of(client: Any, execution_id: str) -> list[dict[str, Any]]:
+    items = [j for page in client.get_paginator("describe_jobs").paginate(filters={}) for j in page["items"]]
+    return [j for j in items if j.get("tags", {}).get("dr:execution") == execution_id]
+
+
+async def test_waves_follow_the_dag_across_accounts_and_a_drill_cleans_up_only_itself(worker, world):
+    app = estate(world, {"db": 3, "app": 4}, {"web": 5})
+    plan = drs_plan("drs-dag", app, waves=[
+        {"name": "web", "protectionGroups": ["web"], "dependsOn": ["app"]},
+        {"name": "db", "protectionGroups": ["db"]},
+        {"name": "app", "protectionGroups": ["app"], "dependsOn": ["db"]},
+    ], groups={"db": {"tags": {"Tier": "db"}}, "app": {"tags": {"Tier": "app"}},
+               "web": {"tags": {"Tier": "web"}, "account": "app"}})
+    # Another execution's drill of the db servers' neighbours, running at the same time, must survive our cleanup.
+    other = boto3.client("drs", region_name=REGION)
+    bystander = world.add_source_server(HUB_ACCOUNT, REGION, f"bystander.{app}.example.com")
+    other_job = other.start_recovery(sourceServers=[{"sourceServerID": bystander}], isDrill=True,
+                                     tags={"dr:execution": "someone-else"})["job"]
+
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
+    result = await finish(handle)
+    state = await status_of(handle)
+    assert result.status is RunStatus.COMPLETED, result.message
+    activate = resource(state, "ACTIVATE", "servers", "servers")
+    assert activate.status is StepStatus.SUCCEEDED and activate.outputs["launched"] == 12
+    assert activate.outputs["waves"] == {"web": "SUCCEEDED", "db": "SUCCEEDED", "app": "SUCCEEDED"}
+
+    child = await child_state(worker, handle.id, "ACTIVATE")
+    waves = {w.name: w for w in child.waves}
+    assert waves["db"].ended_at <= waves["app"].started_at and waves["app"].ended_at <= waves["web"].started_at
+    assert all(s.status.value == "LAUNCHED" and s.recovery_instance_id for s in child.servers.values())
+    # The DRS side agrees: one job per wave (per account), each created after its prerequisite's ended.
+    hub_jobs = {j["tags"]["dr:wave"]: j for j in jobs_of(other, handle.id) if j["type"] == "LAUNCH"}
+    app_drs = account_session(APP_ACCOUNT).client("drs", region_name=REGION)
+    app_jobs = {j["tags"]["dr:wave"]: j for j in jobs_of(app_drs, handle.id) if j["type"] == "LAUNCH"}
+    assert set(hub_jobs) == {"db", "app"} and set(app_jobs) == {"web"}
+    assert hub_jobs["db"]["endDateTime"] <= hub_jobs["app"]["creationDateTime"]
+    assert hub_jobs["app"]["endDateTime"] <= app_jobs["web"]["creationDateTime"]
+
+    # CLEANUP: none of this execution's drill instances remain; the other execution's is untouched.
+    cleanup = resource(state, "CLEANUP", "servers", "servers")
+    assert cleanup.status is StepStatus.SUCCEEDED and "terminated 12 drill instance" in cleanup.message
+    remaining = [r for client in (other, app_drs)
+                 for r in client.describe_recovery_instances(filters={})["items"]]
+    ours = {s.recovery_instance_id for s in child.servers.values()}
+    assert not ours & {r["recoveryInstanceID"] for r in remaining}
+    theirs = [r for r in remaining if r["jobID"] == other_job["jobID"]]
+    assert len(theirs) == 1
+    ec2 = boto3.client("ec2", region_name=REGION)
+    assert ec2.describe_instances(InstanceIds=[theirs[0]["ec2InstanceID"]])["Reservations"][0]["Instances"][0][
+        "State"]["Name"] == "running"
+
+
+async def test_a_critical_failure_fails_its_wave_and_skips_its_dependants(worker, world):
+    app = estate(world, {"db": 2, "app": 2})
+    world.set_faults(launch_failures={f"db-001.{app}.example.com"})
+    plan = drs_plan("drs-fail", app, waves=[
+        {"name": "db", "protectionGroups": ["db"]},
+        {"name": "app", "protectionGroups": ["app"], "dependsOn": ["db"]},
+    ], groups={"db": {"tags": {"Tier": "db"}}, "app": {"tags": {"Tier": "app"}}}, cleanup=False)
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL,
+                             options=RunOptions(phases=["ACTIVATE"]))
+    with pytest.raises(Exception):
+        await handle.result()
+    state = await status_of(handle)
+    servers = resource(state, "ACTIVATE", "servers", "servers")
+    assert servers.status is StepStatus.FAILED
+    assert "db-001" in servers.error and "1/2 launched" in servers.error  # partial success, named
+    child = await child_state(worker, handle.id, "ACTIVATE")
+    assert {w.name: w.status.value for w in child.waves} == {"db": "FAILED", "app": "SKIPPED"}
+    assert {s.hostname.split(".")[0]: s.status.value for s in child.servers.values()} == {
+        "db-000": "LAUNCHED", "db-001": "FAILED"}
+
+
+async def test_optional_failures_within_the_threshold_are_partial_success(worker, world):
+    app = estate(world, {"web": 4})
+    world.set_faults(launch_failures={f"web-002.{app}.example.com"})
+    plan = drs_plan("drs-optional", app, waves=[{"name": "web", "protectionGroups": ["web"], "maxFailedPercent": 25}],
+                    groups={"web": {"tags": {"Tier": "web"}, "impact": "optional"}}, cleanup=False)
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL,
+                             options=RunOptions(phases=["ACTIVATE"]))
+    result = await finish(handle)
+    assert result.status is RunStatus.COMPLETED
+    servers = resource(await status_of(handle), "ACTIVATE", "servers", "servers")
+    assert servers.outputs["waves"] == {"web": "PARTIAL"} and servers.outputs["failed"] == 1
+    assert "3/4 launched" in servers.message
+
+
+THIRD_ACCOUNT = "333333333333"
+SCALE_WAVES = [  # (wave, account, servers, depends on): 1,000 servers; the hub's web waves together exceed 500
+    ("db-hub", "hub", 100, []), ("db-app", "app", 50, []), ("db-third", "third", 50, []),
+    ("app-hub", "hub", 100, ["db-hub"]), ("app-app", "app", 50, ["db-app"]), ("app-third", "third", 50, ["db-third"]),
+    # The hub's three web waves become ready together: 550 servers against a quota of 500 in active jobs.
+    ("web-hub-1", "hub", 200, ["app-hub"]), ("web-hub-2", "hub", 200, ["app-hub"]),
+    ("web-hub-3", "hub", 150, ["app-hub"]), ("web-app", "app", 50, ["app-app", "app-third"]),
+]
+
+
+async def test_a_thousand_servers_in_ten_waves_across_three_accounts(worker, world, capsys):
+    world.time_scale = 10  # slow enough that the web waves' jobs overlap
+    ids = {"hub": HUB_ACCOUNT, "app": APP_ACCOUNT, "third": THIRD_ACCOUNT}
+    app = f"scale-{uuid.uuid4().hex[:6]}"
+    for wave, account, count, _ in SCALE_WAVES:
+        for n in range(count):
+            world.add_source_server(ids[account], REGION, f"{wave}-{n:03d}.{app}.example.com",
+                                    tags={"App": app, "Wave": wave}, source_region="us-east-1")
+    drs_resource = {"name": "servers", "action": "drs.recovery", "parameters": {"waves": [
+        {"name": w, "protectionGroups": [w], "dependsOn": deps} for w, _, _, deps in SCALE_WAVES]}}
+    plan = Plan.model_validate({
+        "name": "drs-scale",
+        "accounts": {"hub": {"id": HUB_ACCOUNT},
+                     "app": {"id": APP_ACCOUNT, "roleName": "DrTarget", "externalId": {"value": "x-external"}},
+                     "third": {"id": THIRD_ACCOUNT, "roleName": "DrTarget", "externalId": {"value": "y-external"}}},
+        "regions": {"primary": "us-east-1", "recovery": REGION},
+        "defaults": {"account": "hub"},
+        "protectionGroups": {w: {"account": a, "selection": {"tags": {"App": app, "Wave": w}}}
+                             for w, a, _, _ in SCALE_WAVES},
+        "phases": {"ACTIVATE": {"layers": [{"name": "servers", "resources": [drs_resource]}]}},
+    })
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
+    result = await finish(handle)
+    assert result.status is RunStatus.COMPLETED, result.message
+    servers = resource(await status_of(handle), "ACTIVATE", "servers", "servers")
+    assert servers.outputs["launched"] == 1000 and servers.outputs["failed"] == 0
+
+    # From DRS's own records: every job of a wave was created after every job of its prerequisites ended, and no
+    # account ever had more servers in active jobs than its quota.
+    jobs: list[dict[str, Any]] = []
+    for account in ids.values():
+        client = boto3.client("drs", region_name=REGION) if account == HUB_ACCOUNT else \
+            account_session(account).client("drs", region_name=REGION)
+        jobs += [dict(j, account=account) for j in jobs_of(client, handle.id)]
+    by_wave: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        by_wave.setdefault(job["tags"]["dr:wave"], []).append(job)
+    for wave, _, count, deps in SCALE_WAVES:
+        assert sum(len(j["participatingServers"]) for j in by_wave[wave]) == count
+        for dep in deps:
+            assert max(j["endDateTime"] for j in by_wave[dep]) <= min(j["creationDateTime"] for j in by_wave[wave])
+    peak: dict[str, int] = {}
+    for account in ids.values():
+        edges = sorted([(j["creationDateTime"], len(j["participatingServers"])) for j in jobs
+                        if j["account"] == account] + [(j["endDateTime"], -len(j["participatingServers"]))
+                                                       for j in jobs if j["account"] == account],
+                       key=lambda e: (e[0], e[1]))
+        level = 0
+        for _, delta in edges:
+            level += delta
+            peak[account] = max(peak.get(account, 0), level)
+    assert peak[HUB_ACCOUNT] == 500, peak  # the quota was filled, and the 6th job of the web waves waited its turn
+    assert all(p <= 500 for p in peak.values()), peak
+    quota_errors = world.errors_returned.get("ServiceQuotaExceededException", 0)
+    conflicts = world.errors_returned.get("ConflictException", 0)
+    assert quota_errors == 0 and conflicts == 0
+
+    parent_events = len((await handle.fetch_history()).events)
+    child = worker.client.get_workflow_handle(f"{handle.id}/ACTIVATE/servers/servers")
+    child_events = len((await child.fetch_history()).events)
+    assert parent_events < 10_000 and child_events < 10_000
+    with capsys.disabled():
+        print(f"\n  1,000 servers / 10 waves / 3 accounts: {len(jobs)} DRS jobs, quota errors {quota_errors}, "
+              f"conflicts {conflicts}, peak servers in active jobs per account {peak}, history events: "
+              f"lifecycle {parent_events}, DRS child {child_events}")

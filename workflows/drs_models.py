@@ -1,0 +1,150 @@
+"""Input, state and result of DrsRecoveryWorkflow: one `drs.recovery` resource of one phase of a run.
+
+Per-server detail is kept compact (a record per server, no history per server), so 1,000 servers fit one state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from activities.drs_contract import DrsTarget, GroupRequest, QuotaLimits
+from plans.drs import DrsRecoveryParameters
+from plans.model import Mode, Phase, Plan, Resource
+
+DRS_WORKFLOW_TYPE = "DrsRecoveryWorkflow"
+
+
+class DrsRecoveryInput(BaseModel):
+    execution_id: str
+    plan_name: str
+    resource: str
+    phase: Phase
+    mode: Mode
+    params: DrsRecoveryParameters
+    groups: dict[str, GroupRequest]
+    since: datetime  # when the parent run started: bounds searches for jobs an earlier attempt started
+
+    def targets(self) -> dict[str, DrsTarget]:
+        return {g.target.key: g.target for g in self.groups.values()}
+
+
+def drs_input_for(plan: Plan, resource: Resource, phase: Phase, mode: Mode, execution_id: str,
+                  since: datetime) -> DrsRecoveryInput:
+    params = DrsRecoveryParameters.model_validate(resource.parameters)
+    used = {name for wave in params.waves for name in wave.protection_groups}
+    groups: dict[str, GroupRequest] = {}
+    for name in sorted(used):
+        group = plan.protection_groups[name]
+        account_key = plan.account_key_for(group)
+        groups[name] = GroupRequest(
+            group=name,
+            target=DrsTarget(account_key=account_key, account=plan.accounts[account_key],
+                             region=plan.region_for(group)),
+            selection=group.selection, impact=group.impact, allow_unhealthy=group.allow_unhealthy_replication,
+        )
+    return DrsRecoveryInput(execution_id=execution_id, plan_name=plan.name, resource=resource.name, phase=phase,
+                            mode=mode, params=params, groups=groups, since=since)
+
+
+class ServerStatus(StrEnum):
+    PENDING = "PENDING"  # resolved, waiting for its wave's job
+    LAUNCHING = "LAUNCHING"  # in a DRS job
+    LAUNCHED = "LAUNCHED"
+    FAILED = "FAILED"  # DRS reported launchStatus FAILED
+    NOT_RECOVERABLE = "NOT_RECOVERABLE"  # never sent: unhealthy replication, no snapshot before the point in time
+    TIMED_OUT = "TIMED_OUT"  # its wave's timeout passed first (the DRS job itself may still finish)
+    SKIPPED = "SKIPPED"  # its wave never started its job (cancel, or an earlier wave failed)
+
+    @property
+    def failed(self) -> bool:
+        return self in (ServerStatus.FAILED, ServerStatus.NOT_RECOVERABLE, ServerStatus.TIMED_OUT)
+
+
+class ServerRecord(BaseModel):
+    id: str
+    hostname: str | None = None
+    group: str
+    wave: str
+    impact: str
+    target_key: str
+    status: ServerStatus = ServerStatus.PENDING
+    launch_status: str | None = None
+    job_id: str | None = None
+    recovery_instance_id: str | None = None
+    detail: str | None = None  # the problem, or the newest job-log event
+    snapshot_id: str | None = None
+
+
+class WaveStatus(StrEnum):
+    PENDING = "PENDING"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    PARTIAL = "PARTIAL"  # optional servers failed within maxFailedPercent
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (WaveStatus.SUCCEEDED, WaveStatus.PARTIAL, WaveStatus.FAILED, WaveStatus.SKIPPED)
+
+    @property
+    def succeeded(self) -> bool:
+        return self in (WaveStatus.SUCCEEDED, WaveStatus.PARTIAL)
+
+
+class WaveRecord(BaseModel):
+    name: str
+    depends_on: list[str]
+    status: WaveStatus = WaveStatus.PENDING
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    message: str = ""
+    servers: list[str] = Field(default_factory=list)
+
+
+class ChunkRecord(BaseModel):
+    """One DRS job: the servers of one wave in one account+region, at most the per-job quota."""
+
+    wave: str
+    chunk: int
+    target_key: str
+    server_ids: list[str]
+    job_id: str | None = None
+    started_at: datetime | None = None
+    settled_at: datetime | None = None
+    signature: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.job_id is not None and self.settled_at is None
+
+
+class DrsRecoveryState(BaseModel):
+    workflow_id: str
+    resource: str
+    phase: Phase
+    mode: Mode
+    status: WaveStatus = WaveStatus.RUNNING
+    started_at: datetime
+    ended_at: datetime | None = None
+    message: str = ""
+    waves: list[WaveRecord]
+    servers: dict[str, ServerRecord] = Field(default_factory=dict)
+    chunks: list[ChunkRecord] = Field(default_factory=list)
+    quotas: dict[str, QuotaLimits] = Field(default_factory=dict)
+
+    def wave(self, name: str) -> WaveRecord:
+        return next(w for w in self.waves if w.name == name)
+
+
+class DrsRecoveryResult(BaseModel):
+    status: WaveStatus
+    message: str
+    launched: int
+    failed: int
+    waves: dict[str, WaveStatus]
+    jobs: int
