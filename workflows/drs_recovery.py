@@ -53,7 +53,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.models import ControlRequest, ControlResult, RunStatus
 
-SHORT = timedelta(minutes=5)
+# Short timeouts: when a worker dies mid-call, the call is retried on another worker after this long, not later.
+SHORT = timedelta(minutes=1)
+HEARTBEAT = timedelta(seconds=20)  # the long activities heartbeat every few seconds
+RESOLVE = timedelta(minutes=15)  # thousands of servers, and a snapshot lookup each for a point in time
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
                     maximum_interval=timedelta(minutes=1), maximum_attempts=10)
 WATCH_SECONDS = 15.0
@@ -102,7 +105,7 @@ class DrsRecoveryWorkflow:
                 if not self._wake:  # a wave that just ended may let its dependants start: advance again first
                     try:
                         await workflow.wait_condition(lambda: self._wake, timeout=self._next_deadline())
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass  # a wave's timeout is due: the next advance closes it
         finally:
             for task in self._watchers.values():
@@ -147,7 +150,7 @@ class DrsRecoveryWorkflow:
         resolved = await workflow.execute_activity(
             DRS_RESOLVE, ResolveRequest(groups=groups, point_in_time=None if point_in_time == "latest"
                                         else point_in_time),
-            result_type=ResolveResult, start_to_close_timeout=SHORT, heartbeat_timeout=timedelta(minutes=2),
+            result_type=ResolveResult, start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT,
             retry_policy=RETRY)
         per_target: dict[str, list[str]] = {}
         for server in resolved.servers:
@@ -213,7 +216,7 @@ class DrsRecoveryWorkflow:
                                                  known={j: c.signature for j, c in chunks.items()},
                                                  max_wait_seconds=WATCH_SECONDS),
                 result_type=WatchJobsResult, start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(minutes=1), retry_policy=RETRY)
+                heartbeat_timeout=HEARTBEAT, retry_policy=RETRY)
         except ActivityError as err:
             # DRS cannot be read for this account+region after every retry: fail its servers rather than hang.
             for chunk in chunks.values():
@@ -297,7 +300,7 @@ class DrsRecoveryWorkflow:
         """Resolve every group now and report what a recovery would take; changes nothing."""
         resolved = await workflow.execute_activity(
             DRS_RESOLVE, ResolveRequest(groups=list(self._input.groups.values())), result_type=ResolveResult,
-            start_to_close_timeout=SHORT, heartbeat_timeout=timedelta(minutes=2), retry_policy=RETRY)
+            start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT, retry_policy=RETRY)
         group_wave = {g: w.name for w in self._input.params.waves for g in w.protection_groups}
         for server in resolved.servers:
             self._state.servers[server.id] = ServerRecord(
