@@ -1,8 +1,9 @@
 """`drctl demo`: the whole product on one machine, start to finish, with nothing left running afterwards.
 
-Starts a Temporal dev server (SQLite in the state folder, Web UI), the sandbox seeded with the demo scenario and a
-worker; runs a drill of the example plan through the four phases while printing its progress; checks that the drill
-left production as it was; stops everything it started, also on Ctrl-C or failure.
+Starts a Temporal dev server (SQLite in the state folder, Web UI), the sandbox seeded with the three-tier scenario
+and a worker; runs a drill of plans/examples/three-tier.yaml through the four phases while printing its progress (per
+phase, layer and resource, and per DRS wave and server); checks that the drill left production as it was and no drill
+recovery instance of its own behind; stops everything it started, also on Ctrl-C or failure.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from drctl.processes import (
 )
 from drctl.progress import ProgressPrinter, follow, summary, ui_link
 
-DEMO_PLAN = Path(__file__).resolve().parent.parent / "plans" / "examples" / "web-app.yaml"
+DEMO_PLAN = Path(__file__).resolve().parent.parent / "plans" / "examples" / "three-tier.yaml"
+# The sandbox scenario holding the estate each example plan expects; any other plan gets --scenario or 'three-tier'.
+SCENARIO_FOR_PLAN = {"three-tier": "three-tier", "web-app": "demo"}
 SANDBOX_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -48,8 +51,9 @@ def _wait_for_line(process: ManagedProcess, needle: str, timeout: float) -> str:
     raise RuntimeError(f"{process.name} not ready within {timeout:.0f} s; see {process.log}")
 
 
-def run_demo(state_dir: Path, plan_file: Path, keep: bool) -> int:
+def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None = None) -> int:
     started = time.monotonic()
+    scenario = scenario or SCENARIO_FOR_PLAN.get(plan_file.stem, "three-tier")
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
     children: list[ManagedProcess] = []
@@ -64,9 +68,9 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool) -> int:
         wait_for_port(temporal_port, 30, temporal)
 
         sandbox_port = free_port()
-        click.echo(f"• Sandbox (local AWS) on 127.0.0.1:{sandbox_port}, scenario 'demo'")
+        click.echo(f"• Sandbox (local AWS) on 127.0.0.1:{sandbox_port}, scenario '{scenario}'")
         sandbox = ManagedProcess("sandbox", [venv_tool("drctl"), "sandbox", "serve", "--port", str(sandbox_port),
-                                             "--scenario", "demo"], logs / "sandbox.log", env=SANDBOX_CREDENTIALS)
+                                             "--scenario", scenario], logs / "sandbox.log", env=SANDBOX_CREDENTIALS)
         children.append(sandbox)
         _wait_for_line(sandbox, "sandbox ready at", 60)
         aws_env = {**SANDBOX_CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{sandbox_port}"}
@@ -118,26 +122,30 @@ async def _drill(address: str, plan_file: Path, ui_base: str) -> int:
     initiator = os.environ.get("USER") or "demo"
     run_input = LifecycleInput(plan=plan, mode=Mode.DRILL, initiator=initiator)
     workflow_id = workflow_id_for(plan.name, Mode.DRILL, datetime.now(UTC))
-    before = _production_snapshot()
+    before = _production_snapshot(plan)
     handle = await client.start_workflow(
         WORKFLOW_TYPE, run_input, id=workflow_id, task_queue=DEFAULT_TASK_QUEUE,
         search_attributes=start_search_attributes(run_input),
     )
     click.echo(f"\nDrill of plan '{plan.name}' ({plan_file.name}) started: {workflow_id}")
     click.echo(f"  Temporal UI: {ui_link(ui_base, 'default', workflow_id)}\n")
-    state = await follow(handle, ProgressPrinter())
+    state = await follow(handle, ProgressPrinter(), client=client)
     click.echo("")
     for line in summary(state):
         click.echo(line)
     listed = _listed_in_ui(ui_base, plan.name, workflow_id)
     click.echo(f"\nTemporal UI lists the run ({ui_base}, filter: DrPlan = \"{plan.name}\"): "
                + (" ".join(f"{k}={v}" for k, v in listed.items()) if listed else "NOT FOUND"))
-    after = _production_snapshot()
+    after = _production_snapshot(plan)
     untouched = before == after
     click.echo(f"\nProduction after the drill: {'unchanged' if untouched else 'CHANGED'}")
     for key, value in after.items():
-        click.echo(f"  {key}: {value}")
-    if state.status.value == "COMPLETED" and untouched and listed:
+        click.echo(f"  {key}: {value}" + ("" if before.get(key) == value else f" (was {before.get(key)})"))
+    launched, left = _drill_instances(plan, workflow_id)
+    clean = not left
+    click.echo(f"  drill recovery instances of this execution: {launched} launched, {len(left)} left after CLEANUP"
+               + (f": {', '.join(left)}" if left else ""))
+    if state.status.value == "COMPLETED" and untouched and clean and listed:
         click.echo("\nDrill completed; production untouched.")
         return 0
     return 1
@@ -169,22 +177,50 @@ def _listed_in_ui(ui_base: str, plan_name: str, workflow_id: str) -> dict[str, s
     return {}
 
 
-def _production_snapshot() -> dict[str, Any]:
-    """What a drill must not change: the live DNS record and the replica's replication."""
+def _production_snapshot(plan: Any) -> dict[str, Any]:
+    """What a drill must not change, read from the plan's own resources: each live DNS record it would move and each
+    read replica it would promote (still a replica of its primary, still available)."""
     from sandbox.scenario import session_in
 
-    app = session_in("210987654321")
-    route53 = app.client("route53", region_name="us-east-1")
-    zone_id = route53.list_hosted_zones_by_name(DNSName="app.example.com")["HostedZones"][0]["Id"]
-    records = route53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
-    www = next(r for r in records if r["Name"].rstrip(".") == "www.app.example.com")
-    replica = app.client("rds", region_name="us-west-2").describe_db_instances(
-        DBInstanceIdentifier="orders-db-replica")["DBInstances"][0]
-    return {
-        "www.app.example.com": [v["Value"] for v in www["ResourceRecords"]],
-        "orders-db-replica source": replica.get("ReadReplicaSourceDBInstanceIdentifier"),
-        "orders-db-replica status": replica["DBInstanceStatus"],
-    }
+    snapshot: dict[str, Any] = {}
+    for phase in plan.phases.values():
+        for layer in phase.layers:
+            for resource in layer.resources:
+                params = resource.parameters
+                session = session_in(plan.accounts[plan.account_key_for(resource)].id)
+                if resource.action == "route53.record" and params["recordName"] not in snapshot:
+                    route53 = session.client("route53", region_name="us-east-1")
+                    zone_id = route53.list_hosted_zones_by_name(DNSName=params["zoneName"])["HostedZones"][0]["Id"]
+                    records = route53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+                    live = next(r for r in records if r["Name"].rstrip(".") == params["recordName"].rstrip("."))
+                    snapshot[params["recordName"]] = [v["Value"] for v in live.get("ResourceRecords", [])]
+                elif resource.action == "rds.read_replica" and \
+                        f"{params['replicaIdentifier']} source" not in snapshot:
+                    replica = session.client("rds", region_name=plan.region_for(resource)).describe_db_instances(
+                        DBInstanceIdentifier=params["replicaIdentifier"])["DBInstances"][0]
+                    snapshot[f"{params['replicaIdentifier']} source"] = replica.get(
+                        "ReadReplicaSourceDBInstanceIdentifier")
+                    snapshot[f"{params['replicaIdentifier']} status"] = replica["DBInstanceStatus"]
+    return snapshot
+
+
+def _drill_instances(plan: Any, execution_id: str) -> tuple[int, list[str]]:
+    """How many recovery instances this execution's DRS jobs launched, and which of them still exist: asked of DRS
+    in every account and region of the plan's protection groups, through the jobs tagged with the execution."""
+    from sandbox.scenario import session_in
+
+    launched, left = 0, []
+    targets = {(plan.accounts[plan.account_key_for(g)].id, plan.region_for(g)) for g in plan.protection_groups.values()}
+    for account_id, region in sorted(targets):
+        drs = session_in(account_id).client("drs", region_name=region)
+        jobs = [j for page in drs.get_paginator("describe_jobs").paginate(filters={}) for j in page["items"]
+                if j.get("tags", {}).get("dr:execution") == execution_id]
+        ours = {j["jobID"] for j in jobs if j.get("type") == "LAUNCH"}
+        launched += sum(len(j.get("participatingServers", [])) for j in jobs if j["jobID"] in ours)
+        instances = [r for page in drs.get_paginator("describe_recovery_instances").paginate(filters={})
+                     for r in page["items"]]
+        left += [r["recoveryInstanceID"] for r in instances if r.get("jobID") in ours]
+    return launched, left
 
 
 @click.command()
@@ -192,7 +228,9 @@ def _production_snapshot() -> dict[str, Any]:
               show_default=True, help="Where the dev server's SQLite file and the logs go.")
 @click.option("--plan", "plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=DEMO_PLAN, show_default=True)
+@click.option("--scenario", default=None,
+              help="Sandbox scenario to seed (default: the one matching the plan; 'three-tier' for the default plan).")
 @click.option("--keep", is_flag=True, help="After the drill, keep the dev server and UI up until Ctrl-C.")
-def demo(state_dir: Path, plan_file: Path, keep: bool) -> None:
+def demo(state_dir: Path, plan_file: Path, scenario: str | None, keep: bool) -> None:
     """Run the end-to-end demo: dev server, sandbox, worker, a drill through all four phases."""
-    raise SystemExit(run_demo(state_dir, plan_file, keep))
+    raise SystemExit(run_demo(state_dir, plan_file, keep, scenario))

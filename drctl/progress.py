@@ -1,16 +1,30 @@
-"""Following a run from outside: print each change of phase, layer and resource as it happens, then a summary."""
+"""Following a run from outside: print each change of phase, layer and resource as it happens, then a summary.
+
+A `drs.recovery` resource runs as a child workflow; while it runs, its own `status` query adds a line per change of
+a wave ("wave app: RUNNING — 3/6 launched") and per server that launched or failed, and when it ends, a summary line
+per wave.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from workflows.models import LifecycleState, RunStatus, StepStatus
+
+if TYPE_CHECKING:
+    from workflows.drs_models import DrsRecoveryState
+
+# Above this many servers in a wave, only the wave's lines and the failed servers are printed.
+SERVER_LINES_UP_TO = 30
+_WAVE_MARK = {"RUNNING": "▶", "SUCCEEDED": "✔", "PARTIAL": "◐", "FAILED": "✘", "SKIPPED": "·",
+              "AWAITING_APPROVAL": "⏸", "PENDING": " "}
+_SERVER_SHOWN = ("LAUNCHED", "FAILED", "NOT_RECOVERABLE", "TIMED_OUT")
 
 _MARK = {
     StepStatus.RUNNING: "▶", StepStatus.SUCCEEDED: "✔", StepStatus.FAILED: "✘", StepStatus.PARTIAL: "◐",
@@ -29,7 +43,16 @@ class ProgressPrinter:
         self.echo = echo
         self.seen: dict[str, tuple[str, str]] = {}
 
-    def update(self, state: LifecycleState) -> None:
+    def update(self, state: LifecycleState, children: dict[str, DrsRecoveryState] | None = None) -> None:
+        """Print what changed. `children`: the newest state of DRS child workflows, by `PHASE/layer/resource`."""
+        children = children or {}
+        # A DRS recovery that just ended: its last waves first, above the lines saying its layer and phase ended.
+        for phase in state.phases:
+            for layer in phase.layers:
+                for r in layer.resources:
+                    key = f"{phase.phase.value}/{layer.name}/{r.name}"
+                    if key in children and r.status is not StepStatus.RUNNING:
+                        self.drs(key, children[key])
         for phase in state.phases:
             self._line(phase.phase.value, phase.status.value, "", lambda p=phase: f"{_MARK[p.status]} {p.phase.value}"
                        + (f" ({p.duration_seconds:.1f} s)" if p.duration_seconds is not None else ""))
@@ -38,14 +61,57 @@ class ProgressPrinter:
                 self._line(key, layer.status.value, "", lambda lay=layer: f"    {_MARK[lay.status]} layer {lay.name}")
                 for r in layer.resources:
                     detail = r.error or r.message
+                    child = children.get(f"{key}/{r.name}")
                     self._line(f"{key}/{r.name}", r.status.value, detail, lambda r=r, d=detail:
                                f"        {_MARK[r.status]} {r.name} [{r.action} @ {r.account}/{r.region}]"
                                + (f": {d}" if d else ""))
+                    if child is not None and r.status is StepStatus.RUNNING:
+                        self.drs(f"{key}/{r.name}", child)
         gate = state.pending_gate()
         if gate:
             self._line(f"gate/{gate.id}", "pending", "", lambda g=gate: f"  ⏸ waiting for approval at {g.id}")
         self._line("run", state.status.value, "", lambda: f"run {state.status.value.lower()}"
                    + (f": {state.error}" if state.error else ""))
+
+    def drs(self, key: str, child: DrsRecoveryState) -> None:
+        """The changes of one DRS recovery: per wave, per server (small waves) or failed server, a final summary."""
+        indent = " " * 12
+        for wave in child.waves:
+            records = [child.servers[s] for s in wave.servers if s in child.servers]
+            if not records and wave.status.value != "AWAITING_APPROVAL":
+                continue  # CLEANUP and REPLICATE work per account, not per wave: the resource's line says it all
+            launched = sum(s.status.value == "LAUNCHED" for s in records)
+            failed = sum(s.status.failed for s in records)
+            status = wave.status.value
+            if wave.status.finished:
+                progress = wave.message or f"{launched}/{len(records)} launched"
+            else:
+                progress = f"{launched}/{len(records)} launched" + (f", {failed} failed" if failed else "")
+            wave_key = f"{key}/wave/{wave.name}"
+            # A wave seen before gets its servers' news first and its new state after; a new one, the other way.
+            header_first = self.seen.get(wave_key, ("PENDING", ""))[0] == "PENDING"
+            if header_first:
+                self._line(wave_key, status, progress, lambda w=wave.name, s=status, p=progress:
+                           f"{indent}{_WAVE_MARK.get(s, ' ')} wave {w}: {s} — {p}")
+            few = len(records) <= SERVER_LINES_UP_TO
+            for server in records:
+                shown = server.status.value in _SERVER_SHOWN and (few or server.status.failed)
+                if not shown:
+                    continue
+                name = server.hostname or server.id
+                if server.status.value == "LAUNCHED":
+                    text = f"{indent}    ✔ {name} LAUNCHED → {server.recovery_instance_id or '?'}"
+                else:
+                    text = f"{indent}    ✘ {name} {server.status.value}" + (
+                        f": {server.detail}" if server.detail else "")
+                self._line(f"{key}/server/{server.id}", server.status.value, "", lambda x=text: x)
+            if not header_first:
+                self._line(wave_key, status, progress, lambda w=wave.name, s=status, p=progress:
+                           f"{indent}{_WAVE_MARK.get(s, ' ')} wave {w}: {s} — {p}")
+        if child.ended_at is not None and f"{key}/summary" not in self.seen:
+            self.seen[f"{key}/summary"] = ("done", "")
+            for line in drs_summary(child):
+                self.echo(f"{indent}{line}")
 
     def _line(self, key: str, status: str, detail: str, render: Callable[[], str]) -> None:
         if status in ("PENDING", "RUNNING") and key == "run" and key not in self.seen:
@@ -60,9 +126,11 @@ class ProgressPrinter:
 
 
 async def follow(handle: WorkflowHandle[Any, Any], printer: ProgressPrinter | None = None,
-                 interval: float = 0.5) -> LifecycleState:
-    """Poll the status query until the run ends; return the final state."""
+                 interval: float = 0.5, client: Client | None = None) -> LifecycleState:
+    """Poll the status query until the run ends; return the final state. A running DRS recovery's child workflow is
+    queried too (through `client`, by default the handle's), for its waves and servers."""
     printer = printer or ProgressPrinter()
+    client = client or handle._client
     while True:
         try:
             state = await handle.query("status", result_type=LifecycleState)
@@ -70,10 +138,33 @@ async def follow(handle: WorkflowHandle[Any, Any], printer: ProgressPrinter | No
             click.echo(f"  (status not available yet: {exc.message})", err=True)
             await asyncio.sleep(interval * 4)
             continue
-        printer.update(state)
+        printer.update(state, await _drs_children(client, state, printer))
         if state.status.finished:
             return state
         await asyncio.sleep(interval)
+
+
+async def _drs_children(client: Client, state: LifecycleState, printer: ProgressPrinter) -> dict[str, Any]:
+    """The state of each DRS child workflow worth asking: running ones, and those that ended since the last look
+    (once, for their final waves and summary)."""
+    from workflows.drs_models import DrsRecoveryState
+
+    children: dict[str, Any] = {}
+    for phase in state.phases:
+        for layer in phase.layers:
+            for r in layer.resources:
+                child_id = (r.outputs or {}).get("childWorkflowId")
+                key = f"{phase.phase.value}/{layer.name}/{r.name}"
+                if not child_id or (r.status is not StepStatus.RUNNING and f"{key}/summary" in printer.seen):
+                    continue
+                if r.status in (StepStatus.PENDING, StepStatus.SKIPPED):
+                    continue
+                try:
+                    children[key] = await client.get_workflow_handle(child_id).query(
+                        "status", result_type=DrsRecoveryState)
+                except RPCError:
+                    pass  # not started yet, or its worker is restarting: the next poll asks again
+    return children
 
 
 def summary(state: LifecycleState) -> list[str]:
@@ -90,6 +181,25 @@ def summary(state: LifecycleState) -> list[str]:
         lines.append(f"  {phase.phase.value:<12} {phase.status.value:<10} {took}   {detail}")
     if state.ended_at:
         lines.append(f"  total        {(state.ended_at - state.started_at).total_seconds():.1f} s")
+    return lines
+
+
+def drs_summary(child: DrsRecoveryState) -> list[str]:
+    """One line per wave of a finished DRS launch (ACTIVATE) that had servers: status, launched/total, failed,
+    duration. The other phases end all their waves at once, with the wave lines saying all there is."""
+    lines: list[str] = []
+    if child.phase.value != "ACTIVATE":
+        return lines
+    for wave in child.waves:
+        records = [child.servers[s] for s in wave.servers if s in child.servers]
+        if not records:
+            continue
+        launched = sum(s.status.value == "LAUNCHED" for s in records)
+        failed = sum(s.status.failed for s in records)
+        took = (f"{(wave.ended_at - wave.started_at).total_seconds():5.1f} s" if wave.started_at and wave.ended_at
+                else "    -  ")
+        counts = f"{launched}/{len(records)} launched" + (f", {failed} failed" if failed else "")
+        lines.append(f"wave {wave.name:<12} {wave.status.value:<10} {counts:<24} {took}")
     return lines
 
 

@@ -99,10 +99,28 @@ def test_demo_completes_and_leaves_nothing_running(tmp_path: Path):
         assert re.search(rf"^  {phase}\s+SUCCEEDED", done.stdout, re.MULTILINE), phase
     assert "Drill completed; production untouched." in done.stdout
     assert "Temporal UI: http://127.0.0.1:" in done.stdout
+    assert "scenario 'three-tier'" in done.stdout
+    # Live progress of the DRS recovery, per wave and per server, then a summary line per wave.
+    assert re.search(r"^\s+▶ wave (db|app|reporting|web): RUNNING — \d+/\d+ launched$", done.stdout, re.MULTILINE)
+    for wave, servers in (("db", 4), ("app", 6), ("reporting", 2), ("web", 8)):
+        assert re.search(rf"^\s+✔ wave {wave}: SUCCEEDED — {servers}/{servers} launched$", done.stdout,
+                         re.MULTILINE), wave
+        assert re.search(rf"^\s+wave {wave}\s+SUCCEEDED\s+{servers}/{servers} launched", done.stdout, re.MULTILINE)
+    assert re.search(r"✔ orders-db-01\.corp\.example\.com LAUNCHED → i-[0-9a-f]+$", done.stdout, re.MULTILINE)
+    # db before app and reporting, app before web: the order the waves ended in the output.
+    ended = [m.group(1) for m in re.finditer(r"✔ wave (\w+): SUCCEEDED — \d+/\d+ launched", done.stdout)]
+    assert ended.index("db") < min(ended.index("app"), ended.index("reporting"))
+    assert ended.index("app") < ended.index("web")
+    # Production as it was, and none of this execution's drill instances left (asked of DRS in both accounts).
+    assert "Production after the drill: unchanged" in done.stdout
+    assert "www.orders.example.com: ['web.us-east-1.orders.example.com']" in done.stdout
+    assert "orders-rds-replica status: available" in done.stdout
+    assert "drill recovery instances of this execution: 20 launched, 0 left after CLEANUP" in done.stdout
     # The UI server itself lists the run with every search attribute (asked through the UI's own HTTP API).
     listed = re.search(r"Temporal UI lists the run .*: (DrPlan=.*)$", done.stdout, re.MULTILINE)
     assert listed, done.stdout[-2000:]
-    for expected in ("DrPlan=web-app", "DrMode=drill", "DrPhase=REPLICATE", "DrStatus=COMPLETED", "DrInitiator="):
+    for expected in ("DrPlan=three-tier", "DrMode=drill", "DrPhase=REPLICATE", "DrStatus=COMPLETED",
+                     "DrInitiator="):
         assert expected in listed.group(1)
     pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", done.stdout)]
     assert len(pids) == 3

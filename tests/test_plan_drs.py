@@ -346,19 +346,27 @@ def test_three_tier_example_validates() -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_three_tier_commented_waves_are_valid() -> None:
-    # The waves stay commented out until launch settings are applied in INSTANTIATE: they must be right uncommented.
-    lines = THREE_TIER.read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip() == "# - name: servers")
-    end = next(i for i in range(start, len(lines)) if not lines[i].strip().startswith("#"))
-    text = "\n".join(lines[:start] + [line.replace("# ", "", 1) for line in lines[start:end]] + lines[end:])
+def test_three_tier_waves_are_valid() -> None:
+    # db first, then app and reporting together, then web; CLEANUP names the same resource, so it terminates exactly
+    # the drill instances ACTIVATE launched; no launch setting names a resource the sandbox cannot have (ids, IPs).
+    text = THREE_TIER.read_text()
     result = parse_plan(text, "three-tier.yaml")
     assert [(e.where(), e.message) for e in result.errors] == []
     data = YAML(typ="safe").load(text)
-    params = data["phases"]["ACTIVATE"]["layers"][1]["resources"][0]["parameters"]
-    assert check_drs_parameters(data, "ACTIVATE", 1, 0, params) == []
+    layers = data["phases"]["ACTIVATE"]["layers"]
+    index = next(i for i, layer in enumerate(layers) if layer["name"] == "servers")
+    resource = layers[index]["resources"][0]
+    assert (resource["name"], resource["action"]) == ("servers", "drs.recovery")
+    params = resource["parameters"]
+    assert check_drs_parameters(data, "ACTIVATE", index, 0, params) == []
     recovery = DrsRecoveryParameters.model_validate(params)
     assert wave_levels(recovery.waves) == [["db"], ["app", "reporting"], ["web"]]
+    cleanup = [r for layer in data["phases"]["CLEANUP"]["layers"] for r in layer["resources"]
+               if r["action"] == "drs.recovery"]
+    assert [(r["name"], r["parameters"]) for r in cleanup] == [("servers", params)]
+    for group in data["protectionGroups"].values():
+        settings = group.get("launchSettings", {})
+        assert not {"subnetId", "securityGroupIds", "instanceProfile", "staticPrivateIp", "perServer"} & set(settings)
 
 
 # --- the module stays import-light ------------------------------------------------------------------------------
