@@ -16,29 +16,36 @@ from temporalio.exceptions import CancelledError
 from activities.aws import AwsClients, fatal
 from activities.drs_common import drs_errors, drs_time
 from activities.drs_contract import (
+    DRS_APPLY_LAUNCH,
     DRS_CLEANUP_DRILL,
+    DRS_DRIFT,
     DRS_QUOTAS,
     DRS_RESOLVE,
     DRS_REVERSE,
     DRS_START_JOB,
     DRS_WATCH_JOBS,
+    ApplyLaunchResult,
     CleanupRequest,
     CleanupResult,
+    DriftResult,
     DrsTarget,
     GroupRequest,
     JobState,
+    LaunchRequest,
     QuotaLimits,
     ResolvedServer,
     ResolveRequest,
     ResolveResult,
     ReverseRequest,
     ReverseResult,
+    ServerDrift,
     ServerLaunchState,
     StartJobRequest,
     StartJobResult,
     WatchJobsRequest,
     WatchJobsResult,
 )
+from activities.drs_launch import apply_launch_settings, desired_for, drift
 from activities.drs_ops import (
     JobKey,
     JobProgress,
@@ -70,7 +77,8 @@ class DrsActivities:
         self.aws = aws
 
     def all(self) -> list[Any]:
-        return [self.quotas, self.resolve, self.start_job, self.watch_jobs, self.cleanup_drill, self.reverse]
+        return [self.quotas, self.resolve, self.start_job, self.watch_jobs, self.cleanup_drill, self.reverse,
+                self.apply_launch, self.drift]
 
     def _drs(self, target: DrsTarget) -> Any:
         return self.aws.client("drs", target.account, target.region)
@@ -195,6 +203,38 @@ class DrsActivities:
                  reversed=len(result.reversed), failback_client=len(result.needs_failback_client),
                  errors=len(result.errors))
         return result
+
+    @activity.defn(name=DRS_APPLY_LAUNCH)
+    def apply_launch(self, request: LaunchRequest) -> ApplyLaunchResult:
+        target = request.target
+        wanted = [(server, desired_for(server, group.settings), group.group)
+                  for group in request.groups for server in group.servers]
+        groups = {server.id: group for server, _, group in wanted}
+        changes = apply_launch_settings(
+            self._drs(target), self.aws.client("ec2", target.account, target.region),
+            [(server, desired) for server, desired, _ in wanted],
+            heartbeat=lambda n: activity.heartbeat({"servers_done": n}))
+        for change in changes:
+            change.group = groups[change.server_id]
+        log.info("drs.launch", target=target.key, servers=len(wanted), changed=len(changes))
+        return ApplyLaunchResult(changes=changes, unchanged=len(wanted) - len(changes))
+
+    @activity.defn(name=DRS_DRIFT)
+    def drift(self, request: LaunchRequest) -> DriftResult:
+        target = request.target
+        drs, ec2 = self._drs(target), self.aws.client("ec2", target.account, target.region)
+        drifted: list[ServerDrift] = []
+        n = 0
+        for group in request.groups:
+            for server in group.servers:
+                activity.heartbeat({"servers_done": n})
+                n += 1
+                fields = drift(drs, ec2, server, desired_for(server, group.settings))
+                if fields:
+                    drifted.append(ServerDrift(server_id=server.id, hostname=server.hostname, group=group.group,
+                                               fields=fields))
+        log.info("drs.drift", target=target.key, servers=n, drifted=len(drifted))
+        return DriftResult(servers=drifted)
 
 
 def _hostname(server: ServerInfo) -> str:

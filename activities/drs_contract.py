@@ -6,11 +6,11 @@ One activity call covers one account+region (a "target") and many servers: never
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from plans.drs import ServerSelection
+from plans.drs import LaunchSettings, ServerSelection
 from plans.model import Account
 
 DRS_QUOTAS = "dr.drs.quotas"
@@ -19,6 +19,8 @@ DRS_START_JOB = "dr.drs.start_job"
 DRS_WATCH_JOBS = "dr.drs.watch_jobs"
 DRS_CLEANUP_DRILL = "dr.drs.cleanup_drill"
 DRS_REVERSE = "dr.drs.reverse"
+DRS_APPLY_LAUNCH = "dr.drs.apply_launch"
+DRS_DRIFT = "dr.drs.drift"
 
 Impact = Literal["critical", "optional"]
 
@@ -48,6 +50,7 @@ class GroupRequest(BaseModel):
     selection: ServerSelection
     impact: Impact = "critical"
     allow_unhealthy: bool = False
+    launch_settings: LaunchSettings | None = None  # None: the live launch configuration is left as it is
 
 
 class ResolveRequest(BaseModel):
@@ -136,3 +139,48 @@ class ReverseResult(BaseModel):
     reversed: dict[str, str]  # recovery instance id -> reversed source server ARN
     needs_failback_client: list[str]
     errors: dict[str, str]
+
+
+class LaunchServer(BaseModel):
+    id: str
+    hostname: str | None = None
+
+
+class LaunchGroup(BaseModel):
+    """One protection group's resolved servers and the settings the plan wants them launched with."""
+
+    group: str
+    servers: list[LaunchServer]
+    settings: LaunchSettings
+
+
+class LaunchRequest(BaseModel):
+    target: DrsTarget
+    groups: list[LaunchGroup]
+
+
+class FieldDrift(BaseModel):
+    field: str  # as the plan spells it: instanceType, subnetId, ...
+    live: Any = None
+    desired: Any = None
+
+
+class ServerDrift(BaseModel):
+    server_id: str
+    hostname: str | None = None
+    group: str = ""
+    fields: list[FieldDrift] = Field(default_factory=list)
+
+
+class LaunchChange(ServerDrift):
+    drs_updated: bool = False
+    template_version: int | None = None  # the new default version of the server's EC2 launch template
+
+
+class ApplyLaunchResult(BaseModel):
+    changes: list[LaunchChange]
+    unchanged: int
+
+
+class DriftResult(BaseModel):
+    servers: list[ServerDrift]  # only those that drifted

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 
+from drctl.errors import fail
 from plans.loader import LoadResult, read_plan
 from plans.model import PHASE_ORDER, Plan
 
 EXIT_INVALID = 2
+EXIT_DRIFT = 1  # drift: the live launch settings differ from the plan's
+EXIT_AWS = 3  # AWS could not be read (unreachable, credentials, permissions)
 
 
 @click.group()
@@ -64,6 +70,65 @@ def actions() -> None:
         for field_name, info in module.Parameters.model_fields.items():
             required = " (required)" if info.is_required() else ""
             click.echo(f"    {info.alias or field_name}{required}")
+
+
+@plan.command()
+@click.argument("file", type=click.Path(path_type=str))
+@click.option("--show", default=5, show_default=True, help="Hostnames listed per protection group.")
+@click.pass_context
+def preview(ctx: click.Context, file: str, show: int) -> None:
+    """Resolve the plan's protection groups against the configured AWS (AWS_ENDPOINT_URL for the sandbox), wave by
+    wave: servers, replication state and lag, unhealthy servers, and the DRS quotas of each account and region.
+
+    Changes nothing. Exits 0, 1 when a server could not be recovered now, 2 for an invalid plan, 3 when AWS cannot
+    be read.
+    """
+    # boto3 and the activities are imported only when asked: the other commands stay quick.
+    from drctl.plan_preview import preview_lines
+
+    loaded = _plan_or_exit(ctx, file)
+    with _aws_errors():
+        lines, problems = preview_lines(loaded, show)
+    for line in lines:
+        click.echo(line)
+    ctx.exit(1 if problems else 0)
+
+
+@plan.command()
+@click.argument("file", type=click.Path(path_type=str))
+@click.pass_context
+def drift(ctx: click.Context, file: str) -> None:
+    """List every launch setting (per server) where the live DRS launch configuration or EC2 launch template
+    differs from the plan's protection groups. Exits 0 without drift, 1 with, 2 for an invalid plan, 3 when AWS
+    cannot be read."""
+    from drctl.plan_preview import drift_lines
+
+    loaded = _plan_or_exit(ctx, file)
+    with _aws_errors():
+        lines, drifted = drift_lines(loaded)
+    for line in lines:
+        click.echo(line)
+    ctx.exit(EXIT_DRIFT if drifted else 0)
+
+
+def _plan_or_exit(ctx: click.Context, file: str) -> Plan:
+    result = read_plan(file)
+    if not result.ok or result.plan is None:
+        _echo_errors(result)
+        ctx.exit(EXIT_INVALID)
+    assert result.plan is not None
+    return result.plan
+
+
+@contextmanager
+def _aws_errors() -> Iterator[None]:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from temporalio.exceptions import ApplicationError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError, ApplicationError) as exc:
+        fail(f"cannot read AWS: {exc}", EXIT_AWS)
 
 
 def _echo_errors(result: LoadResult) -> None:

@@ -44,6 +44,7 @@ def drs_input_for(plan: Plan, resource: Resource, phase: Phase, mode: Mode, exec
             target=DrsTarget(account_key=account_key, account=plan.accounts[account_key],
                              region=plan.region_for(group)),
             selection=group.selection, impact=group.impact, allow_unhealthy=group.allow_unhealthy_replication,
+            launch_settings=group.launch_settings,
         )
     return DrsRecoveryInput(execution_id=execution_id, plan_name=plan.name, resource=resource.name, phase=phase,
                             mode=mode, params=params, groups=groups, since=since)

@@ -19,15 +19,20 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.drs_contract import (
+        DRS_APPLY_LAUNCH,
         DRS_CLEANUP_DRILL,
         DRS_QUOTAS,
         DRS_RESOLVE,
         DRS_REVERSE,
         DRS_START_JOB,
         DRS_WATCH_JOBS,
+        ApplyLaunchResult,
         CleanupRequest,
         CleanupResult,
         DrsTarget,
+        LaunchGroup,
+        LaunchRequest,
+        LaunchServer,
         QuotaLimits,
         ResolveRequest,
         ResolveResult,
@@ -297,7 +302,8 @@ class DrsRecoveryWorkflow:
     # ---- the other phases --------------------------------------------------------------------------------------
 
     async def _preflight(self) -> None:
-        """Resolve every group now and report what a recovery would take; changes nothing."""
+        """Resolve every group now, report what a recovery would take, and bring the launch settings of the groups
+        that give them to the plan's (in every mode: a drill launches with the settings a recovery would use)."""
         resolved = await workflow.execute_activity(
             DRS_RESOLVE, ResolveRequest(groups=list(self._input.groups.values())), result_type=ResolveResult,
             start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT, retry_policy=RETRY)
@@ -307,15 +313,45 @@ class DrsRecoveryWorkflow:
                 id=server.id, hostname=server.hostname, group=server.group, wave=group_wave[server.group],
                 impact=server.impact, target_key=server.target_key, detail=server.problem,
                 status=ServerStatus.NOT_RECOVERABLE if server.problem else ServerStatus.PENDING)
+        changed, launch_errors = await self._apply_launch_settings()
         for record in self._state.waves:
+            groups = self._waves[record.name].protection_groups
             record.servers = [s.id for s in self._state.servers.values() if s.wave == record.name]
             bad = [self._state.servers[s] for s in record.servers if self._state.servers[s].status.failed]
             critical = [s for s in bad if s.impact == "critical"]
-            status = WaveStatus.FAILED if critical else WaveStatus.SUCCEEDED
+            errors = list(dict.fromkeys(launch_errors[g] for g in groups if g in launch_errors))
             detail = "; ".join(f"{s.hostname or s.id}: {s.detail}" for s in bad[:5])
-            self._end_wave(record, status, f"{len(record.servers) - len(bad)}/{len(record.servers)} recoverable"
-                           + (f" ({detail})" if detail else ""))
+            message = f"{len(record.servers) - len(bad)}/{len(record.servers)} recoverable" + \
+                (f" ({detail})" if detail else "")
+            if any(self._input.groups[g].launch_settings for g in groups):
+                message += f"; launch settings changed on {sum(s in changed for s in record.servers)} server(s)"
+            message += "".join(f"; launch settings not applied: {e}" for e in errors)
+            self._end_wave(record, WaveStatus.FAILED if critical or errors else WaveStatus.SUCCEEDED, message)
         self._finish()
+
+    async def _apply_launch_settings(self) -> tuple[set[str], dict[str, str]]:
+        """(ids of the servers whose settings changed, group -> why its settings could not be applied)."""
+        per_target: dict[str, list[LaunchGroup]] = {}
+        for name, group in self._input.groups.items():
+            servers = [LaunchServer(id=s.id, hostname=s.hostname) for s in self._state.servers.values()
+                       if s.group == name]
+            if group.launch_settings is not None and servers:
+                per_target.setdefault(group.target.key, []).append(
+                    LaunchGroup(group=name, servers=servers, settings=group.launch_settings))
+        changed: set[str] = set()
+        errors: dict[str, str] = {}
+        for key, groups in per_target.items():
+            try:
+                result = await workflow.execute_activity(
+                    DRS_APPLY_LAUNCH, LaunchRequest(target=self._target(key), groups=groups),
+                    result_type=ApplyLaunchResult, start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT,
+                    retry_policy=RETRY)
+            except ActivityError as err:
+                # E.g. a static address outside its subnet: these groups' waves fail, the message names the server.
+                errors.update({g.group: str(err.cause or err) for g in groups})
+                continue
+            changed |= {c.server_id for c in result.changes}
+        return changed, errors
 
     async def _cleanup(self) -> None:
         if self._input.mode is not Mode.DRILL:
