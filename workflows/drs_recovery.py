@@ -14,30 +14,20 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
+
+from workflows.drs_phases import HEARTBEAT, RESOLVE, RETRY, SHORT, DrsPhasesMixin
 
 with workflow.unsafe.imports_passed_through():
     from activities.drs_contract import (
-        DRS_APPLY_LAUNCH,
-        DRS_CLEANUP_DRILL,
         DRS_QUOTAS,
         DRS_RESOLVE,
-        DRS_REVERSE,
         DRS_START_JOB,
         DRS_WATCH_JOBS,
-        ApplyLaunchResult,
-        CleanupRequest,
-        CleanupResult,
         DrsTarget,
-        LaunchGroup,
-        LaunchRequest,
-        LaunchServer,
         QuotaLimits,
         ResolveRequest,
         ResolveResult,
-        ReverseRequest,
-        ReverseResult,
         StartJobRequest,
         StartJobResult,
         WatchJobsRequest,
@@ -58,17 +48,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.models import ControlRequest, ControlResult, RunStatus
 
-# Short timeouts: when a worker dies mid-call, the call is retried on another worker after this long, not later.
-SHORT = timedelta(minutes=1)
-HEARTBEAT = timedelta(seconds=20)  # the long activities heartbeat every few seconds
-RESOLVE = timedelta(minutes=15)  # thousands of servers, and a snapshot lookup each for a point in time
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-                    maximum_interval=timedelta(minutes=1), maximum_attempts=10)
 WATCH_SECONDS = 15.0
 
 
 @workflow.defn(name=DRS_WORKFLOW_TYPE)
-class DrsRecoveryWorkflow:
+class DrsRecoveryWorkflow(DrsPhasesMixin):
     @workflow.init
     def __init__(self, input: DrsRecoveryInput) -> None:
         self._input = input
@@ -298,103 +282,6 @@ class DrsRecoveryWorkflow:
         remaining = [self._waves[w.name].timeout_seconds - (now - w.started_at).total_seconds()
                      for w in self._state.waves if w.status is WaveStatus.RUNNING and w.started_at]
         return timedelta(seconds=max(min(remaining), 1)) if remaining else None
-
-    # ---- the other phases --------------------------------------------------------------------------------------
-
-    async def _preflight(self) -> None:
-        """Resolve every group now, report what a recovery would take, and bring the launch settings of the groups
-        that give them to the plan's (in every mode: a drill launches with the settings a recovery would use)."""
-        resolved = await workflow.execute_activity(
-            DRS_RESOLVE, ResolveRequest(groups=list(self._input.groups.values())), result_type=ResolveResult,
-            start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT, retry_policy=RETRY)
-        group_wave = {g: w.name for w in self._input.params.waves for g in w.protection_groups}
-        for server in resolved.servers:
-            self._state.servers[server.id] = ServerRecord(
-                id=server.id, hostname=server.hostname, group=server.group, wave=group_wave[server.group],
-                impact=server.impact, target_key=server.target_key, detail=server.problem,
-                status=ServerStatus.NOT_RECOVERABLE if server.problem else ServerStatus.PENDING)
-        changed, launch_errors = await self._apply_launch_settings()
-        for record in self._state.waves:
-            groups = self._waves[record.name].protection_groups
-            record.servers = [s.id for s in self._state.servers.values() if s.wave == record.name]
-            bad = [self._state.servers[s] for s in record.servers if self._state.servers[s].status.failed]
-            critical = [s for s in bad if s.impact == "critical"]
-            errors = list(dict.fromkeys(launch_errors[g] for g in groups if g in launch_errors))
-            detail = "; ".join(f"{s.hostname or s.id}: {s.detail}" for s in bad[:5])
-            message = f"{len(record.servers) - len(bad)}/{len(record.servers)} recoverable" + \
-                (f" ({detail})" if detail else "")
-            if any(self._input.groups[g].launch_settings for g in groups):
-                message += f"; launch settings changed on {sum(s in changed for s in record.servers)} server(s)"
-            message += "".join(f"; launch settings not applied: {e}" for e in errors)
-            self._end_wave(record, WaveStatus.FAILED if critical or errors else WaveStatus.SUCCEEDED, message)
-        self._finish()
-
-    async def _apply_launch_settings(self) -> tuple[set[str], dict[str, str]]:
-        """(ids of the servers whose settings changed, group -> why its settings could not be applied)."""
-        per_target: dict[str, list[LaunchGroup]] = {}
-        for name, group in self._input.groups.items():
-            servers = [LaunchServer(id=s.id, hostname=s.hostname) for s in self._state.servers.values()
-                       if s.group == name]
-            if group.launch_settings is not None and servers:
-                per_target.setdefault(group.target.key, []).append(
-                    LaunchGroup(group=name, servers=servers, settings=group.launch_settings))
-        changed: set[str] = set()
-        errors: dict[str, str] = {}
-        for key, groups in per_target.items():
-            try:
-                result = await workflow.execute_activity(
-                    DRS_APPLY_LAUNCH, LaunchRequest(target=self._target(key), groups=groups),
-                    result_type=ApplyLaunchResult, start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT,
-                    retry_policy=RETRY)
-            except ActivityError as err:
-                # E.g. a static address outside its subnet: these groups' waves fail, the message names the server.
-                errors.update({g.group: str(err.cause or err) for g in groups})
-                continue
-            changed |= {c.server_id for c in result.changes}
-        return changed, errors
-
-    async def _cleanup(self) -> None:
-        if self._input.mode is not Mode.DRILL:
-            self._end_all(WaveStatus.SUCCEEDED, "a real recovery keeps its instances")
-            return
-        terminated, jobs = 0, []
-        for key, target in self._input.targets().items():
-            result = await workflow.execute_activity(
-                DRS_CLEANUP_DRILL, CleanupRequest(target=target, execution_id=self._input.execution_id,
-                                                  since=self._input.since),
-                result_type=CleanupResult, start_to_close_timeout=SHORT, retry_policy=RETRY)
-            terminated += len(result.recovery_instance_ids)
-            jobs += [(key, j) for j in result.terminate_job_ids]
-        for key, job_id in jobs:
-            self._state.chunks.append(ChunkRecord(wave="cleanup", chunk=len(self._state.chunks), target_key=key,
-                                                  server_ids=[], job_id=job_id, started_at=workflow.now()))
-        while any(c.active for c in self._state.chunks):
-            for key in {c.target_key for c in self._state.chunks if c.active}:
-                if key not in self._watchers:
-                    self._watchers[key] = asyncio.create_task(self._watch(key))
-            self._wake = False
-            await workflow.wait_condition(lambda: self._wake)
-        self._end_all(WaveStatus.SUCCEEDED, f"terminated {terminated} drill instance(s) of this execution "
-                                            f"in {len(jobs)} TERMINATE job(s)")
-
-    async def _replicate(self) -> None:
-        if self._input.mode is Mode.DRILL:
-            self._end_all(WaveStatus.SUCCEEDED, "a drill leaves replication as it is")
-            return
-        reversed_count, manual, errors = 0, [], []
-        for target in self._input.targets().values():
-            result = await workflow.execute_activity(
-                DRS_REVERSE, ReverseRequest(target=target, execution_id=self._input.execution_id,
-                                            since=self._input.since),
-                result_type=ReverseResult, start_to_close_timeout=SHORT, retry_policy=RETRY)
-            reversed_count += len(result.reversed)
-            manual += result.needs_failback_client
-            errors += [f"{k}: {v}" for k, v in result.errors.items()]
-        message = f"reverse replication started for {reversed_count} server(s)"
-        if manual:
-            message += f"; {len(manual)} need the DRS failback client: {', '.join(manual[:10])}"
-        self._end_all(WaveStatus.FAILED if errors else WaveStatus.SUCCEEDED,
-                      message + (f"; errors: {'; '.join(errors[:5])}" if errors else ""))
 
     # ---- messages and results ----------------------------------------------------------------------------------
 
