@@ -29,6 +29,7 @@ from activities.drs_contract import (
     CleanupResult,
     DriftResult,
     DrsTarget,
+    InstanceDetail,
     GroupRequest,
     JobState,
     LaunchRequest,
@@ -57,6 +58,7 @@ from activities.drs_ops import (
     last_log_events,
     list_source_servers,
     recoverability,
+    recovery_details,
     recovery_instances_of,
     resolve_selection,
     reverse_replication,
@@ -173,11 +175,24 @@ class DrsActivities:
                 for state in changed:
                     if state.settled or any(s.launch_status == "FAILED" for s in state.servers.values()):
                         state.last_events = _events(drs, state.job_id)
+                self._describe_instances(request.target, drs, changed)
                 log.info("drs.watch.returned", jobs=len(states), changed=len(changed), polls=polls)
                 return WatchJobsResult(jobs=states)
             if activity.wait_for_cancelled_sync(timedelta(seconds=min(request.poll_seconds, remaining))):
                 log.warning("drs.watch.cancelled", polls=polls)
                 raise CancelledError("watch cancelled; the DRS jobs themselves keep running")
+
+    def _describe_instances(self, target: DrsTarget, drs: Any, states: list[JobState]) -> None:
+        """EC2 instance and private IP of the servers that launched, for the status query (only on a change)."""
+        launched = {launch.recovery_instance_id: (state, sid) for state in states
+                    for sid, launch in state.servers.items()
+                    if launch.launch_status == "LAUNCHED" and launch.recovery_instance_id}
+        if not launched:
+            return
+        ec2 = self.aws.client("ec2", target.account, target.region)
+        for rid, detail in recovery_details(drs, ec2, list(launched)).items():
+            state, sid = launched[rid]
+            state.instances[sid] = InstanceDetail(ec2_instance_id=detail.ec2_instance_id, private_ip=detail.private_ip)
 
     @activity.defn(name=DRS_CLEANUP_DRILL)
     def cleanup_drill(self, request: CleanupRequest) -> CleanupResult:

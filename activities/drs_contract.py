@@ -94,12 +94,18 @@ class ServerLaunchState(BaseModel):
     recovery_instance_id: str | None = None
 
 
+class InstanceDetail(BaseModel):
+    ec2_instance_id: str | None = None
+    private_ip: str | None = None
+
+
 class JobState(BaseModel):
     job_id: str
     status: str  # PENDING | STARTED | COMPLETED
     servers: dict[str, ServerLaunchState]
     settled: bool  # COMPLETED and no server still launching: capacity is free again
     last_events: dict[str, str] = Field(default_factory=dict)  # server id -> newest job-log event (and error)
+    instances: dict[str, InstanceDetail] = Field(default_factory=dict)  # server id -> its launched EC2 instance
 
     def signature(self) -> str:
         launches = ",".join(f"{k}:{v.launch_status}" for k, v in sorted(self.servers.items()))

@@ -90,6 +90,9 @@ async def test_waves_follow_the_dag_across_accounts_and_a_drill_cleans_up_only_i
     waves = {w.name: w for w in child.waves}
     assert waves["db"].ended_at <= waves["app"].started_at and waves["app"].ended_at <= waves["web"].started_at
     assert all(s.status.value == "LAUNCHED" and s.recovery_instance_id for s in child.servers.values())
+    # Per server, the status query shows where it runs now and when it got there.
+    assert all(s.ec2_instance_id and s.ec2_instance_id.startswith("i-") and s.private_ip and
+               s.started_at <= s.ended_at for s in child.servers.values())
     # The DRS side agrees: one job per wave (per account), each created after its prerequisite's ended.
     hub_jobs = {j["tags"]["dr:wave"]: j for j in jobs_of(other, handle.id) if j["type"] == "LAUNCH"}
     app_drs = account_session(APP_ACCOUNT).client("drs", region_name=REGION)

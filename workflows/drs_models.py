@@ -75,6 +75,10 @@ class ServerRecord(BaseModel):
     launch_status: str | None = None
     job_id: str | None = None
     recovery_instance_id: str | None = None
+    ec2_instance_id: str | None = None
+    private_ip: str | None = None
+    started_at: datetime | None = None  # its job started
+    ended_at: datetime | None = None  # seen LAUNCHED or FAILED
     detail: str | None = None  # the problem, or the newest job-log event
     snapshot_id: str | None = None
 

@@ -194,7 +194,7 @@ class DrsRecoveryWorkflow(DrsPhasesMixin):
             chunk.job_id, chunk.started_at = started.job_id, workflow.now()
             for sid in chunk.server_ids:
                 record = self._state.servers[sid]
-                record.status, record.job_id = ServerStatus.LAUNCHING, started.job_id
+                record.status, record.job_id, record.started_at = ServerStatus.LAUNCHING, started.job_id, chunk.started_at
 
     async def _watch(self, target_key: str) -> None:
         """One watch of one account+region's active jobs; the main loop starts the next, with any new jobs."""
@@ -233,10 +233,16 @@ class DrsRecoveryWorkflow(DrsPhasesMixin):
                     record.launch_status = launch.launch_status
                     record.recovery_instance_id = launch.recovery_instance_id or record.recovery_instance_id
                     record.detail = job.last_events.get(sid, record.detail)
+                    if sid in job.instances:
+                        record.ec2_instance_id = job.instances[sid].ec2_instance_id
+                        record.private_ip = job.instances[sid].private_ip
+                    previous = record.status
                     if launch.launch_status == "LAUNCHED":
                         record.status = ServerStatus.LAUNCHED
                     elif launch.launch_status == "FAILED" or (job.settled and launch.launch_status != "LAUNCHED"):
                         record.status = ServerStatus.FAILED
+                    if record.status is not previous:
+                        record.ended_at = workflow.now()
         finally:
             self._watchers.pop(target_key, None)
             self._wake = True
