@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import AwsClients
+from sandbox.drs.models import DrsWorld
 from sandbox.server import SandboxServer
 from workers.main import ACTIVITY_THREADS, build_worker
 from workflows.lifecycle import SEARCH_ATTRIBUTES
@@ -105,3 +106,12 @@ class DrTestWorker:
     client: Client
     task_queue: str
     aws: AwsClients
+
+
+@pytest.fixture
+def world(sandbox: SandboxServer) -> Iterator[DrsWorld]:
+    """The DRS emulator at a fast, seeded clock for one test; back to defaults afterwards."""
+    from sandbox.drs.models import reset_world
+
+    yield reset_world(time_scale=40, seed=5)
+    reset_world()

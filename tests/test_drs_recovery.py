@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 
 from plans.model import Mode, Plan
-from sandbox.drs.models import DrsWorld, reset_world
+from sandbox.drs.models import DrsWorld
 from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, account_session
 from tests.lifecycle_helpers import finish, resource, start_run, status_of
 from workflows.drs_models import DrsRecoveryState
 from workflows.models import RunOptions, RunStatus, StepStatus
 
 REGION = "us-west-2"
-
-
-@pytest.fixture
-def world(sandbox: Any) -> Iterator[DrsWorld]:
-    yield reset_world(time_scale=40, seed=5)
-    reset_world()
 
 
 def estate(world: DrsWorld, tiers: dict[str, int], app_tiers: dict[str, int] | None = None) -> str:

@@ -14,7 +14,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, FailureError
 
 from workflows.drs_phases import HEARTBEAT, RESOLVE, RETRY, SHORT, DrsPhasesMixin
 
@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         WaveRecord,
         WaveStatus,
     )
-    from workflows.models import ControlRequest, ControlResult, RunStatus
+    from workflows.models import ChildGate, ChildGateDecided, ControlRequest, ControlResult, RunStatus, WaveDecision
 
 WATCH_SECONDS = 15.0
 
@@ -131,7 +131,13 @@ class DrsRecoveryWorkflow(DrsPhasesMixin):
         if limit and sum(w.status is WaveStatus.RUNNING for w in self._state.waves) >= limit:
             return
         if wave.pause_before and record.name not in self._approved:
-            record.status = WaveStatus.AWAITING_APPROVAL
+            # The lifecycle learns of the gate first (its approve/reject decide it), then the wave shows as waiting.
+            await self._tell_parent("child_gate", ChildGate(
+                child_workflow_id=workflow.info().workflow_id, wave=record.name, gate_id=self._gate_id(record.name)))
+            if record.status is WaveStatus.PENDING and record.name not in self._approved:
+                record.status = WaveStatus.AWAITING_APPROVAL
+            else:
+                self._wake = True  # decided while the parent was being told: approved goes on, rejected has ended
             return
         record.status, record.started_at = WaveStatus.RUNNING, workflow.now()
         groups = [self._input.groups[g] for g in wave.protection_groups]
@@ -296,12 +302,18 @@ class DrsRecoveryWorkflow(DrsPhasesMixin):
         return self._state
 
     @workflow.update(name="approve")
-    def approve(self, request: ControlRequest) -> ControlResult:
+    async def approve(self, request: ControlRequest) -> ControlResult:
+        """For operators talking to this child directly; the lifecycle's own gate is marked decided too."""
         waiting = [w for w in self._state.waves if w.status is WaveStatus.AWAITING_APPROVAL]
-        chosen = next(w for w in waiting if request.gate in (None, w.name))
+        chosen = next((w for w in waiting if request.gate in (None, w.name)), None)
+        if chosen is None:  # approved by another update or signal in the same workflow task
+            return ControlResult(accepted=False, status=RunStatus.RUNNING, message="no wave is waiting for approval")
         self._approved.add(chosen.name)
         chosen.status = WaveStatus.PENDING
         self._wake = True
+        await self._tell_parent("child_gate_decided", ChildGateDecided(
+            child_workflow_id=workflow.info().workflow_id, wave=chosen.name, decision="approved",
+            actor=request.actor, reason=request.reason))
         return ControlResult(accepted=True, status=RunStatus.RUNNING, message=f"wave {chosen.name} approved")
 
     @approve.validator
@@ -311,6 +323,45 @@ class DrsRecoveryWorkflow(DrsPhasesMixin):
             raise ValueError("no wave is waiting for approval")
         if request.gate is not None and request.gate not in waiting:
             raise ValueError(f"wave {request.gate!r} is not waiting (waiting: {', '.join(waiting)})")
+
+    @workflow.signal(name="approve_wave")
+    def approve_wave(self, decision: WaveDecision) -> None:
+        """The lifecycle's gate for this wave was approved. Idempotent; ignored once the wave has moved on."""
+        record = next((w for w in self._state.waves if w.name == decision.wave), None)
+        if record is None or record.status not in (WaveStatus.PENDING, WaveStatus.AWAITING_APPROVAL):
+            return
+        self._approved.add(record.name)
+        record.status = WaveStatus.PENDING
+        self._wake = True
+
+    @workflow.signal(name="reject_wave")
+    def reject_wave(self, decision: WaveDecision) -> None:
+        """The lifecycle's gate for this wave was rejected: the wave fails, its dependants are skipped. Ignored
+        once the wave was approved or has moved on."""
+        record = next((w for w in self._state.waves if w.name == decision.wave), None)
+        if record is None or record.name in self._approved or not self._waves[record.name].pause_before or \
+                record.status not in (WaveStatus.PENDING, WaveStatus.AWAITING_APPROVAL):
+            return
+        self._end_wave(record, WaveStatus.FAILED, f"rejected by {decision.actor}: {decision.reason}")
+
+    def _gate_id(self, wave: str) -> str:
+        """The lifecycle's gate id: this child's id without the "<lifecycle id>/" prefix, then "/wave:<name>"."""
+        own, parent = workflow.info().workflow_id, workflow.info().parent
+        prefix = f"{parent.workflow_id}/" if parent else ""
+        if prefix and own.startswith(prefix):
+            step = own[len(prefix):]  # "<PHASE>/<layer>/<resource>"
+        else:
+            step = f"{self._input.phase.value}/{self._input.resource}"
+        return f"{step}/wave:{wave}"
+
+    async def _tell_parent(self, signal: str, payload: ChildGate | ChildGateDecided) -> None:
+        parent = workflow.info().parent
+        if parent is None:  # started on its own: only this workflow's `approve` decides its waves
+            return
+        try:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(signal, payload)
+        except FailureError as err:  # the lifecycle has ended: this child is about to be closed with it
+            workflow.logger.warning("could not signal %s to %s: %s", signal, parent.workflow_id, err)
 
     def _chunks_of(self, wave: str) -> list[ChunkRecord]:
         return [c for c in self._state.chunks if c.wave == wave]

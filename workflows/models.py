@@ -129,11 +129,39 @@ class PhaseState(BaseModel):
 
 
 class Gate(BaseModel):
-    id: str  # "ACTIVATE" or "ACTIVATE/database"
+    id: str  # "ACTIVATE", "ACTIVATE/database" or, for a DRS wave, "ACTIVATE/database/servers/wave:web"
     requested_at: datetime
     decided_at: datetime | None = None
-    decision: str | None = None  # approved | rejected
+    decision: str | None = None  # approved | rejected | withdrawn (its DRS child ended before a decision)
     actor: str | None = None
+    reason: str = ""
+    child_workflow_id: str | None = None  # a DRS wave's gate: the DrsRecoveryWorkflow that waits for it
+    wave: str | None = None
+
+
+class ChildGate(BaseModel):
+    """Signal `child_gate`, DRS child -> lifecycle: a wave with pauseBefore waits for approval."""
+
+    child_workflow_id: str
+    wave: str
+    gate_id: str
+
+
+class ChildGateDecided(BaseModel):
+    """Signal `child_gate_decided`, DRS child -> lifecycle: an operator decided the wave at the child itself."""
+
+    child_workflow_id: str
+    wave: str
+    decision: str  # approved
+    actor: str
+    reason: str = ""
+
+
+class WaveDecision(BaseModel):
+    """Signals `approve_wave` / `reject_wave`, lifecycle -> DRS child: the lifecycle's gate was decided."""
+
+    wave: str
+    actor: str
     reason: str = ""
 
 
