@@ -12,7 +12,9 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
+
+from workflows.lifecycle_control import LifecycleControlMixin
 
 with workflow.unsafe.imports_passed_through():
     from activities.contract import (
@@ -29,20 +31,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.drs_models import DRS_WORKFLOW_TYPE, DrsRecoveryResult, drs_input_for
     from workflows.models import (
         WORKFLOW_TYPE,
-        AuditEntry,
-        ChildGate,
-        ChildGateDecided,
-        ControlRequest,
-        ControlResult,
         Gate,
         LayerState,
         LifecycleInput,
         LifecycleResult,
-        LifecycleState,
         ResourceState,
         RunStatus,
         StepStatus,
-        WaveDecision,
     )
     from workflows.state import close, failed_resources, new_state, result_of, rollup
 
@@ -71,7 +66,7 @@ AWS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficie
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class DrLifecycleWorkflow:
+class DrLifecycleWorkflow(LifecycleControlMixin):
     @workflow.init
     def __init__(self, input: LifecycleInput) -> None:
         self._input = input
@@ -281,164 +276,6 @@ class DrLifecycleWorkflow:
         self._refresh_status()
         self._publish()
         return await self._boundary()
-
-    # ---- messages ----------------------------------------------------------------------------------------------
-
-    @workflow.query(name="status")
-    def status(self) -> LifecycleState:
-        return self._state
-
-    @workflow.update(name="approve")
-    async def approve(self, request: ControlRequest) -> ControlResult:
-        return await self._decide(request, "approve", "approved")
-
-    @approve.validator
-    def _check_approve(self, request: ControlRequest) -> None:
-        self._require_gate(request)
-
-    @workflow.update(name="reject")
-    async def reject(self, request: ControlRequest) -> ControlResult:
-        return await self._decide(request, "reject", "rejected")
-
-    @reject.validator
-    def _check_reject(self, request: ControlRequest) -> None:
-        self._require_gate(request)
-        if not request.reason.strip():
-            raise ValueError("a rejection needs a reason")
-
-    @workflow.update(name="pause")
-    def pause(self, request: ControlRequest) -> ControlResult:
-        self._state.paused = True
-        self._refresh_status()
-        return self._accepted(request, "pause", "paused: running operations finish, nothing new starts")
-
-    @pause.validator
-    def _check_pause(self, request: ControlRequest) -> None:
-        self._require_active()
-        if self._state.paused:
-            raise ValueError("the run is already paused")
-
-    @workflow.update(name="resume")
-    def resume(self, request: ControlRequest) -> ControlResult:
-        self._state.paused = False
-        self._refresh_status()
-        return self._accepted(request, "resume", "resumed")
-
-    @resume.validator
-    def _check_resume(self, request: ControlRequest) -> None:
-        self._require_active()
-        if not self._state.paused:
-            raise ValueError("the run is not paused")
-
-    @workflow.update(name="cancel")
-    async def cancel(self, request: ControlRequest) -> ControlResult:
-        self._state.cancel_requested = True
-        if request.force:
-            for task in self._tasks.values():
-                task.cancel()
-        note = "in-flight operations are being stopped" if request.force else "in-flight operations finish first"
-        answer = self._accepted(request, "cancel", f"cancelling: nothing new starts; {note}")
-        # A DRS wave waiting for approval would wait for ever: a cancel answers it with a rejection.
-        for gate in [g for g in self._state.gates if g.decision is None and g.child_workflow_id]:
-            gate.decision, gate.actor, gate.decided_at = "rejected", request.actor, workflow.now()
-            gate.reason = f"run cancelled: {request.reason}".rstrip(": ")
-            try:
-                await workflow.get_external_workflow_handle(gate.child_workflow_id).signal(
-                    "reject_wave", WaveDecision(wave=gate.wave or "", actor=request.actor, reason=gate.reason))
-            except FailureError as err:  # the child ended meanwhile: nothing waits on it
-                workflow.logger.warning("gate %s: could not signal %s: %s", gate.id, gate.child_workflow_id, err)
-        self._refresh_status()
-        return answer
-
-    @cancel.validator
-    def _check_cancel(self, request: ControlRequest) -> None:
-        self._require_active()
-        if self._state.cancel_requested and not request.force:
-            raise ValueError("cancel was already requested (use force to stop in-flight operations)")
-
-    async def _decide(self, request: ControlRequest, action: str, decision: str) -> ControlResult:
-        gate = self._requested_gate(request)
-        if gate is None:  # decided by an update accepted in the same workflow task as this one
-            raise ApplicationError("no approval is pending", type="GateNotPending")
-        gate.decision, gate.actor, gate.reason, gate.decided_at = decision, request.actor, request.reason, workflow.now()
-        if gate.child_workflow_id is None:
-            # A phase/layer gate: `_gate` goes on (or finishes the run as REJECTED).
-            return self._accepted(request, action, f"gate {gate.id} {decision}")
-        # A DRS wave's gate: the child starts the wave, or ends it FAILED (its dependants are skipped and the
-        # resource fails the run the usual way). Recorded before telling the child, so no second decision races it.
-        self._refresh_status()
-        detail = f"wave {gate.wave} of {gate.child_workflow_id}"
-        answer = self._accepted(request, action, f"gate {gate.id} {decision}", detail=detail)
-        signal = "approve_wave" if decision == "approved" else "reject_wave"
-        try:
-            await workflow.get_external_workflow_handle(gate.child_workflow_id).signal(
-                signal, WaveDecision(wave=gate.wave or "", actor=request.actor, reason=request.reason))
-        except FailureError as err:  # the child has ended meanwhile: the decision stays recorded, nothing waits
-            workflow.logger.warning("gate %s: could not signal %s: %s", gate.id, gate.child_workflow_id, err)
-            answer.message += f" (the DRS child could not be told: {err})"
-        return answer
-
-    @workflow.signal(name="child_gate")
-    def child_gate(self, signal: ChildGate) -> None:
-        """A DRS child's wave waits for approval: it becomes a gate of this run. Repeats are ignored."""
-        if self._state.status.finished or any(
-                g.decision is None and g.id == signal.gate_id and g.child_workflow_id == signal.child_workflow_id
-                for g in self._state.gates):
-            return
-        self._state.gates.append(Gate(id=signal.gate_id, requested_at=workflow.now(),
-                                      child_workflow_id=signal.child_workflow_id, wave=signal.wave))
-        self._refresh_status()
-        self._publish()
-
-    @workflow.signal(name="child_gate_decided")
-    def child_gate_decided(self, signal: ChildGateDecided) -> None:
-        """An operator decided a wave at the DRS child itself: the gate here is decided too (once)."""
-        gate = self._child_gate(signal.child_workflow_id, signal.wave)
-        if gate is None:
-            return
-        gate.decision, gate.actor, gate.reason, gate.decided_at = (signal.decision, signal.actor, signal.reason,
-                                                                   workflow.now())
-        action = "approve" if signal.decision == "approved" else "reject"
-        self._state.audit.append(AuditEntry(
-            at=workflow.now(), actor=signal.actor, action=action, accepted=True, reason=signal.reason,
-            detail=f"gate {gate.id} {signal.decision} at the DRS child {signal.child_workflow_id}"))
-        self._refresh_status()
-        self._publish()
-
-    def _child_gate(self, child_workflow_id: str, wave: str | None = None) -> Gate | None:
-        return next((g for g in self._state.gates if g.decision is None and g.child_workflow_id == child_workflow_id
-                     and wave in (None, g.wave)), None)
-
-    def _withdraw_child_gates(self, child_workflow_id: str) -> None:
-        """The DRS child has ended: nothing waits for its undecided gates any more."""
-        while (gate := self._child_gate(child_workflow_id)) is not None:
-            gate.decision, gate.decided_at = "withdrawn", workflow.now()
-        self._refresh_status()
-        self._publish()
-
-    def _requested_gate(self, request: ControlRequest) -> Gate | None:
-        """The gate an approve/reject decides: the one named, else the first pending."""
-        if request.gate is None:
-            return self._state.pending_gate()
-        return next((g for g in self._state.gates if g.decision is None and g.id == request.gate), None)
-
-    def _require_active(self) -> None:
-        if self._state.status.finished:
-            raise ValueError(f"the run has ended ({self._state.status.value})")
-
-    def _require_gate(self, request: ControlRequest) -> None:
-        self._require_active()
-        pending = [g.id for g in self._state.gates if g.decision is None]
-        if not pending:
-            raise ValueError("no approval is pending")
-        if self._requested_gate(request) is None:
-            raise ValueError(f"gate {request.gate!r} is not pending (pending: {', '.join(map(repr, pending))})")
-
-    def _accepted(self, request: ControlRequest, action: str, message: str, detail: str = "") -> ControlResult:
-        self._state.audit.append(AuditEntry(at=workflow.now(), actor=request.actor, action=action, accepted=True,
-                                            reason=request.reason, detail=detail))
-        self._publish()
-        return ControlResult(accepted=True, status=self._state.status, message=message)
 
     # ---- state helpers -----------------------------------------------------------------------------------------
 
