@@ -60,6 +60,7 @@ from activities.drs_ops import (
     recoverability,
     recovery_details,
     recovery_instances_of,
+    resolve_failback_selection,
     resolve_selection,
     reverse_replication,
     start_or_find_job,
@@ -111,8 +112,9 @@ class DrsActivities:
         clashes: dict[str, list[str]] = {}
         for group in groups:
             sel = group.selection
-            for server in resolve_selection(drs, tags=dict(sel.tags), source_server_ids=sel.source_server_ids,
-                                            hostnames=sel.hostnames, listing=listing):
+            select = resolve_failback_selection if group.failback else resolve_selection
+            for server in select(drs, tags=dict(sel.tags), source_server_ids=sel.source_server_ids,
+                                 hostnames=sel.hostnames, listing=listing):
                 sid = server.source_server_id
                 if sid in chosen and chosen[sid][1].group != group.group:
                     clashes.setdefault(sid, [chosen[sid][1].group]).append(group.group)

@@ -50,6 +50,7 @@ class GroupRequest(BaseModel):
     selection: ServerSelection
     impact: Impact = "critical"
     allow_unhealthy: bool = False
+    failback: bool = False  # select the reversed (FAILBACK) servers that stand for this group's originals
     launch_settings: LaunchSettings | None = None  # None: the live launch configuration is left as it is
 
 

@@ -41,6 +41,7 @@ from activities.drs_select import (
     list_source_servers,
     parse_duration,
     recoverability,
+    resolve_failback_selection,
     resolve_selection,
 )
 
@@ -49,6 +50,6 @@ __all__ = [
     "RecoveryDetail", "ReverseOutcome", "ServerInfo", "ServerLaunch", "active_usage", "chunks", "describe_jobs",
     "drill_instances_of", "drs_errors", "drs_quotas", "find_job", "format_lag", "job_done", "last_log_events",
     "list_source_servers", "parse_duration", "recoverability", "recovery_details", "recovery_instances_of",
-    "resolve_selection", "reverse_replication", "server_outcome", "servers_in_active_jobs", "start_or_find_job",
+    "resolve_failback_selection", "resolve_selection", "reverse_replication", "server_outcome", "servers_in_active_jobs", "start_or_find_job",
     "terminate_recovery_instances", "throttled",
 ]

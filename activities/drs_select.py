@@ -37,6 +37,7 @@ class ServerInfo(BaseModel):
     recovery_instance_id: str | None = None
     origin_region: str | None = None
     origin_account: str | None = None
+    reversed_arn: str | None = None  # the server on the other side of reverse replication
 
     @classmethod
     def from_wire(cls, item: dict[str, Any]) -> ServerInfo:
@@ -56,6 +57,7 @@ class ServerInfo(BaseModel):
             recovery_instance_id=item.get("recoveryInstanceId"),
             origin_region=cloud.get("originRegion"),
             origin_account=cloud.get("originAccountID"),
+            reversed_arn=item.get("reversedDirectionSourceServerArn"),
         )
 
 
@@ -96,6 +98,34 @@ def _tags_match(tags: dict[str, str], wanted: dict[str, str | list[str]]) -> boo
         if key not in tags or tags[key] not in values:
             return False
     return True
+
+
+def resolve_failback_selection(
+    drs: Any,
+    tags: dict[str, str | list[str]] | None = None,
+    source_server_ids: list[str] | None = None,
+    hostnames: list[str] | None = None,
+    listing: list[ServerInfo] | None = None,
+) -> list[ServerInfo]:
+    """For a failback: the reversed servers (replicationDirection FAILBACK, in the original region) standing for what
+    the selection means. The plan names the original servers, so an explicit id is matched through the reversed
+    server's link back to its original (reversedDirectionSourceServerArn)."""
+    tags, ids, names = tags or {}, list(source_server_ids or []), list(hostnames or [])
+    servers = [s for s in (listing if listing is not None else list_source_servers(drs))
+               if s.replication_direction == "FAILBACK"]
+    original = {s.source_server_id: (s.reversed_arn or "").rsplit("/", 1)[-1] for s in servers}
+    chosen = [s for s in servers
+              if original[s.source_server_id] in ids or s.source_server_id in ids or s.hostname in names
+              or (tags and _tags_match(s.tags, tags))]
+    found_ids = {original[s.source_server_id] for s in chosen} | {s.source_server_id for s in chosen}
+    missing = [f"source server {i}" for i in ids if i not in found_ids]
+    missing += [f"hostname {h}" for h in names if h not in {s.hostname for s in chosen}]
+    if missing:
+        raise fatal("failback selection: " + "; ".join(f"{m} has no reversed (FAILBACK) server here: was reverse "
+                                                        "replication started for it?" for m in missing),
+                    "SourceServersNotFound")
+    log.info("drs.failback_selection", matched=len(chosen), scanned=len(servers))
+    return chosen
 
 
 def resolve_selection(

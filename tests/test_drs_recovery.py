@@ -218,3 +218,36 @@ async def test_a_thousand_servers_in_ten_waves_across_three_accounts(worker, wor
         print(f"\n  1,000 servers / 10 waves / 3 accounts: {len(jobs)} DRS jobs, quota errors {quota_errors}, "
               f"conflicts {conflicts}, peak servers in active jobs per account {peak}, history events: "
               f"lifecycle {parent_events}, DRS child {child_events}")
+
+
+async def test_failback_recovers_the_reversed_servers_into_the_original_region(worker, world):
+    app = estate(world, {"app": 3})
+    waves = [{"name": "app", "protectionGroups": ["app"]}]
+    resource = {"name": "servers", "action": "drs.recovery", "parameters": {"waves": waves}}
+    layers = {"layers": [{"name": "servers", "resources": [resource]}]}
+    base = drs_plan("failback", app, waves=waves, groups={"app": {"tags": {"Tier": "app"}}}, cleanup=False)
+    plan = base.model_validate({**base.model_dump(by_alias=True, mode="json"),
+                                "phases": {"ACTIVATE": layers, "REPLICATE": layers}})
+    # A real failover to us-west-2, then REPLICATE reverses replication towards us-east-1.
+    failover = await start_run(worker.client, worker.task_queue, plan, mode=Mode.PLANNED)
+    assert (await finish(failover)).status is RunStatus.COMPLETED
+    replicate = resource_of(await status_of(failover), "REPLICATE")
+    assert "reverse replication started for 3 server(s)" in replicate.message
+
+    # The failback recovers the reversed servers in us-east-1, selected by the same plan.
+    back = await start_run(worker.client, worker.task_queue, plan, mode=Mode.FAILBACK,
+                           options=RunOptions(phases=["ACTIVATE"]))
+    assert (await finish(back)).status is RunStatus.COMPLETED
+    east = boto3.client("drs", region_name="us-east-1")
+    jobs = [j for j in jobs_of(east, back.id) if j["type"] == "LAUNCH"]
+    assert len(jobs) == 1 and len(jobs[0]["participatingServers"]) == 3
+    assert {p["launchStatus"] for p in jobs[0]["participatingServers"]} == {"LAUNCHED"}
+    child = await child_state(worker, back.id, "ACTIVATE")
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    instances = ec2.describe_instances(InstanceIds=[s.ec2_instance_id for s in child.servers.values()])
+    assert [i["State"]["Name"] for r in instances["Reservations"] for i in r["Instances"]] == ["running"] * 3
+    assert not jobs_of(boto3.client("drs", region_name=REGION), back.id)  # nothing launched in us-west-2
+
+
+def resource_of(state: Any, phase: str) -> Any:
+    return resource(state, phase, "servers", "servers")

@@ -39,12 +39,16 @@ def drs_input_for(plan: Plan, resource: Resource, phase: Phase, mode: Mode, exec
     for name in sorted(used):
         group = plan.protection_groups[name]
         account_key = plan.account_key_for(group)
+        region = plan.region_for(group)
+        if mode is Mode.FAILBACK:
+            # Back where the servers came from: their reversed copies replicate into the other region of the plan.
+            region = plan.regions.primary if region == plan.regions.recovery else plan.regions.recovery
         groups[name] = GroupRequest(
-            group=name,
-            target=DrsTarget(account_key=account_key, account=plan.accounts[account_key],
-                             region=plan.region_for(group)),
+            group=name, failback=mode is Mode.FAILBACK,
+            target=DrsTarget(account_key=account_key, account=plan.accounts[account_key], region=region),
             selection=group.selection, impact=group.impact, allow_unhealthy=group.allow_unhealthy_replication,
-            launch_settings=group.launch_settings,
+            # The plan's launch settings name recovery-region resources (subnets, security groups): not for a failback.
+            launch_settings=None if mode is Mode.FAILBACK else group.launch_settings,
         )
     return DrsRecoveryInput(execution_id=execution_id, plan_name=plan.name, resource=resource.name, phase=phase,
                             mode=mode, params=params, groups=groups, since=since)
