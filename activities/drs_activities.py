@@ -48,6 +48,7 @@ from activities.drs_contract import (
 )
 from activities.drs_launch import apply_launch_settings, desired_for, drift
 from activities.drs_ops import (
+    active_jobs_holding,
     JobKey,
     JobProgress,
     ServerInfo,
@@ -101,10 +102,11 @@ class DrsActivities:
         resolved: list[ResolvedServer] = []
         for n, groups in enumerate(by_target.values()):
             activity.heartbeat({"targets_done": n})
-            resolved += self._resolve_target(groups, request.point_in_time)
+            resolved += self._resolve_target(groups, request.point_in_time, request.execution_id)
         return ResolveResult(servers=resolved)
 
-    def _resolve_target(self, groups: list[GroupRequest], point_in_time: datetime | None) -> list[ResolvedServer]:
+    def _resolve_target(self, groups: list[GroupRequest], point_in_time: datetime | None,
+                        execution_id: str | None = None) -> list[ResolvedServer]:
         target = groups[0].target
         drs = self._drs(target)
         listing = list_source_servers(drs)
@@ -125,6 +127,7 @@ class DrsActivities:
                               for sid, gs in clashes.items())
             raise fatal(f"source servers selected by more than one protection group in {target.key}: {named}",
                         "ServerInTwoGroups")
+        busy = active_jobs_holding(drs, list(chosen))
         servers = [
             ResolvedServer(
                 id=sid, hostname=info.hostname, group=group.group, impact=group.impact, target_key=target.key,
@@ -133,6 +136,12 @@ class DrsActivities:
             )
             for sid, (info, group) in chosen.items()
         ]
+        # A server another run (or a console user) is recovering right now would only meet a ConflictException.
+        for server in servers:
+            holder = busy.get(server.id)
+            if holder and holder[1] != execution_id:
+                who = f"execution {holder[1]}" if holder[1] else "started outside this orchestrator"
+                server.problem = f"in active DRS job {holder[0]} ({who})"
         if point_in_time is not None:
             self._choose_snapshots(drs, servers, point_in_time)
         log.info("drs.resolved", target=target.key, groups=len(groups), servers=len(servers),

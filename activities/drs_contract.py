@@ -56,6 +56,7 @@ class GroupRequest(BaseModel):
 
 class ResolveRequest(BaseModel):
     groups: list[GroupRequest]
+    execution_id: str | None = None  # servers in another execution's (or anyone's) active job are not recoverable
     point_in_time: datetime | None = None  # None: latest (DRS takes an on-demand snapshot)
 
 

@@ -111,14 +111,21 @@ def _in_active_job(drs: Any, exc: ClientError, server_ids: list[str], what: str)
 
 def servers_in_active_jobs(drs: Any, server_ids: list[str], since: datetime | None = None) -> dict[str, str]:
     """Which of `server_ids` an active job holds, and that job's id."""
+    return {sid: job_id for sid, (job_id, _) in active_jobs_holding(drs, server_ids, since).items()}
+
+
+def active_jobs_holding(drs: Any, server_ids: list[str],
+                        since: datetime | None = None) -> dict[str, tuple[str, str | None]]:
+    """Which of `server_ids` an active job holds: that job's id and the execution that started it (its
+    dr:execution tag; None when something other than this orchestrator started it)."""
     wanted = set(server_ids)
-    busy: dict[str, str] = {}
+    busy: dict[str, tuple[str, str | None]] = {}
     for job in _jobs_since(drs, since or utcnow() - ACTIVE_JOB_LOOKBACK):
         if job.get("status") == "COMPLETED":
             continue
         for server in job.get("participatingServers") or []:
             if server.get("sourceServerID") in wanted:
-                busy.setdefault(server["sourceServerID"], job["jobID"])
+                busy.setdefault(server["sourceServerID"], (job["jobID"], (job.get("tags") or {}).get(TAG_EXECUTION)))
     return busy
 
 

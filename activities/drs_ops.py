@@ -18,6 +18,7 @@ from activities.drs_instances import (
     terminate_recovery_instances,
 )
 from activities.drs_jobs import (
+    active_jobs_holding,
     QUOTA_CODES,
     TAG_CHUNK,
     TAG_WAVE,
@@ -46,6 +47,7 @@ from activities.drs_select import (
 )
 
 __all__ = [
+    "active_jobs_holding",
     "ACTIVE_JOB_LOOKBACK", "QUOTA_CODES", "TAG_CHUNK", "TAG_WAVE", "JobKey", "JobProgress", "Quotas",
     "RecoveryDetail", "ReverseOutcome", "ServerInfo", "ServerLaunch", "active_usage", "chunks", "describe_jobs",
     "drill_instances_of", "drs_errors", "drs_quotas", "find_job", "format_lag", "job_done", "last_log_events",

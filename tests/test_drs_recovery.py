@@ -251,3 +251,25 @@ async def test_failback_recovers_the_reversed_servers_into_the_original_region(w
 
 def resource_of(state: Any, phase: str) -> Any:
     return resource(state, phase, "servers", "servers")
+
+
+async def test_a_server_in_another_runs_active_job_is_named_not_launched(worker, world):
+    app = estate(world, {"db": 2})
+    drs = boto3.client("drs", region_name=REGION)
+    servers = [s for s in drs.describe_source_servers(filters={})["items"] if s["tags"].get("App") == app]
+    busy = sorted(servers, key=lambda s: s["sourceServerID"])[0]
+    world.set_durations(pending=3600)  # the other run's job stays active throughout
+    other = drs.start_recovery(sourceServers=[{"sourceServerID": busy["sourceServerID"]}], isDrill=True,
+                               tags={"dr:execution": "dr-other-run"})["job"]
+    world.set_durations(pending=1)
+    plan = drs_plan("drs-busy", app, waves=[{"name": "db", "protectionGroups": ["db"]}],
+                    groups={"db": {"tags": {"Tier": "db"}}}, cleanup=False)
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL,
+                             options=RunOptions(phases=["ACTIVATE"]))
+    with pytest.raises(Exception):
+        await handle.result()
+    child = await child_state(worker, handle.id, "ACTIVATE")
+    record = child.servers[busy["sourceServerID"]]
+    assert record.status.value == "NOT_RECOVERABLE"
+    assert record.detail == f"in active DRS job {other['jobID']} (execution dr-other-run)"
+    assert world.errors_returned.get("ConflictException", 0) == 0  # named up front, never collided

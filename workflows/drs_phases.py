@@ -51,7 +51,8 @@ class DrsPhasesMixin(_Base):
         """Resolve every group now, report what a recovery would take, and bring the launch settings of the groups
         that give them to the plan's (in every mode: a drill launches with the settings a recovery would use)."""
         resolved = await workflow.execute_activity(
-            DRS_RESOLVE, ResolveRequest(groups=list(self._input.groups.values())), result_type=ResolveResult,
+            DRS_RESOLVE, ResolveRequest(groups=list(self._input.groups.values()),
+                                        execution_id=self._input.execution_id), result_type=ResolveResult,
             start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT, retry_policy=RETRY)
         group_wave = {g: w.name for w in self._input.params.waves for g in w.protection_groups}
         for server in resolved.servers:

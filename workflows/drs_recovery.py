@@ -143,8 +143,8 @@ class DrsRecoveryWorkflow(DrsPhasesMixin):
         groups = [self._input.groups[g] for g in wave.protection_groups]
         point_in_time = self._input.params.point_in_time
         resolved = await workflow.execute_activity(
-            DRS_RESOLVE, ResolveRequest(groups=groups, point_in_time=None if point_in_time == "latest"
-                                        else point_in_time),
+            DRS_RESOLVE, ResolveRequest(groups=groups, execution_id=self._input.execution_id,
+                                        point_in_time=None if point_in_time == "latest" else point_in_time),
             result_type=ResolveResult, start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT,
             retry_policy=RETRY)
         per_target: dict[str, list[str]] = {}
