@@ -119,15 +119,7 @@ def _check_resource(
             for loc, message in describe_errors(exc.errors(include_url=False), module.Parameters):
                 issues.append(_issue((*path, "parameters", *loc), message))
 
-    account = resource.get("account")
-    if isinstance(account, str) and account_keys is not None and account not in account_keys:
-        issues.append(_issue((*path, "account"), _not_an_account(account, account_keys)))
-    elif account is None and ambiguous:
-        issues.append(_issue(
-            path,
-            f"no account given and the plan has several accounts ({', '.join(account_keys or [])}) but no "
-            "defaults.account: set account here or defaults.account",
-        ))
+    issues += _account_issues(path, resource.get("account"), account_keys, ambiguous)
     return issues
 
 
@@ -249,14 +241,7 @@ def _check_protection_groups(
             continue
         group_path: Path = ("protectionGroups", str(name))
         account = group.get("account")
-        if isinstance(account, str) and account_keys is not None and account not in account_keys:
-            issues.append(_issue((*group_path, "account"), _not_an_account(account, account_keys)))
-        elif account is None and ambiguous:
-            issues.append(_issue(
-                group_path,
-                f"no account given and the plan has several accounts ({', '.join(account_keys or [])}) but no "
-                "defaults.account: set account here or defaults.account",
-            ))
+        issues += _account_issues(group_path, account, account_keys, ambiguous)
         where = (account or default_account, group.get("region") or recovery_region)
         selection = _mapping(group.get("selection"))
         for field in ("sourceServerIds", "hostnames"):
@@ -339,6 +324,16 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def _account_issues(path: Path, account: Any, account_keys: list[str] | None, ambiguous: bool) -> list[PlanIssue]:
+    """A resource's or a group's `account`: a key of the plan's accounts, or implied by defaults.account."""
+    if isinstance(account, str) and account_keys is not None and account not in account_keys:
+        return [_issue((*path, "account"), _not_an_account(account, account_keys))]
+    if account is None and ambiguous:
+        return [_issue(path, f"no account given and the plan has several accounts ({', '.join(account_keys or [])}) "
+                             "but no defaults.account: set account here or defaults.account")]
+    return []
 
 
 def _not_an_account(key: str, account_keys: list[str]) -> str:
