@@ -68,7 +68,7 @@ NON_RETRYABLE_CODES = frozenset(
 
 
 def is_permanent(code: str) -> bool:
-    return code in NON_RETRYABLE_CODES or code.endswith(("NotFound", "NotFoundFault"))
+    return code in NON_RETRYABLE_CODES or code.endswith(("NotFound", "NotFoundFault", "NotFoundException"))
 
 
 def error_code(exc: ClientError) -> str:
