@@ -15,7 +15,6 @@ from pydantic import Field
 from activities.aws import aws_call, aws_errors, fatal
 from activities.contract import Operation
 from activities.registry import ModuleParameters, ServiceModule, register
-from plans.model import Phase
 
 _POLL_SECONDS = 5.0
 _TAG_PREFIX = "dr:previous-desired-count:"
@@ -35,19 +34,10 @@ class EcsService(ServiceModule):
     action = "ecs.service"
     summary = "Scale an ECS service up in the recovery region and wait for steady state; scale the old one down"
     Parameters = EcsServiceParameters
-    phases = frozenset({Phase.INSTANTIATE, Phase.ACTIVATE, Phase.CLEANUP})
-
-    def start(self, ctx: Any, params: EcsServiceParameters) -> Operation:
-        phase = ctx.call.phase
-        if phase is Phase.INSTANTIATE:
-            service = _service(ctx, params.cluster, params.service, ctx.recovery_region)
-            return Operation(done=True, outputs=_counts(service),
-                             message=f"{params.service} in {params.cluster}: {_summary(service)}")
-        if phase is Phase.ACTIVATE:
-            return self._scale_recovery(ctx, params)
-        if phase is Phase.CLEANUP:
-            return self._cleanup(ctx, params)
-        raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
+    def instantiate(self, ctx: Any, params: EcsServiceParameters) -> Operation:
+        service = _service(ctx, params.cluster, params.service, ctx.recovery_region)
+        return Operation(done=True, outputs=_counts(service),
+                         message=f"{params.service} in {params.cluster}: {_summary(service)}")
 
     def poll(self, ctx: Any, params: EcsServiceParameters, handle: dict[str, Any]) -> Operation:
         service = _service(ctx, handle["cluster"], handle["service"], handle["region"])
@@ -61,7 +51,7 @@ class EcsService(ServiceModule):
     def status(self, ctx: Any, params: EcsServiceParameters) -> dict[str, Any]:
         return _counts(_service(ctx, params.cluster, params.service, ctx.recovery_region))
 
-    def _scale_recovery(self, ctx: Any, params: EcsServiceParameters) -> Operation:
+    def activate(self, ctx: Any, params: EcsServiceParameters) -> Operation:
         region = ctx.recovery_region
         service = _service(ctx, params.cluster, params.service, region)
         tag = _TAG_PREFIX + ctx.call.execution_id
@@ -78,7 +68,7 @@ class EcsService(ServiceModule):
         return self.poll(ctx, params, {"cluster": params.cluster, "service": params.service, "region": region,
                                        "desiredCount": params.desired_count})
 
-    def _cleanup(self, ctx: Any, params: EcsServiceParameters) -> Operation:
+    def cleanup(self, ctx: Any, params: EcsServiceParameters) -> Operation:
         if ctx.is_drill:
             region = ctx.recovery_region
             service = _service(ctx, params.cluster, params.service, region)

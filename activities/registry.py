@@ -24,15 +24,34 @@ class ModuleParameters(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
+_PHASE_METHODS = {Phase.INSTANTIATE: "instantiate", Phase.ACTIVATE: "activate", Phase.CLEANUP: "cleanup",
+                  Phase.REPLICATE: "replicate"}
+
+
 class ServiceModule(ABC):
+    """A module either defines one method per phase it supports (`instantiate`, `activate`, `cleanup`, `replicate`,
+    each `(ctx, params) -> Operation`), from which `phases` follows, or overrides `start` and declares `phases`."""
+
     action: ClassVar[str]  # e.g. "rds.read_replica"
     summary: ClassVar[str]
     Parameters: ClassVar[type[ModuleParameters]]
     phases: ClassVar[frozenset[Phase]]
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        defined = frozenset(phase for phase, name in _PHASE_METHODS.items() if callable(getattr(cls, name, None)))
+        if defined and "phases" not in cls.__dict__:
+            cls.phases = defined
+
     def start(self, ctx: Any, params: Any) -> Operation:
         """Begin this phase's operation, or find it already begun. Must be safe to call again."""
+        phase = ctx.call.phase
+        method = getattr(self, _PHASE_METHODS[phase], None) if phase in self.phases else None
+        if method is None:
+            from activities.aws import fatal
+
+            raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
+        return method(ctx, params)
 
     def poll(self, ctx: Any, params: Any, handle: dict[str, Any]) -> Operation:
         """Look once at the operation started by `start`. Only modules whose start can return done=False need it."""

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.aws import aws_errors, fatal
 from activities.contract import Operation
 from activities.registry import ModuleParameters, ServiceModule, register
-from plans.model import Mode, Phase
+from plans.model import Mode
 
 # Route 53 is a global service whose control plane lives in us-east-1, whatever region the resource names.
 _ROUTE53_REGION = "us-east-1"
@@ -58,17 +58,14 @@ class Route53Record(ServiceModule):
     action = "route53.record"
     summary = "Switch a DNS record to the recovery target and wait until Route 53 reports INSYNC"
     Parameters = Route53RecordParameters
-    phases = frozenset({Phase.INSTANTIATE, Phase.ACTIVATE, Phase.CLEANUP})
+    def instantiate(self, ctx: Any, params: Route53RecordParameters) -> Operation:
+        return self._preflight(ctx, params)
 
-    def start(self, ctx: Any, params: Route53RecordParameters) -> Operation:
-        phase = ctx.call.phase
-        if phase is Phase.INSTANTIATE:
-            return self._preflight(ctx, params)
-        if phase is Phase.ACTIVATE:
-            return self._activate(ctx, params)
-        if phase is Phase.CLEANUP:
-            return self._cleanup(ctx, params)
-        raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
+    def activate(self, ctx: Any, params: Route53RecordParameters) -> Operation:
+        return self._activate(ctx, params)
+
+    def cleanup(self, ctx: Any, params: Route53RecordParameters) -> Operation:
+        return self._cleanup(ctx, params)
 
     def poll(self, ctx: Any, params: Route53RecordParameters, handle: dict[str, Any]) -> Operation:
         change_id = handle.get("changeId")

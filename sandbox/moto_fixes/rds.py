@@ -1,22 +1,12 @@
-"""Corrections to moto where it differs from AWS in ways the orchestrator depends on.
-
-Applied once, in-process, on moto's own backends, so state stays in one place. Each fix names the moto version it
-was seen in; when moto fixes it upstream, the fix becomes a no-op and can go.
-"""
+"""RDS: corrections to moto's RDS backend."""
 
 from __future__ import annotations
 
 from typing import Any
 
-_applied = False
-
 
 def apply() -> None:
-    global _applied
-    if _applied:
-        return
     _promote_read_replica_detaches()
-    _applied = True
 
 
 def _promote_read_replica_detaches() -> None:
