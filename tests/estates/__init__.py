@@ -24,4 +24,6 @@ class Estate:
     check: Callable[[Phase, Mode], None]
     # Phases whose layer should hold these resources (default: every phase the modules support).
     phases: frozenset[Phase] | None = None
+    # Plan-level protection groups the resources name (DRS only), by group name.
+    protection_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
