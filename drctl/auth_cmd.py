@@ -1,0 +1,47 @@
+"""`drctl auth`: the development identity provider for the sandbox and the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from drctl.dev_idp import DevIdentityProvider, auth_dir
+from workflows.rbac import Role
+
+_ROLES = [role.value for role in Role]
+
+
+@click.group()
+def auth() -> None:
+    """A local identity provider: signing keys and tokens for named users (sandbox and demo only)."""
+
+
+@auth.command("init")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the key and trust file go (default: $DR_AUTH_DIR or .state/auth).")
+@click.option("--force", is_flag=True, help="Replace an existing key: every token signed with it stops working.")
+def init(directory: Path | None, force: bool) -> None:
+    """Generate a signing key and the trust file a worker loads."""
+    directory = directory or auth_dir()
+    if (directory / "trust.json").exists() and not force:
+        raise click.ClickException(f"{directory} already holds a development identity provider (use --force)")
+    idp = DevIdentityProvider.create(directory)
+    click.echo(f"issuer {idp.issuer}, audience {idp.audience}, key {idp.key_id}")
+    click.echo(f"start workers with: DR_AUTH_TRUST_FILE={idp.trust_file.resolve()}")
+
+
+@auth.command("token")
+@click.argument("subject")
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(_ROLES),
+              help="A role of the user (repeatable).")
+@click.option("--ttl", "ttl_minutes", default=480, show_default=True, type=click.IntRange(1, 7 * 24 * 60),
+              help="Minutes until the token expires.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None)
+def token(subject: str, roles: tuple[str, ...], ttl_minutes: int, directory: Path | None) -> None:
+    """Print a signed token for SUBJECT (e.g. an e-mail address); export it as DRCTL_TOKEN."""
+    try:
+        idp = DevIdentityProvider.load(directory or auth_dir())
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(idp.token(subject, sorted(set(roles)), ttl_seconds=ttl_minutes * 60))
