@@ -18,9 +18,8 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows.identity import TrustConfig
+from workflows.identity import LOAD_TRUST, TrustConfig
 
-LOAD_TRUST = "dr.auth.trust"
 TRUST_FILE_ENV = "DR_AUTH_TRUST_FILE"
 _JWKS_TIMEOUT_SECONDS = 10
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from plans.approvals import ApprovalPolicy
 from plans.drs import LaunchSettings, ProtectionGroup, ServerLaunchSettings, ServerSelection
 
 PLAN_API_VERSION = "dr.orchestrator/v1"
@@ -129,7 +130,12 @@ class Layer(PlanModel):
     continue_on_error: bool = False
     timeout_seconds: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
     approval_required: bool = False
+    approval: ApprovalPolicy | None = None  # who must approve before this layer starts (implies approvalRequired)
     description: str = ""
+
+    @property
+    def approval_policy(self) -> ApprovalPolicy | None:
+        return self.approval or (ApprovalPolicy() if self.approval_required else None)
 
     @property
     def timeout(self) -> timedelta:
@@ -144,6 +150,11 @@ class Layer(PlanModel):
 class PhasePlan(PlanModel):
     layers: list[Layer] = Field(default_factory=list)
     approval_required: bool = False
+    approval: ApprovalPolicy | None = None  # who must approve before this phase starts (implies approvalRequired)
+
+    @property
+    def approval_policy(self) -> ApprovalPolicy | None:
+        return self.approval or (ApprovalPolicy() if self.approval_required else None)
 
     @model_validator(mode="after")
     def _unique_layers(self) -> PhasePlan:

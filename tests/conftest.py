@@ -111,6 +111,9 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="session")
 async def worker(temporal_env: WorkflowEnvironment, sandbox: SandboxServer) -> AsyncIterator[DrTestWorker]:
+    from tests.identity_helpers import test_idp
+
+    os.environ["DR_AUTH_TRUST_FILE"] = str(test_idp().trust_file)
     aws = AwsClients()
     with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         running = build_worker(temporal_env.client, TEST_TASK_QUEUE, aws, executor)

@@ -10,7 +10,8 @@ from typing import Any
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from plans.model import Mode, Plan
-from workflows.models import WORKFLOW_TYPE, ControlRequest, ControlResult, LifecycleInput, LifecycleResult, LifecycleState, RunOptions
+from tests.identity_helpers import token_for
+from workflows.models import WORKFLOW_TYPE, AuditEntry, ControlRequest, ControlResult, LifecycleInput, LifecycleResult, LifecycleState, RunOptions
 
 
 def wait_resource(name: str, seconds: int = 1, **extra: Any) -> dict[str, Any]:
@@ -28,9 +29,15 @@ def make_plan(phases: dict[str, list[dict[str, Any]]], name: str = "test-plan", 
     })
 
 
+INITIATOR = "tester@example.com"
+
+
 async def start_run(client: Client, task_queue: str, plan: Plan, mode: Mode = Mode.DRILL,
-                    options: RunOptions | None = None) -> WorkflowHandle[Any, LifecycleResult]:
-    run_input = LifecycleInput(plan=plan, mode=mode, initiator="tester@example.com", options=options or RunOptions())
+                    options: RunOptions | None = None, initiator: str = INITIATOR,
+                    roles: tuple[str, ...] = ("admin",), token: str | None = None,
+                    ) -> WorkflowHandle[Any, LifecycleResult]:
+    run_input = LifecycleInput(plan=plan, mode=mode, initiator=initiator, options=options or RunOptions(),
+                               token=token if token is not None else token_for(initiator, roles))
     return await client.start_workflow(
         WORKFLOW_TYPE, run_input, id=f"dr-{plan.name}-{mode.value}-{uuid.uuid4().hex[:10]}",
         task_queue=task_queue, result_type=LifecycleResult,
@@ -66,8 +73,14 @@ async def send(handle: WorkflowHandle[Any, Any], update: str, request: ControlRe
     return await handle.execute_update(update, request, result_type=ControlResult)
 
 
-def control(actor: str = "operator@example.com", **fields: Any) -> ControlRequest:
+def control(actor: str = "operator@example.com", roles: tuple[str, ...] = ("admin",), **fields: Any) -> ControlRequest:
+    """A control message from `actor`, with a token for `actor` holding `roles` unless a token is given."""
+    fields.setdefault("token", token_for(actor, roles))
     return ControlRequest(actor=actor, **fields)
+
+
+async def audit_of(handle: WorkflowHandle[Any, Any]) -> list[AuditEntry]:
+    return await handle.query("audit", token_for("auditor@example.com", ("auditor",)), result_type=list[AuditEntry])
 
 
 def resource(state: LifecycleState, phase: str, layer: str, name: str) -> Any:

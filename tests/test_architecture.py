@@ -11,6 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.lifecycle_helpers import finish, make_plan, start_run, wait_resource
+from workers.main import workflow_runner
 from workflows.lifecycle import DrLifecycleWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,7 @@ async def test_a_recorded_history_replays_without_nondeterminism(worker):
     handle = await start_run(worker.client, worker.task_queue, plan)
     await finish(handle)
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=pydantic_data_converter,
+                        workflow_runner=workflow_runner())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure

@@ -8,7 +8,19 @@ from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError
 
 from plans.model import Mode
-from tests.lifecycle_helpers import finish, control, make_plan, resource, send, start_run, status_of, wait_resource, wait_until
+from tests.identity_helpers import token_for
+from tests.lifecycle_helpers import (
+    audit_of,
+    control,
+    finish,
+    make_plan,
+    resource,
+    send,
+    start_run,
+    status_of,
+    wait_resource,
+    wait_until,
+)
 from workflows.models import LifecycleResult, RunOptions, RunStatus, StepStatus
 
 
@@ -82,9 +94,8 @@ async def test_pause_holds_the_next_layer_until_resume(worker):
     await send(handle, "resume", control(reason="database fine"))
     result = await finish(handle)
     assert result.status is RunStatus.COMPLETED
-    state = await status_of(handle)
-    assert [(a.action, a.actor) for a in state.audit] == [("pause", "operator@example.com"),
-                                                          ("resume", "operator@example.com")]
+    assert [(a.action, a.actor) for a in await audit_of(handle)] == [
+        ("start-drill", "tester@example.com"), ("pause", "operator@example.com"), ("resume", "operator@example.com")]
 
 
 async def test_cancel_lets_running_work_finish_and_records_what_never_ran(worker):
@@ -193,7 +204,8 @@ async def test_raw_json_input_as_the_temporal_cli_sends_it(worker, tmp_path):
                                    name="raw-json").model_dump_json(by_alias=True))
     shown = subprocess.run([sys.executable, "-m", "drctl.cli", "plan", "show", str(plan_file), "--json"],
                            capture_output=True, text=True, check=True)
-    raw_input = {"plan": json.loads(shown.stdout), "mode": "drill", "initiator": "cli-user"}
+    raw_input = {"plan": json.loads(shown.stdout), "mode": "drill", "initiator": "cli-user",
+                 "token": token_for("cli-user", ["operator"])}
     handle = await worker.client.start_workflow("DrLifecycleWorkflow", raw_input, id="dr-raw-json-drill-test",
                                                 task_queue=worker.task_queue, result_type=LifecycleResult)
     assert (await finish(handle)).status is RunStatus.COMPLETED

@@ -15,9 +15,11 @@ import structlog
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.aws import AwsClients
 from activities.drs_activities import DrsActivities
+from activities.identity import load_trust
 from activities.runtime import DrActivities
 from workflows.drs_recovery import DrsRecoveryWorkflow
 from workflows.lifecycle import DrLifecycleWorkflow
@@ -77,14 +79,22 @@ async def connect(settings: TemporalSettings) -> Client:
     )
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The default sandbox, but token verification's crypto libraries pass through: their native bindings cannot be
+    re-imported per workflow, and signature checks are deterministic."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("jwt", "cryptography", "_cffi_backend"))
+
+
 def build_worker(client: Client, task_queue: str, aws: AwsClients,
                  executor: concurrent.futures.ThreadPoolExecutor) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[DrLifecycleWorkflow, DrsRecoveryWorkflow],
-        activities=[*DrActivities(aws).all(), *DrsActivities(aws).all()],
+        activities=[*DrActivities(aws).all(), *DrsActivities(aws).all(), load_trust],
         activity_executor=executor,
+        workflow_runner=workflow_runner(),
         max_concurrent_activities=ACTIVITY_THREADS,
         graceful_shutdown_timeout=timedelta(seconds=20),
     )

@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         WaveRecord,
         WaveStatus,
     )
-    from workflows.models import ChildGate, ChildGateDecided, ControlRequest, ControlResult, RunStatus, WaveDecision
+    from workflows.models import ChildGate, ControlRequest, ControlResult, WaveDecision
 
 WATCH_SECONDS = 15.0
 
@@ -303,26 +303,15 @@ class DrsRecoveryWorkflow(DrsPhasesMixin):
 
     @workflow.update(name="approve")
     async def approve(self, request: ControlRequest) -> ControlResult:
-        """For operators talking to this child directly; the lifecycle's own gate is marked decided too."""
-        waiting = [w for w in self._state.waves if w.status is WaveStatus.AWAITING_APPROVAL]
-        chosen = next((w for w in waiting if request.gate in (None, w.name)), None)
-        if chosen is None:  # approved by another update or signal in the same workflow task
-            return ControlResult(accepted=False, status=RunStatus.RUNNING, message="no wave is waiting for approval")
-        self._approved.add(chosen.name)
-        chosen.status = WaveStatus.PENDING
-        self._wake = True
-        await self._tell_parent("child_gate_decided", ChildGateDecided(
-            child_workflow_id=workflow.info().workflow_id, wave=chosen.name, decision="approved",
-            actor=request.actor, reason=request.reason))
-        return ControlResult(accepted=True, status=RunStatus.RUNNING, message=f"wave {chosen.name} approved")
+        raise AssertionError("unreachable: the validator refuses every approval here")
 
     @approve.validator
     def _check_approve(self, request: ControlRequest) -> None:
-        waiting = [w.name for w in self._state.waves if w.status is WaveStatus.AWAITING_APPROVAL]
-        if not waiting:
-            raise ValueError("no wave is waiting for approval")
-        if request.gate is not None and request.gate not in waiting:
-            raise ValueError(f"wave {request.gate!r} is not waiting (waiting: {', '.join(waiting)})")
+        # One place decides who may approve: the lifecycle run, which verifies tokens, roles and four-eyes. Kept
+        # as an update so an operator who finds this child in the UI is told where to go.
+        parent = workflow.info().parent
+        raise ValueError(f"approve DRS waves at the run that started this recovery: `drctl drill approve "
+                         f"{parent.workflow_id if parent else '<run id>'} --gate ...`")
 
     @workflow.signal(name="approve_wave")
     def approve_wave(self, decision: WaveDecision) -> None:
@@ -354,7 +343,7 @@ class DrsRecoveryWorkflow(DrsPhasesMixin):
             step = f"{self._input.phase.value}/{self._input.resource}"
         return f"{step}/wave:{wave}"
 
-    async def _tell_parent(self, signal: str, payload: ChildGate | ChildGateDecided) -> None:
+    async def _tell_parent(self, signal: str, payload: ChildGate) -> None:
         parent = workflow.info().parent
         if parent is None:  # started on its own: only this workflow's `approve` decides its waves
             return

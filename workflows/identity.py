@@ -14,6 +14,7 @@ from typing import Any
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
 
+LOAD_TRUST = "dr.auth.trust"  # the activity that reads the worker's trust configuration
 ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA")
 
 

@@ -27,10 +27,14 @@ with workflow.unsafe.imports_passed_through():
         WaitRequest,
     )
     from plans.drs import DRS_ACTION
-    from plans.model import Layer, Phase, Resource
+    from plans.approvals import ApprovalPolicy
+    from plans.model import Layer, Mode, Phase, Resource
     from workflows.drs_models import DRS_WORKFLOW_TYPE, DrsRecoveryResult, drs_input_for
+    from workflows.identity import LOAD_TRUST, TrustConfig
+    from workflows.rbac import START_ACTION
     from workflows.models import (
         WORKFLOW_TYPE,
+        ControlRequest,
         Gate,
         LayerState,
         LifecycleInput,
@@ -86,6 +90,9 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
         ])
         self._publish()
         try:
+            if not await self._admit_initiator(input):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                return result_of(self._state)
             issues = await workflow.execute_activity(
                 VALIDATE_PLAN, input.plan, result_type=list[PlanIssue],
                 start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY,
@@ -107,6 +114,22 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
                                    non_retryable=True)
         return result
 
+    async def _admit_initiator(self, input: LifecycleInput) -> bool:
+        """The worker's trust configuration, then the initiator's token: nothing runs for a caller who may not
+        start this mode. A denied start ends REJECTED, with the attempt in the audit trail."""
+        self._state.trust = await workflow.execute_activity(
+            LOAD_TRUST, result_type=TrustConfig, start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY)
+        request = ControlRequest(actor=input.initiator, token=input.token)
+        what = START_ACTION[input.mode].value
+        principal = await self._authorize(request, START_ACTION[input.mode], what)
+        if principal is None:
+            self._finish(RunStatus.REJECTED, f"start denied: {self._last_denial}")
+            return False
+        self._state.initiator, self._state.initiator_roles = principal.subject, principal.roles
+        workflow.upsert_search_attributes([DR_INITIATOR.value_set(principal.subject)])
+        self._allowed_entry(what, principal, request, detail=f"plan {input.plan.name}")
+        return True
+
     async def _run_phases(self) -> None:
         for phase_state in self._state.phases:
             phase = phase_state.phase
@@ -117,13 +140,15 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
             phase_state.started_at = workflow.now()
             self._publish()
             phase_plan = self._input.plan.phases.get(phase)
-            if phase_plan and phase_plan.approval_required and not await self._gate(phase.value):
+            policy = phase_plan.approval_policy if phase_plan else None
+            if policy and not await self._gate(phase.value, policy):
                 phase_state.status = StepStatus.SKIPPED
                 break
             for layer, layer_state in zip(self._input.plan.layers(phase), phase_state.layers, strict=True):
                 if not await self._boundary():
                     break
-                if layer.approval_required and not await self._gate(f"{phase.value}/{layer.name}"):
+                if layer.approval_policy and not await self._gate(f"{phase.value}/{layer.name}",
+                                                                  layer.approval_policy):
                     break
                 await self._run_layer(phase, layer, layer_state)
                 if layer_state.status is StepStatus.FAILED:
@@ -264,18 +289,38 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
         await workflow.wait_condition(lambda: not self._state.paused or self._state.cancel_requested)
         return not self._state.cancel_requested and not self._state.status.finished
 
-    async def _gate(self, gate_id: str) -> bool:
-        gate = Gate(id=gate_id, requested_at=workflow.now())
+    async def _gate(self, gate_id: str, policy: ApprovalPolicy) -> bool:
+        now = workflow.now()
+        timeout = timedelta(minutes=policy.timeout_minutes) if policy.timeout_minutes else None
+        gate = Gate(id=gate_id, requested_at=now, required=policy.approvals, roles=[r.value for r in policy.roles],
+                    timeout_at=now + timeout if timeout else None, on_timeout=policy.on_timeout)
         self._state.gates.append(gate)
         self._refresh_status()
         self._publish()
-        await workflow.wait_condition(lambda: gate.decision is not None or self._state.cancel_requested)
+        try:
+            await workflow.wait_condition(lambda: gate.decision is not None or self._state.cancel_requested,
+                                          timeout=timeout)
+        except asyncio.TimeoutError:
+            return self._gate_timed_out(gate)
         if gate.decision == "rejected":
             self._finish(RunStatus.REJECTED, f"gate {gate_id} rejected by {gate.actor}: {gate.reason}")
             return False
         self._refresh_status()
         self._publish()
         return await self._boundary()
+
+    def _gate_timed_out(self, gate: Gate) -> bool:
+        gate.decision, gate.decided_at = "timed-out", workflow.now()
+        waited = f"no decision within {(gate.decided_at - gate.requested_at).total_seconds() / 60:.0f} min"
+        # Going on without the approvals is a drill's privilege: a real failover never proceeds unapproved.
+        if gate.on_timeout == "continue" and self._input.mode is Mode.DRILL:
+            gate.reason = f"{waited}; the plan lets a drill continue"
+            self._refresh_status()
+            self._publish()
+            return True
+        gate.reason = f"{waited}; the run is aborted"
+        self._finish(RunStatus.REJECTED, f"gate {gate.id} timed out: {gate.reason}")
+        return False
 
     # ---- state helpers -----------------------------------------------------------------------------------------
 

@@ -6,16 +6,17 @@ A mixin of the workflow class (same state, same determinism rules), kept apart s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
+from workflows.governance import GovernanceMixin
+
 with workflow.unsafe.imports_passed_through():
+    from workflows.identity import Principal, verify_token
+    from workflows.rbac import Action, allowed, roles_allowed
     from workflows.models import (
         AuditEntry,
         ChildGate,
-        ChildGateDecided,
         ControlRequest,
         ControlResult,
         Gate,
@@ -23,16 +24,23 @@ with workflow.unsafe.imports_passed_through():
         WaveDecision,
     )
 
-if TYPE_CHECKING:
-    from workflows.lifecycle import DrLifecycleWorkflow as _Base
-else:
-    _Base = object
 
-
-class LifecycleControlMixin(_Base):
+class LifecycleControlMixin(GovernanceMixin):
     @workflow.query(name="status")
     def status(self) -> LifecycleState:
-        return self._state
+        """Everything but the audit trail, which needs view-audit (query `audit`)."""
+        return self._state.model_copy(update={"audit": []})
+
+    @workflow.query(name="audit")
+    def audit(self, token: str) -> list[AuditEntry]:
+        """The audit trail, for callers whose token carries view-audit (queries leave no history: denials raise)."""
+        if self._state.trust is None:
+            raise ApplicationError("the run has not loaded its identity configuration yet")
+        principal = verify_token(token, self._state.trust, workflow.now())
+        if not allowed(principal.roles, Action.VIEW_AUDIT, self._input.mode):
+            raise ApplicationError(f"roles {principal.roles} may not view the audit trail "
+                                   f"(allowed: {', '.join(roles_allowed(Action.VIEW_AUDIT, self._input.mode))})")
+        return self._state.audit
 
     @workflow.update(name="approve")
     async def approve(self, request: ControlRequest) -> ControlResult:
@@ -53,10 +61,15 @@ class LifecycleControlMixin(_Base):
             raise ValueError("a rejection needs a reason")
 
     @workflow.update(name="pause")
-    def pause(self, request: ControlRequest) -> ControlResult:
+    async def pause(self, request: ControlRequest) -> ControlResult:
+        principal = await self._authorize(request, Action.PAUSE_RESUME, "pause")
+        if principal is None:
+            return self._denied_result(self._last_denial)
+        if self._state.paused:
+            return ControlResult(accepted=False, status=self._state.status, message="the run is already paused")
         self._state.paused = True
         self._refresh_status()
-        return self._accepted(request, "pause", "paused: running operations finish, nothing new starts")
+        return self._accepted(request, principal, "pause", "paused: running operations finish, nothing new starts")
 
     @pause.validator
     def _check_pause(self, request: ControlRequest) -> None:
@@ -65,10 +78,15 @@ class LifecycleControlMixin(_Base):
             raise ValueError("the run is already paused")
 
     @workflow.update(name="resume")
-    def resume(self, request: ControlRequest) -> ControlResult:
+    async def resume(self, request: ControlRequest) -> ControlResult:
+        principal = await self._authorize(request, Action.PAUSE_RESUME, "resume")
+        if principal is None:
+            return self._denied_result(self._last_denial)
+        if not self._state.paused:
+            return ControlResult(accepted=False, status=self._state.status, message="the run is not paused")
         self._state.paused = False
         self._refresh_status()
-        return self._accepted(request, "resume", "resumed")
+        return self._accepted(request, principal, "resume", "resumed")
 
     @resume.validator
     def _check_resume(self, request: ControlRequest) -> None:
@@ -78,19 +96,22 @@ class LifecycleControlMixin(_Base):
 
     @workflow.update(name="cancel")
     async def cancel(self, request: ControlRequest) -> ControlResult:
+        principal = await self._authorize(request, Action.CANCEL, "cancel")
+        if principal is None:
+            return self._denied_result(self._last_denial)
         self._state.cancel_requested = True
         if request.force:
             for task in self._tasks.values():
                 task.cancel()
         note = "in-flight operations are being stopped" if request.force else "in-flight operations finish first"
-        answer = self._accepted(request, "cancel", f"cancelling: nothing new starts; {note}")
+        answer = self._accepted(request, principal, "cancel", f"cancelling: nothing new starts; {note}")
         # A DRS wave waiting for approval would wait for ever: a cancel answers it with a rejection.
         for gate in [g for g in self._state.gates if g.decision is None and g.child_workflow_id]:
-            gate.decision, gate.actor, gate.decided_at = "rejected", request.actor, workflow.now()
+            gate.decision, gate.actor, gate.decided_at = "rejected", principal.subject, workflow.now()
             gate.reason = f"run cancelled: {request.reason}".rstrip(": ")
             try:
                 await workflow.get_external_workflow_handle(gate.child_workflow_id).signal(
-                    "reject_wave", WaveDecision(wave=gate.wave or "", actor=request.actor, reason=gate.reason))
+                    "reject_wave", WaveDecision(wave=gate.wave or "", actor=principal.subject, reason=gate.reason))
             except FailureError as err:  # the child ended meanwhile: nothing waits on it
                 workflow.logger.warning("gate %s: could not signal %s: %s", gate.id, gate.child_workflow_id, err)
         self._refresh_status()
@@ -103,22 +124,35 @@ class LifecycleControlMixin(_Base):
             raise ValueError("cancel was already requested (use force to stop in-flight operations)")
 
     async def _decide(self, request: ControlRequest, action: str, decision: str) -> ControlResult:
+        principal = await self._authorize(request, Action.APPROVE, action)
+        if principal is None:
+            return self._denied_result(self._last_denial)
         gate = self._requested_gate(request)
         if gate is None:  # decided by an update accepted in the same workflow task as this one
-            raise ApplicationError("no approval is pending", type="GateNotPending")
-        gate.decision, gate.actor, gate.reason, gate.decided_at = decision, request.actor, request.reason, workflow.now()
+            return ControlResult(accepted=False, status=self._state.status, message="no approval is pending")
+        problem = self._approval_problem(gate, principal, approving=decision == "approved")
+        if problem:
+            self._deny(action, request, problem, principal)
+            return self._denied_result(problem)
+        if decision == "approved" and not self._count_approval(gate, principal, request):
+            missing = gate.required - len(gate.approvals)
+            return self._accepted(request, principal, action,
+                                  f"gate {gate.id}: approval {len(gate.approvals)} of {gate.required} recorded; "
+                                  f"waiting for {missing} more")
+        gate.decision, gate.actor, gate.reason, gate.decided_at = (decision, principal.subject, request.reason,
+                                                                   workflow.now())
         if gate.child_workflow_id is None:
             # A phase/layer gate: `_gate` goes on (or finishes the run as REJECTED).
-            return self._accepted(request, action, f"gate {gate.id} {decision}")
+            return self._accepted(request, principal, action, f"gate {gate.id} {decision}")
         # A DRS wave's gate: the child starts the wave, or ends it FAILED (its dependants are skipped and the
         # resource fails the run the usual way). Recorded before telling the child, so no second decision races it.
         self._refresh_status()
         detail = f"wave {gate.wave} of {gate.child_workflow_id}"
-        answer = self._accepted(request, action, f"gate {gate.id} {decision}", detail=detail)
+        answer = self._accepted(request, principal, action, f"gate {gate.id} {decision}", detail=detail)
         signal = "approve_wave" if decision == "approved" else "reject_wave"
         try:
             await workflow.get_external_workflow_handle(gate.child_workflow_id).signal(
-                signal, WaveDecision(wave=gate.wave or "", actor=request.actor, reason=request.reason))
+                signal, WaveDecision(wave=gate.wave or "", actor=principal.subject, reason=request.reason))
         except FailureError as err:  # the child has ended meanwhile: the decision stays recorded, nothing waits
             workflow.logger.warning("gate %s: could not signal %s: %s", gate.id, gate.child_workflow_id, err)
             answer.message += f" (the DRS child could not be told: {err})"
@@ -133,21 +167,6 @@ class LifecycleControlMixin(_Base):
             return
         self._state.gates.append(Gate(id=signal.gate_id, requested_at=workflow.now(),
                                       child_workflow_id=signal.child_workflow_id, wave=signal.wave))
-        self._refresh_status()
-        self._publish()
-
-    @workflow.signal(name="child_gate_decided")
-    def child_gate_decided(self, signal: ChildGateDecided) -> None:
-        """An operator decided a wave at the DRS child itself: the gate here is decided too (once)."""
-        gate = self._child_gate(signal.child_workflow_id, signal.wave)
-        if gate is None:
-            return
-        gate.decision, gate.actor, gate.reason, gate.decided_at = (signal.decision, signal.actor, signal.reason,
-                                                                   workflow.now())
-        action = "approve" if signal.decision == "approved" else "reject"
-        self._state.audit.append(AuditEntry(
-            at=workflow.now(), actor=signal.actor, action=action, accepted=True, reason=signal.reason,
-            detail=f"gate {gate.id} {signal.decision} at the DRS child {signal.child_workflow_id}"))
         self._refresh_status()
         self._publish()
 
@@ -180,8 +199,8 @@ class LifecycleControlMixin(_Base):
         if self._requested_gate(request) is None:
             raise ValueError(f"gate {request.gate!r} is not pending (pending: {', '.join(map(repr, pending))})")
 
-    def _accepted(self, request: ControlRequest, action: str, message: str, detail: str = "") -> ControlResult:
-        self._state.audit.append(AuditEntry(at=workflow.now(), actor=request.actor, action=action, accepted=True,
-                                            reason=request.reason, detail=detail))
+    def _accepted(self, request: ControlRequest, principal: Principal, action: str, message: str,
+                  detail: str = "") -> ControlResult:
+        self._allowed_entry(action, principal, request, detail)
         self._publish()
         return ControlResult(accepted=True, status=self._state.status, message=message)

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from plans.model import PHASE_ORDER, Mode, Phase, Plan
+from workflows.identity import TrustConfig
 
 WORKFLOW_TYPE = "DrLifecycleWorkflow"
 DEFAULT_TASK_QUEUE = "dr-orchestrator"
@@ -31,8 +32,9 @@ class LifecycleInput(BaseModel):
 
     plan: Plan
     mode: Mode
-    initiator: str = Field(min_length=1, max_length=200)
+    initiator: str = Field(min_length=1, max_length=200)  # claimed; the token's subject is what counts
     options: RunOptions = RunOptions()
+    token: str | None = Field(default=None, max_length=16384, repr=False)  # the initiator's signed token (JWT)
 
     def selected_phases(self) -> list[Phase]:
         wanted = set(self.options.phases or PHASE_ORDER)
@@ -46,13 +48,13 @@ def workflow_id_for(plan_name: str, mode: Mode, started: datetime) -> str:
 # ---- messages -------------------------------------------------------------------------------------------------
 
 class ControlRequest(BaseModel):
-    """Body of every control update/signal. Identity and RBAC verify `token` (a signed JWT) in a later release;
-    until then `actor` is the claimed identity, recorded in the audit trail."""
+    """Body of every control update. `token` (a signed JWT) says who is asking; `actor` is only what the caller
+    claims, and the audit trail records the token's subject."""
 
     model_config = ConfigDict(extra="forbid")
 
-    actor: str = Field(min_length=1, max_length=200)
-    token: str | None = Field(default=None, max_length=16384)
+    actor: str = Field(default="", max_length=200)
+    token: str | None = Field(default=None, max_length=16384, repr=False)
     reason: str = Field(default="", max_length=2000)
     gate: str | None = None  # approve/reject: the gate id shown by `status`; default: the pending one
     force: bool = False  # cancel: also stop in-flight operations instead of letting them finish
@@ -132,11 +134,23 @@ class Gate(BaseModel):
     id: str  # "ACTIVATE", "ACTIVATE/database" or, for a DRS wave, "ACTIVATE/database/servers/wave:web"
     requested_at: datetime
     decided_at: datetime | None = None
-    decision: str | None = None  # approved | rejected | withdrawn (its DRS child ended before a decision)
+    decision: str | None = None  # approved | rejected | withdrawn (its DRS child ended) | timed-out
     actor: str | None = None
     reason: str = ""
     child_workflow_id: str | None = None  # a DRS wave's gate: the DrsRecoveryWorkflow that waits for it
     wave: str | None = None
+    required: int = 1  # distinct approvals needed
+    roles: list[str] = Field(default_factory=list)  # only these roles' approvals count (empty: any approver)
+    approvals: list[Approval] = Field(default_factory=list)
+    timeout_at: datetime | None = None
+    on_timeout: str = "abort"  # abort | continue (drills only)
+
+
+class Approval(BaseModel):
+    actor: str  # the verified subject
+    roles: list[str]
+    at: datetime
+    reason: str = ""
 
 
 class ChildGate(BaseModel):
@@ -145,16 +159,6 @@ class ChildGate(BaseModel):
     child_workflow_id: str
     wave: str
     gate_id: str
-
-
-class ChildGateDecided(BaseModel):
-    """Signal `child_gate_decided`, DRS child -> lifecycle: an operator decided the wave at the child itself."""
-
-    child_workflow_id: str
-    wave: str
-    decision: str  # approved
-    actor: str
-    reason: str = ""
 
 
 class WaveDecision(BaseModel):
@@ -166,12 +170,18 @@ class WaveDecision(BaseModel):
 
 
 class AuditEntry(BaseModel):
+    """One decision or attempt. `actor` is the verified subject when there was a valid token, else what the caller
+    claimed (marked by `verified=False`); the token itself is never kept, only its hash."""
+
     at: datetime
     actor: str
     action: str
     accepted: bool
     reason: str = ""
     detail: str = ""
+    roles: list[str] = Field(default_factory=list)
+    verified: bool = True
+    token_sha256: str | None = None
 
 
 class LifecycleState(BaseModel):
@@ -189,6 +199,9 @@ class LifecycleState(BaseModel):
     phases: list[PhaseState]
     gates: list[Gate] = Field(default_factory=list)
     audit: list[AuditEntry] = Field(default_factory=list)
+    denied_attempts: int = 0  # all of them, also those beyond the audit trail's cap on denied entries
+    trust: TrustConfig | None = None  # what the worker trusted at start; every later message is checked against it
+    initiator_roles: list[str] = Field(default_factory=list)
     cancel_requested: bool = False
     error: str | None = None
 
@@ -208,3 +221,4 @@ class LifecycleResult(BaseModel):
 
 
 ControlResult.model_rebuild()
+Gate.model_rebuild()

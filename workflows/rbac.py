@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from plans.approvals import Role
 from plans.model import Mode
 
 
@@ -24,15 +25,6 @@ class Action(StrEnum):
     TERMINATE_DRILL_EARLY = "terminate-drill-instances-early"
     VIEW = "view"
     VIEW_AUDIT = "view-audit"
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    RECOVERY_MANAGER = "recovery-manager"
-    PLAN_MANAGER = "plan-manager"
-    OPERATOR = "operator"
-    READ_ONLY = "read-only"
-    AUDITOR = "auditor"
 
 
 DRILL, REAL = "drill", "real"
