@@ -150,7 +150,7 @@ def _disassociate(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
     if info["GlobalReplicationGroupId"] != params.global_replication_group_id:
         raise fatal(f"{params.replication_group_id} belongs to {info['GlobalReplicationGroupId']}, not "
                     f"{params.global_replication_group_id}", "NotAMember")
-    if info.get("GlobalReplicationGroupMemberRole") == "PRIMARY":
+    if _role(group) == "PRIMARY":
         return Operation(done=True, outputs=outputs, message=f"{params.replication_group_id} is already the primary")
     datastore = _datastore(ctx, params.global_replication_group_id)
     member = _member(datastore, ctx.recovery_region, params.replication_group_id)
@@ -238,7 +238,7 @@ def _replicate(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
     group = _require_group(ctx, ctx.recovery_region, params.replication_group_id)
     info = group.get("GlobalReplicationGroupInfo") or {}
     global_id = info.get("GlobalReplicationGroupId")
-    if global_id and info.get("GlobalReplicationGroupMemberRole") != "PRIMARY":
+    if global_id and _role(group) != "PRIMARY":
         raise fatal(f"{params.replication_group_id} is still a secondary of {global_id}; run ACTIVATE first",
                     "NotPromoted")
     if not global_id:
@@ -311,8 +311,9 @@ def _datastore(ctx: Any, global_id: str, required: bool = True) -> dict[str, Any
 
 
 def _member(datastore: dict[str, Any], region: str, group_id: str) -> dict[str, Any] | None:
-    return next((m for m in datastore.get("Members", [])
-                 if m["ReplicationGroupRegion"] == region and m["ReplicationGroupId"] == group_id), None)
+    found = next((m for m in datastore.get("Members", [])
+                  if m["ReplicationGroupRegion"] == region and m["ReplicationGroupId"] == group_id), None)
+    return {**found, "Role": str(found.get("Role", "")).upper()} if found else None
 
 
 def _members(datastore: dict[str, Any]) -> list[str]:
@@ -343,7 +344,8 @@ def _snapshot(ctx: Any, name: str) -> dict[str, Any] | None:
 
 def _role(group: dict[str, Any] | None) -> str | None:
     info = (group or {}).get("GlobalReplicationGroupInfo") or {}
-    return info.get("GlobalReplicationGroupMemberRole") or ("STANDALONE" if group else None)
+    # The model documents the roles as "primary or secondary"; AWS answers in capitals. Either is accepted.
+    return str(info.get("GlobalReplicationGroupMemberRole") or ("STANDALONE" if group else "")).upper() or None
 
 
 def _endpoint(group: dict[str, Any] | None) -> str | None:

@@ -119,8 +119,9 @@ def test_drill_cleanup_refuses_an_untagged_group(estate: GlobalDatastore) -> Non
     assert estate.group(estate.west, lookalike) is not None
 
 
-def test_planned_failover_swaps_roles_and_replicate_verifies(estate: GlobalDatastore) -> None:
-    ctx, params = make_ctx(module, estate.params(), mode=Mode.PLANNED, phase=Phase.ACTIVATE)
+@pytest.mark.parametrize("mode", [Mode.PLANNED, Mode.FAILBACK])
+def test_planned_failover_swaps_roles_and_replicate_verifies(estate: GlobalDatastore, mode: Mode) -> None:
+    ctx, params = make_ctx(module, estate.params(), mode=mode, phase=Phase.ACTIVATE)
     steps = drive(module, ctx, params)
     assert not steps[0].done and steps[-1].done  # the failover took a look or two
     assert estate.roles() == {estate.primary: "SECONDARY", estate.secondary: "PRIMARY"}

@@ -59,30 +59,21 @@ class _GlobalDatastore:
 
     def to_dict(self, show_members: bool) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "GlobalReplicationGroupId": self.id,
-            "GlobalReplicationGroupDescription": self.description,
-            "Status": self.status,
-            "CacheNodeType": self.cache_node_type,
-            "Engine": self.engine,
-            "ClusterEnabled": self.cluster_enabled,
-            "AuthTokenEnabled": self.auth_token_enabled,
+            "GlobalReplicationGroupId": self.id, "GlobalReplicationGroupDescription": self.description,
+            "Status": self.status, "CacheNodeType": self.cache_node_type, "Engine": self.engine,
+            "ClusterEnabled": self.cluster_enabled, "AuthTokenEnabled": self.auth_token_enabled,
             "TransitEncryptionEnabled": self.transit_encryption_enabled,
-            "AtRestEncryptionEnabled": self.at_rest_encryption_enabled,
-            "ARN": self.arn,
+            "AtRestEncryptionEnabled": self.at_rest_encryption_enabled, "ARN": self.arn,
         }
         if self.engine_version:
             out["EngineVersion"] = self.engine_version
         # Members are only listed on request (ShowMemberInfo), as on AWS.
         if show_members:
             out["Members"] = [
-                {
-                    "ReplicationGroupId": m.replication_group_id,
-                    "ReplicationGroupRegion": m.region,
-                    "Role": m.role,
-                    "AutomaticFailover": getattr(_group(self.account_id, m.region, m.replication_group_id),
-                                                 "automatic_failover", "disabled"),
-                    "Status": m.status,
-                }
+                {"ReplicationGroupId": m.replication_group_id, "ReplicationGroupRegion": m.region, "Role": m.role,
+                 "AutomaticFailover": getattr(_group(self.account_id, m.region, m.replication_group_id),
+                                              "automatic_failover", "disabled"),
+                 "Status": m.status}
                 for m in self.members
             ]
         return out
@@ -205,15 +196,10 @@ def _response_create_global_replication_group(self: Any) -> Any:
             raise _error("GlobalReplicationGroupAlreadyExistsFault",
                          f"Global Replication Group {global_id} already exists.")
         datastore = _GlobalDatastore(
-            id=global_id,
-            description=self._get_param("GlobalReplicationGroupDescription") or "",
-            account_id=backend.account_id,
-            cache_node_type=group.cache_node_type,
-            engine=group.engine,
-            engine_version=group.engine_version,
-            cluster_enabled=group.cluster_enabled,
-            auth_token_enabled=group.auth_token_enabled,
-            transit_encryption_enabled=group.transit_encryption_enabled,
+            id=global_id, description=self._get_param("GlobalReplicationGroupDescription") or "",
+            account_id=backend.account_id, cache_node_type=group.cache_node_type, engine=group.engine,
+            engine_version=group.engine_version, cluster_enabled=group.cluster_enabled,
+            auth_token_enabled=group.auth_token_enabled, transit_encryption_enabled=group.transit_encryption_enabled,
             at_rest_encryption_enabled=group.at_rest_encryption_enabled,
             members=[_Member(backend.region_name, primary_id, "PRIMARY")],
         )
