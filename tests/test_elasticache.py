@@ -3,12 +3,17 @@ us-west-2, in the app account, reached through the orchestrator's role."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import boto3
 import pytest
+from botocore.config import Config
 from temporalio.exceptions import ApplicationError
 
 from activities import registry
+from activities.aws import AwsClients
 from activities.context import TAG_EXECUTION
-from plans.model import Mode, Phase
+from plans.model import Account, Mode, Phase
 from tests.aws_helpers import (
     RECOVERY_REGION,
     count_calls,
@@ -171,6 +176,29 @@ def test_disaster_detaches_the_secondary_and_replicate_builds_a_new_datastore(es
     ) as groups:
         assert module.start(ctx, params).done
     assert len(globals_) == 0 and len(groups) == 0
+
+
+class _PrimaryRegionDown(AwsClients):
+    """The primary region does not answer: its ElastiCache client points at a closed port, as in a regional outage."""
+
+    def client(self, service: str, account: Account, region: str) -> Any:
+        if service == "elasticache" and region == "us-east-1":
+            creds = self.session_for(account).get_credentials().get_frozen_credentials()
+            return boto3.client(service, region_name=region, endpoint_url="http://127.0.0.1:9",
+                                aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
+                                aws_session_token=creds.token,
+                                config=Config(connect_timeout=1, retries={"max_attempts": 1}))
+        return super().client(service, account, region)
+
+
+def test_disaster_needs_nothing_from_the_primary_region(estate: GlobalDatastore) -> None:
+    ctx, params = make_ctx(module, estate.params(), mode=Mode.DISASTER, phase=Phase.INSTANTIATE,
+                           aws=_PrimaryRegionDown())
+    assert drive(module, ctx, params)[-1].done
+    drive(module, with_phase(ctx, Phase.ACTIVATE), params)
+    group = estate.group(estate.west, estate.secondary)
+    assert group is not None and group["Status"] == "available" and "GlobalReplicationGroupInfo" not in group
+    assert module.start(with_phase(ctx, Phase.CLEANUP), params).done
 
 
 def test_status(estate: GlobalDatastore) -> None:

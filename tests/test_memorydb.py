@@ -3,13 +3,18 @@ in us-west-2, in the app account, reached through the orchestrator's role."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import boto3
 import pytest
+from botocore.config import Config
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
 from activities import registry
+from activities.aws import AwsClients
 from activities.context import TAG_EXECUTION
-from plans.model import Mode, Phase
+from plans.model import Account, Mode, Phase
 from tests.aws_helpers import (
     RECOVERY_REGION,
     count_calls,
@@ -57,6 +62,29 @@ def test_multi_region_activate_reports_the_recovery_endpoint_and_changes_nothing
         assert "cluster" not in replicate.outputs
     else:  # the primary region's member is verified, not changed
         assert replicate.outputs["cluster"] == estate.east_member and replicate.outputs["status"] == "available"
+
+
+class _PrimaryRegionDown(AwsClients):
+    """The primary region does not answer: its MemoryDB client points at a closed port, as in a regional outage."""
+
+    def client(self, service: str, account: Account, region: str) -> Any:
+        if service == "memorydb" and region == "us-east-1":
+            creds = self.session_for(account).get_credentials().get_frozen_credentials()
+            return boto3.client(service, region_name=region, endpoint_url="http://127.0.0.1:9",
+                                aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
+                                aws_session_token=creds.token,
+                                config=Config(connect_timeout=1, retries={"max_attempts": 1}))
+        return super().client(service, account, region)
+
+
+def test_multi_region_disaster_needs_nothing_from_the_primary_region(estate: MemoryDbEstate) -> None:
+    ctx, params = make_ctx(module, estate.multi_region_params(), mode=Mode.DISASTER, phase=Phase.INSTANTIATE,
+                           aws=_PrimaryRegionDown())
+    assert drive(module, ctx, params)[-1].done
+    assert drive(module, with_phase(ctx, Phase.ACTIVATE), params)[-1].outputs["cluster"] == estate.west_member
+    with pytest.raises(Exception) as error:  # REPLICATE waits for the region: Temporal retries it
+        module.start(with_phase(ctx, Phase.REPLICATE), params)
+    assert not isinstance(error.value, ApplicationError)
 
 
 def test_multi_region_waits_for_a_member_still_creating(estate: MemoryDbEstate) -> None:
