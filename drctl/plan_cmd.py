@@ -62,11 +62,15 @@ def show(ctx: click.Context, file: str, as_json: bool) -> None:
 def actions() -> None:
     """List the actions a plan can use, the phases each supports and its parameters."""
     from activities import registry  # imports every service module: only when asked
+    from plans.manifest_names import NAMES
 
     for name, module in registry.actions().items():
         phases = ", ".join(p.value for p in PHASE_ORDER if p in module.phases)
         click.echo(f"{name}  [{phases}]")
         click.echo(f"  {module.summary}")
+        framework = [framework_name for framework_name, entry in NAMES.items() if entry.action == name]
+        if framework:
+            click.echo(f"  DR Orchestrator Framework: {', '.join(framework)}")
         for field_name, info in module.Parameters.model_fields.items():
             required = " (required)" if info.is_required() else ""
             click.echo(f"    {info.alias or field_name}{required}")

@@ -217,7 +217,7 @@ class _Mapper:
     def _item(self, kind: str, entry: FrameworkName, where: Path, item: Mapping[str, Any],
               account: str | None) -> list[tuple[dict[str, Any], Path]]:
         module = registry.get(entry.action)
-        known = list(module.Parameters.model_json_schema(by_alias=True).get("properties", {})) if module else None
+        known = [info.alias or name for name, info in module.Parameters.model_fields.items()] if module else None
         params: dict[str, Any] = dict(entry.fixed)
         region: str | None = None
         expanded: list[Any] | None = None

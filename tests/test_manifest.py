@@ -388,3 +388,15 @@ def test_the_example_plan_and_its_manifests_are_valid() -> None:
     loaded = load_plan(EXAMPLES / "plan.yaml")
     assert [r.action for layer in loaded.layers(Phase.ACTIVATE) for r in layer.resources] == \
         ["rds.read_replica", "ecs.service", "route53.record"]
+
+
+def test_import_prints_every_problem_and_writes_nothing(tmp_path: Path) -> None:
+    manifest = tmp_path / "activate.json"
+    manifest.write_text('[{"layer": 1, "resources": [\n  {"action": "Route53", "resourceName": "dns"}]}]\n')
+    out = tmp_path / "plan.yaml"
+    result = CliRunner().invoke(plan_cli, ["import", "--name", "bad", "--primary-region", "us-east-1",
+                                           "--recovery-region", "us-east-1", "--account", f"app={APP_ACCOUNT}",
+                                           "--activate", str(manifest), "-o", str(out)])
+    assert result.exit_code == 2 and not out.exists() and "Traceback" not in result.output
+    assert f"{manifest}:2: 0.resources.0.action: unknown Framework module 'Route53'" in result.output
+    assert "drctl plan import: regions: primary and recovery regions must differ" in result.output
