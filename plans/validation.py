@@ -16,6 +16,7 @@ from activities.contract import PlanIssue
 from plans.drs import DRS_ACTION, DrsRecoveryParameters, find_cycle
 from plans.errors import Path, describe_errors, suggest
 from plans.model import PHASE_ORDER, Phase, Plan
+from plans.references import Reference, find_references, under_reference
 
 
 def validate_plan(plan: Plan) -> list[PlanIssue]:
@@ -113,11 +114,7 @@ def _check_resource(
     parameters = resource.get("parameters", {})
     # check_drs_parameters validates drs.recovery's parameters along with their references to the rest of the plan.
     if module is not None and action != DRS_ACTION and isinstance(parameters, Mapping):
-        try:
-            module.Parameters.model_validate(dict(parameters))
-        except ValidationError as exc:
-            for loc, message in describe_errors(exc.errors(include_url=False), module.Parameters):
-                issues.append(_issue((*path, "parameters", *loc), message))
+        issues += check_parameters(module.Parameters, parameters, (*path, "parameters"))
 
     issues += _account_issues(path, resource.get("account"), account_keys, ambiguous)
     return issues
@@ -129,12 +126,7 @@ def check_drs_parameters(
     """The problems of the parameters of the `drs.recovery` resource at phases.PHASE.layers.N.resources.M: their
     schema, their waves as a graph, and the protection groups they name. `plan_data` is the whole plan as written."""
     path: Path = ("phases", phase, "layers", layer_index, "resources", resource_index, "parameters")
-    issues: list[PlanIssue] = []
-    try:
-        DrsRecoveryParameters.model_validate(params)
-    except ValidationError as exc:
-        for loc, message in describe_errors(exc.errors(include_url=False), DrsRecoveryParameters):
-            issues.append(_issue((*path, *loc), message))
+    issues = check_parameters(DrsRecoveryParameters, params, path)
     waves = params.get("waves") if isinstance(params, Mapping) else None
     if not isinstance(waves, list):
         return issues
@@ -164,6 +156,26 @@ def check_drs_parameters(
                 issues.append(_issue(where, f"protection group {group!r} is already recovered in {phase} by "
                                             f"{recovered_by[group]}: a phase recovers each group once"))
             wave_of.setdefault(group, wave_name)
+    return issues
+
+
+def check_parameters(model: Any, params: Any, path: Path) -> list[PlanIssue]:
+    """A module's parameters against its model. A value given as a reference (`!Import x`, `resolve:ssm:/y`) is
+    only known at run time, so errors about it are left to the resolve activity; the other fields are still checked."""
+    issues: list[PlanIssue] = []
+    references: set[Path] = set()
+    for loc, found in find_references(params):
+        if isinstance(found, Reference):
+            references.add(loc)
+        else:
+            issues.append(_issue((*path, *loc), str(found)))
+            references.add(loc)  # reported once, as a malformed reference, not again as a wrong type
+    try:
+        model.model_validate(dict(params) if isinstance(params, Mapping) else params)
+    except ValidationError as exc:
+        for loc, message in describe_errors(exc.errors(include_url=False), model):
+            if not under_reference(loc, references):
+                issues.append(_issue((*path, *loc), message))
     return issues
 
 

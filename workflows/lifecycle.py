@@ -18,6 +18,7 @@ from workflows.lifecycle_control import LifecycleControlMixin
 
 with workflow.unsafe.imports_passed_through():
     from activities.contract import (
+        RESOURCE_RESOLVE,
         RESOURCE_START,
         RESOURCE_WAIT,
         VALIDATE_PLAN,
@@ -28,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from plans.drs import DRS_ACTION
     from plans.model import Layer, Phase, Resource
+    from plans.references import has_references
     from workflows.drs_models import DRS_WORKFLOW_TYPE, DrsRecoveryResult, drs_input_for
     from workflows.models import (
         WORKFLOW_TYPE,
@@ -186,6 +188,11 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
         activity_id = f"{phase.value}/{layer.name}/{resource.name}"
         state.status = StepStatus.RUNNING
         state.started_at = workflow.now()
+        if has_references(resource.parameters):
+            resolved = await self._resolve_references(call, state, activity_id)
+            if resolved is None:
+                return
+            resource, call = resolved, call.model_copy(update={"resource": resolved})
         if resource.action == DRS_ACTION:
             await self._run_drs(phase, resource, state, f"{self._state.workflow_id}/{activity_id}")
             return
@@ -214,6 +221,29 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
             workflow.logger.warning("resource %s failed: %s", activity_id, state.error)
         except (asyncio.CancelledError, CancelledError):
             self._end(state, StepStatus.CANCELLED, "cancelled; the AWS operation it started may still be running")
+            raise
+
+    async def _resolve_references(self, call: ResourceCall, state: ResourceState, activity_id: str) -> Resource | None:
+        """The resource with its `!Import` / `resolve:ssm:` values, read at start time (they may change between
+        runs); None when they cannot be (the state says why). The values stay out of the status: only the
+        activity's history holds them."""
+        try:
+            return await workflow.execute_activity(
+                RESOURCE_RESOLVE, call, result_type=Resource, activity_id=f"{activity_id}/resolve",
+                start_to_close_timeout=START_TIMEOUT, retry_policy=AWS_RETRY,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, CancelledError):
+                self._end(state, StepStatus.CANCELLED, "cancelled while resolving its references")
+                return None
+            state.error = str(cause) if cause else str(err)
+            state.error_type = getattr(cause, "type", None) or type(cause).__name__
+            self._end(state, StepStatus.FAILED)
+            workflow.logger.warning("resource %s: references not resolved: %s", activity_id, state.error)
+            return None
+        except (asyncio.CancelledError, CancelledError):
+            self._end(state, StepStatus.CANCELLED, "cancelled while resolving its references")
             raise
 
     async def _run_drs(self, phase: Phase, resource: Resource, state: ResourceState, child_id: str) -> None:
