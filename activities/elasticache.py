@@ -40,7 +40,8 @@ _BROKEN = frozenset({"create-failed", "deleting", "incompatible-network", "resto
 class GlobalDatastoreParameters(ModuleParameters):
     global_replication_group_id: str = Field(min_length=1, max_length=255)  # the full id, AWS prefix included
     replication_group_id: str = Field(pattern=_GROUP_ID)  # the member in the recovery region
-    primary_replication_group_id: str = Field(pattern=_GROUP_ID)  # the member in the primary region
+    # The member in the primary region; default: whichever member the datastore lists there (one per region).
+    primary_replication_group_id: str | None = Field(default=None, pattern=_GROUP_ID)
     drill_method: Literal["restore", "check"] = "restore"
     drill_node_type: str | None = None  # node type of the drill copy (default: the member's)
     drill_cache_subnet_group: str | None = None  # where the drill copy lives (default: the account's default)
@@ -104,8 +105,9 @@ def _preflight(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
     if member["Role"] == "PRIMARY":
         return Operation(done=True, outputs=outputs, message=f"{params.replication_group_id} is already the primary")
     if primary is None or primary["Role"] != "PRIMARY":
-        raise fatal(f"{params.primary_replication_group_id} ({ctx.primary_region}) is not the primary of "
-                    f"{params.global_replication_group_id}", "NotThePrimary")
+        primary_id = params.primary_replication_group_id or "its member"
+        raise fatal(f"{primary_id} ({ctx.primary_region}) is not the primary of {params.global_replication_group_id}",
+                    "NotThePrimary")
     if group["Status"] in _BROKEN:
         raise fatal(f"{params.replication_group_id} is {group['Status']}", "MemberNotAvailable")
     if datastore["Status"] != "available" or group["Status"] != "available" or member["Status"] != "associated":
@@ -267,7 +269,8 @@ def _replicate(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
     if secondary is None:
         if global_id == params.global_replication_group_id:
             raise fatal(f"{global_id} has no member in {ctx.primary_region} after the failover", "NoSecondary")
-        new_id = params.replicate_secondary_id or f"{params.primary_replication_group_id[:37]}-dr"
+        old_primary = params.primary_replication_group_id or params.replication_group_id
+        new_id = params.replicate_secondary_id or f"{old_primary[:37]}-dr"
         request: dict[str, Any] = {"ReplicationGroupId": new_id, "GlobalReplicationGroupId": global_id,
                                    "ReplicationGroupDescription": f"secondary of {global_id}", "Tags": ctx.tags()}
         if params.replicate_cache_subnet_group:
@@ -310,9 +313,9 @@ def _datastore(ctx: Any, global_id: str, required: bool = True) -> dict[str, Any
     return None
 
 
-def _member(datastore: dict[str, Any], region: str, group_id: str) -> dict[str, Any] | None:
+def _member(datastore: dict[str, Any], region: str, group_id: str | None) -> dict[str, Any] | None:
     found = next((m for m in datastore.get("Members", [])
-                  if m["ReplicationGroupRegion"] == region and m["ReplicationGroupId"] == group_id), None)
+                  if m["ReplicationGroupRegion"] == region and group_id in (None, m["ReplicationGroupId"])), None)
     return {**found, "Role": str(found.get("Role", "")).upper()} if found else None
 
 

@@ -51,10 +51,9 @@ _ELASTICACHE = FrameworkName(
     action="elasticache.global_datastore",
     params={"GlobalReplicationGroupId": "globalReplicationGroupId", "GlobalClusterIdentifier":
             "globalReplicationGroupId", "TargetReplicationGroupId": "replicationGroupId",
-            "DBClusterIdentifier": "replicationGroupId"},
+            "DBClusterIdentifier": "replicationGroupId", "PrimaryReplicationGroupId": "primaryReplicationGroupId"},
     refused={"ClusterEndpointSSMKey": "the cache endpoint is a module output; publishing it to SSM is not done"},
     region_param=("TargetRegion",),
-    guess=True,
 )
 _ECS = FrameworkName(
     action="ecs.service",
@@ -113,12 +112,14 @@ NAMES: dict[str, FrameworkName] = {
     "ElastiCache": _ELASTICACHE,
     "MemoryDB": FrameworkName(
         action="memorydb.cluster",
-        params={"ClusterName": "clusterName"},
-        refused={"BackupBucket": "memorydb.cluster fails over a multi-Region cluster; it does not restore from S3",
+        params={"ClusterName": "clusterName", "SnapshotName": "snapshotName"},
+        # The Framework restores the cluster in the recovery region; ours does it from a snapshot there.
+        fixed={"method": "snapshot-restore"},
+        refused={"BackupBucket": "memorydb.cluster restores from a snapshot in the recovery region (SnapshotName), "
+                                 "not from S3 backups",
                  "Prefix": "memorydb.cluster does not restore from S3 backups",
                  "ClusterConfigSSMKey": "the cluster's configuration is not stored in SSM",
                  "ClusterEndpointSSMKey": "the endpoint is a module output; publishing it to SSM is not done"},
-        guess=True,
     ),
     "OpenSearchService": FrameworkName(
         action="opensearch.domain",
