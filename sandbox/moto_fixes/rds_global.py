@@ -13,13 +13,12 @@ that waits is really made to wait, deterministically.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 # What a DescribeGlobalClusters sees after the call: the state, then how many more describes it lasts.
 _SWITCHOVER_STEPS = ("pending", "switching-over", "switching-over")
 _FAILOVER_STEPS = ("pending", "failing-over", "failing-over")
-_RESYNC_DESCRIBES = 2  # after a failover with data loss, the old primary is pending-resync this long
+_RESYNC_DESCRIBES = 3  # after a failover with data loss, the old primary is pending-resync this long
 
 
 def apply() -> None:
@@ -105,6 +104,8 @@ def _make_writer(global_cluster: Any, target: Any) -> None:
 def _join_as_secondary(global_cluster: Any, cluster: Any) -> None:
     writer = _writer(global_cluster)
     cluster.global_cluster_identifier = global_cluster.global_cluster_identifier
+    if writer is not None and not cluster.master_username:
+        cluster.master_username = writer.master_username  # one database, one master user, in every region
     if writer is None or writer is cluster:
         cluster.is_writer = True
         return
@@ -312,9 +313,14 @@ def _restore_db_cluster_from_snapshot(self: Any, from_snapshot_id: str, override
     included, so a copy restored from a secondary's snapshot joined the global database. A restored cluster is
     standalone on AWS unless the request says otherwise."""
     snapshot = self.describe_db_cluster_snapshots(db_cluster_identifier=None, db_snapshot_identifier=from_snapshot_id)[0]
-    props = copy.copy(snapshot.cluster.get_cfg())
+    props = {k: v for k, v in snapshot.cluster.__dict__.items() if k != "backend"}
     for key in ("global_cluster_identifier", "replication_source_identifier", "tags"):
         props.pop(key, None)
+    for private in ("_enable_http_endpoint", "_vpc_security_group_ids"):
+        props[private[1:]] = props.pop(private, None)
+    # A secondary has no password of its own (moto's get_cfg fails on it); on AWS the credentials are in the data
+    # the snapshot carries, so any placeholder will do for the emulated copy.
+    props["master_user_password"] = props.pop("_master_user_password", None) or "restored-from-snapshot"
     for key, value in overrides.items():
         if value:
             props[key] = value

@@ -1,0 +1,454 @@
+"""Aurora global database: make the recovery region's secondary cluster the primary.
+
+Planned and failback: SwitchoverGlobalCluster (no data loss; the old primary becomes a secondary). Disaster:
+FailoverGlobalCluster with AllowDataLoss (the old primary, when its region is back, rejoins as a secondary and
+resynchronises), or, when the plan says `disasterMethod: detach`, RemoveFromGlobalCluster, which detaches the
+secondary and promotes it to a standalone cluster. Progress is `GlobalCluster.FailoverState` (present while an
+operation runs) and the recovery cluster's `IsWriter` flag among the global cluster's members.
+
+Drill: the global cluster is never touched. A switchover, a failover or a detach would all move production writes
+(or cut replication), and nothing on a global secondary can be tried without one. What AWS allows on a global
+secondary is a manual cluster snapshot (replication carries on, the snapshot is storage-level) and a restore of
+that snapshot into a new, standalone cluster; a copy-on-write clone would be quicker but is not offered for every
+engine version of a secondary, so the drill uses snapshot and restore, then adds one instance so the copy serves
+connections, and CLEANUP deletes all three (instance, cluster, snapshot), each only if tagged with this execution.
+
+Every phase is a step function driven by what RDS reports, so a retried start or a poll after a crash resumes the
+same operation: above all, a retried ACTIVATE after the switchover finished sees the recovery cluster as the writer
+and is done; it never asks for a second switchover, which would switch back.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import Field
+
+from activities.aws import aws_call, fatal
+from activities.context import TAG_EXECUTION
+from activities.contract import Operation
+from activities.registry import ModuleParameters, ServiceModule, register
+from plans.model import Mode, Phase
+
+_DB_ID = r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$"
+_POLL_SECONDS = 20.0
+_DEFAULT_DRILL_CLASS = "db.r6g.large"
+_BROKEN = frozenset("failed inaccessible-encryption-credentials incompatible-parameters incompatible-restore "
+                    "stopped stopping".split())
+
+
+class AuroraGlobalParameters(ModuleParameters):
+    global_cluster_identifier: str = Field(pattern=r"^[A-Za-z][0-9A-Za-z-:._]{0,254}$")
+    recovery_cluster_identifier: str = Field(pattern=_DB_ID)  # the secondary cluster in the recovery region
+    primary_cluster_identifier: str = Field(pattern=_DB_ID)  # the primary cluster in the primary region
+    disaster_method: Literal["failover", "detach"] = "failover"  # disaster mode only; planned always switches over
+    drill_instance_class: str | None = None  # the drill copy's instance (default: the recovery cluster's, or r6g)
+    # REPLICATE, when the old primary region has no member left: a headless secondary created there (instances
+    # are the owner's choice: replication needs none).
+    new_secondary_identifier: str | None = Field(default=None, pattern=_DB_ID)
+
+
+@register
+class AuroraGlobalDatabase(ServiceModule):
+    action = "aurora.global_database"
+    summary = "Switch over (planned) or fail over (disaster) an Aurora global database to the recovery region"
+    Parameters = AuroraGlobalParameters
+    phases = frozenset({Phase.INSTANTIATE, Phase.ACTIVATE, Phase.CLEANUP, Phase.REPLICATE})
+
+    def start(self, ctx: Any, params: AuroraGlobalParameters) -> Operation:
+        return self._step(ctx, params, {})
+
+    def poll(self, ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+        return self._step(ctx, params, handle)
+
+    def status(self, ctx: Any, params: AuroraGlobalParameters) -> dict[str, Any]:
+        found = _describe_global(ctx, params.global_cluster_identifier)
+        if found is None:
+            return {"globalCluster": params.global_cluster_identifier, "exists": False}
+        return {"globalCluster": params.global_cluster_identifier, "exists": True, **_report(found)}
+
+    def _step(self, ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+        phase = ctx.call.phase
+        if phase is Phase.INSTANTIATE:
+            return _preflight(ctx, params)
+        if phase is Phase.ACTIVATE:
+            if ctx.is_drill:
+                return _drill_copy(ctx, params)
+            if ctx.mode is Mode.DISASTER and params.disaster_method == "detach":
+                return _detach(ctx, params)
+            return _change_writer(ctx, params, handle)
+        if phase is Phase.CLEANUP:
+            if ctx.is_drill:
+                return _drill_cleanup(ctx, params)
+            # The old primary is a secondary again (switchover, failover) or a standalone cluster (detach): either
+            # way it holds data someone may need, so it is left for a human to decide.
+            return Operation(done=True, message=f"old primary {params.primary_cluster_identifier} left as it is")
+        if phase is Phase.REPLICATE:
+            if ctx.is_drill:
+                return Operation(done=True, message="replication untouched by drill")
+            return _replicate_back(ctx, params)
+        raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
+
+
+# --- INSTANTIATE ----------------------------------------------------------------------------------------------------
+
+
+def _preflight(ctx: Any, params: AuroraGlobalParameters) -> Operation:
+    found = _global(ctx, params)
+    recovery = _recovery(ctx, params)
+    member = _member(found, recovery["DBClusterArn"])
+    if member is None:
+        raise fatal(f"{params.recovery_cluster_identifier} in {ctx.recovery_region} is not a member of global "
+                    f"cluster {params.global_cluster_identifier}", "NotAGlobalMember")
+    outputs = {**_report(found), "recoveryStatus": recovery["Status"],
+               "lagMilliseconds": _lag_ms(ctx, params.recovery_cluster_identifier)}
+    if found.get("FailoverState"):
+        return _wait(f"{params.global_cluster_identifier}: {found['FailoverState'].get('Status')} in progress", {},
+                     outputs)
+    if recovery["Status"] in _BROKEN:
+        raise fatal(f"{params.recovery_cluster_identifier} is {recovery['Status']}", "RecoveryClusterNotAvailable")
+    if recovery["Status"] != "available" or member.get("SynchronizationStatus") == "pending-resync":
+        state = member.get("SynchronizationStatus") or recovery["Status"]
+        return _wait(f"{params.recovery_cluster_identifier} is {state}; waiting", {}, outputs)
+    role = "the primary already" if member.get("IsWriter") else "a healthy secondary"
+    return Operation(done=True, outputs=outputs, message=f"{params.recovery_cluster_identifier} is {role}")
+
+
+# --- ACTIVATE, real failover ----------------------------------------------------------------------------------------
+
+
+def _change_writer(ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+    data_loss = ctx.mode is Mode.DISASTER
+    what = "failover" if data_loss else "switchover"
+    found = _global(ctx, params)
+    recovery = _recovery(ctx, params)
+    arn = recovery["DBClusterArn"]
+    member = _member(found, arn)
+    state = found.get("FailoverState")
+    outputs = {**_report(found), "recoveryStatus": recovery["Status"], "endpoint": recovery.get("Endpoint")}
+    if state:
+        # Ours or someone else's: either way RDS refuses another one until it ends, and then we look again.
+        return _wait(f"{params.global_cluster_identifier}: {state.get('Status')} to {state.get('ToDbClusterArn')}",
+                     {**handle, "requested": True}, outputs)
+    if member is None:
+        raise fatal(f"{params.recovery_cluster_identifier} is not a member of {params.global_cluster_identifier}",
+                    "NotAGlobalMember")
+    if member.get("IsWriter"):
+        if recovery["Status"] == "available":
+            return Operation(done=True, handle=handle, outputs=outputs,
+                             message=f"{params.recovery_cluster_identifier} is the primary of "
+                                     f"{params.global_cluster_identifier}")
+        return _wait(f"{params.recovery_cluster_identifier} is the writer, {recovery['Status']}", handle, outputs)
+    if handle.get("requested"):
+        raise fatal(f"the {what} of {params.global_cluster_identifier} ended without making "
+                    f"{params.recovery_cluster_identifier} the primary (cancelled?)", "GlobalFailoverCancelled")
+    rds = _rds(ctx, ctx.recovery_region)  # the recovery region answers even when the primary's is down
+    kwargs = {"GlobalClusterIdentifier": params.global_cluster_identifier, "TargetDbClusterIdentifier": arn}
+    # InvalidGlobalClusterStateFault: an earlier attempt's operation has started since we looked.
+    if data_loss:
+        aws_call(f"FailoverGlobalCluster {params.global_cluster_identifier}", rds.failover_global_cluster,
+                 ("InvalidGlobalClusterStateFault",), AllowDataLoss=True, **kwargs)
+    else:
+        aws_call(f"SwitchoverGlobalCluster {params.global_cluster_identifier}", rds.switchover_global_cluster,
+                 ("InvalidGlobalClusterStateFault",), **kwargs)
+    ctx.log.info(f"aurora.{what}_requested", global_cluster=params.global_cluster_identifier, target=arn)
+    return _wait(f"{what} of {params.global_cluster_identifier} to {params.recovery_cluster_identifier} requested",
+                 {"requested": True}, outputs)
+
+
+def _detach(ctx: Any, params: AuroraGlobalParameters) -> Operation:
+    recovery = _recovery(ctx, params)
+    arn = recovery["DBClusterArn"]
+    found = _describe_global(ctx, params.global_cluster_identifier)
+    member = _member(found, arn) if found else None
+    outputs = {"cluster": params.recovery_cluster_identifier, "status": recovery["Status"],
+               "endpoint": recovery.get("Endpoint")}
+    if member is not None and member.get("IsWriter"):
+        return Operation(done=True, outputs=outputs, message=f"{params.recovery_cluster_identifier} is the primary")
+    if member is not None:
+        if found and found.get("FailoverState"):
+            return _wait(f"{params.global_cluster_identifier}: {found['FailoverState'].get('Status')}", {}, outputs)
+        aws_call(f"RemoveFromGlobalCluster {params.recovery_cluster_identifier}",
+                 _rds(ctx, ctx.recovery_region).remove_from_global_cluster, ("InvalidGlobalClusterStateFault",),
+                 GlobalClusterIdentifier=params.global_cluster_identifier, DbClusterIdentifier=arn)
+        ctx.log.info("aurora.detach_requested", global_cluster=params.global_cluster_identifier, cluster=arn)
+        return _wait(f"detaching {params.recovery_cluster_identifier} from {params.global_cluster_identifier}",
+                     {"detachRequested": True}, outputs)
+    if recovery.get("ReplicationSourceIdentifier") or recovery["Status"] != "available":
+        return _wait(f"promoting {params.recovery_cluster_identifier} ({recovery['Status']})",
+                     {"detachRequested": True}, outputs)
+    return Operation(done=True, outputs=outputs,
+                     message=f"{params.recovery_cluster_identifier} detached and promoted, writable")
+
+
+# --- REPLICATE ------------------------------------------------------------------------------------------------------
+
+
+def _replicate_back(ctx: Any, params: AuroraGlobalParameters) -> Operation:
+    gid = params.global_cluster_identifier
+    recovery = _recovery(ctx, params)
+    arn = recovery["DBClusterArn"]
+    found = _describe_global(ctx, gid)
+    member = _member(found, arn) if found else None
+    if found and found.get("FailoverState"):
+        return _wait(f"{gid}: {found['FailoverState'].get('Status')}; waiting", {})
+    if member is not None and not member.get("IsWriter"):
+        raise fatal(f"{params.recovery_cluster_identifier} is still a secondary of {gid}; ACTIVATE first",
+                    "NotPromoted")
+    if member is None:
+        return _rebuild_global(ctx, params, recovery, found)
+
+    # The recovery cluster writes. After a switchover the old primary is a secondary already; after a failover it
+    # rejoins by itself once its region is back, and resynchronises.
+    assert found is not None
+    back_home = [m for m in found.get("GlobalClusterMembers", []) if _region(m["DBClusterArn"]) == ctx.primary_region]
+    outputs: dict[str, Any] = {**_report(found)}
+    if back_home:
+        syncing = [m["DBClusterArn"] for m in back_home if m.get("SynchronizationStatus") == "pending-resync"]
+        if syncing:
+            return _wait(f"{', '.join(syncing)} resynchronising with {params.recovery_cluster_identifier}", {}, outputs)
+        secondary = _cluster(ctx, ctx.primary_region, back_home[0]["DBClusterArn"].rsplit(":", 1)[-1])
+        if secondary is not None and secondary["Status"] != "available":
+            return _wait(f"secondary {secondary['DBClusterIdentifier']} is {secondary['Status']}", {}, outputs)
+        return Operation(done=True, outputs=outputs,
+                         message=f"{ctx.primary_region} replicates from {params.recovery_cluster_identifier}")
+    return _add_secondary(ctx, params, recovery, outputs)
+
+
+def _add_secondary(ctx: Any, params: AuroraGlobalParameters, recovery: dict[str, Any],
+                   outputs: dict[str, Any]) -> Operation:
+    new_id = params.new_secondary_identifier or f"{params.primary_cluster_identifier}-secondary"
+    rds = _rds(ctx, ctx.primary_region)
+    existing = _cluster(ctx, ctx.primary_region, new_id)
+    if existing is not None and existing.get("GlobalClusterIdentifier") != params.global_cluster_identifier:
+        raise fatal(f"{new_id} already exists in {ctx.primary_region} outside {params.global_cluster_identifier}",
+                    "SecondaryIdentifierTaken")
+    if existing is None:
+        # Engine and version must match the primary's for a secondary; credentials come from the global database.
+        aws_call(f"CreateDBCluster {new_id} in {ctx.primary_region}", rds.create_db_cluster,
+                 ("DBClusterAlreadyExistsFault",), DBClusterIdentifier=new_id, Engine=recovery["Engine"],
+                 EngineVersion=recovery["EngineVersion"], GlobalClusterIdentifier=params.global_cluster_identifier,
+                 DeletionProtection=False, Tags=ctx.tags())
+        ctx.log.info("aurora.secondary_requested", cluster=new_id, region=ctx.primary_region)
+    return _wait(f"adding {new_id} in {ctx.primary_region} to {params.global_cluster_identifier}", {}, outputs)
+
+
+def _rebuild_global(ctx: Any, params: AuroraGlobalParameters, recovery: dict[str, Any],
+                    found: dict[str, Any] | None) -> Operation:
+    """After a detach the promoted cluster heads no global database. The old one, if it still exists, holds only
+    the old primary: that is removed from it (not deleted: it becomes a standalone cluster for a human to retire),
+    the empty global cluster is deleted, and a new one of the same name is created around the promoted cluster."""
+    gid, arn = params.global_cluster_identifier, recovery["DBClusterArn"]
+    if recovery.get("ReplicationSourceIdentifier") or recovery["Status"] != "available":
+        raise fatal(f"{params.recovery_cluster_identifier} is not a promoted, available cluster", "NotPromoted")
+    if found is None:
+        aws_call(f"CreateGlobalCluster {gid}", _rds(ctx, ctx.recovery_region).create_global_cluster,
+                 ("GlobalClusterAlreadyExistsFault",), GlobalClusterIdentifier=gid, SourceDBClusterIdentifier=arn)
+        ctx.log.info("aurora.global_cluster_requested", global_cluster=gid, primary=arn)
+        return _wait(f"creating {gid} around {params.recovery_cluster_identifier}", {})
+    members = [m["DBClusterArn"] for m in found.get("GlobalClusterMembers", [])]
+    if not members:
+        aws_call(f"DeleteGlobalCluster {gid}", _rds(ctx, ctx.recovery_region).delete_global_cluster,
+                 ("GlobalClusterNotFoundFault",), GlobalClusterIdentifier=gid)
+        return _wait(f"deleting the emptied global cluster {gid}", {})
+    if len(members) == 1 and _region(members[0]) == ctx.primary_region:
+        aws_call(f"RemoveFromGlobalCluster {members[0]}", _rds(ctx, ctx.primary_region).remove_from_global_cluster,
+                 ("InvalidGlobalClusterStateFault",), GlobalClusterIdentifier=gid, DbClusterIdentifier=members[0])
+        ctx.log.info("aurora.old_primary_detached", global_cluster=gid, cluster=members[0])
+        return _wait(f"detaching the old primary {members[0]} from {gid} (it is kept)", {"oldPrimary": members[0]})
+    raise fatal(f"{gid} still has members {members}; rebuild the global database by hand", "GlobalClusterInUse")
+
+
+# --- drill ----------------------------------------------------------------------------------------------------------
+
+
+def _drill_copy(ctx: Any, params: AuroraGlobalParameters) -> Operation:
+    rds = _rds(ctx, ctx.recovery_region)
+    snapshot_id, copy_id, instance_id = _drill_names(ctx, params)
+    handle = {"snapshotId": snapshot_id, "clusterId": copy_id, "instanceId": instance_id}
+    recovery = _recovery(ctx, params)
+
+    copy = _cluster(ctx, ctx.recovery_region, copy_id)
+    if copy is not None:
+        instance = _instance(ctx, ctx.recovery_region, instance_id)
+        outputs = {"drillCluster": copy_id, "status": copy["Status"], "endpoint": copy.get("Endpoint")}
+        if instance is None:
+            aws_call(f"CreateDBInstance {instance_id}", rds.create_db_instance, ("DBInstanceAlreadyExists",),
+                     DBInstanceIdentifier=instance_id, DBClusterIdentifier=copy_id, Engine=copy["Engine"],
+                     DBInstanceClass=params.drill_instance_class or _instance_class(ctx, recovery), Tags=ctx.tags())
+            return _wait(f"adding instance {instance_id} to drill copy {copy_id}", {**handle, "step": "instance"},
+                         outputs)
+        if copy["Status"] in _BROKEN or instance["DBInstanceStatus"] in _BROKEN:
+            raise fatal(f"drill copy {copy_id} is {copy['Status']}/{instance['DBInstanceStatus']}", "DrillCopyFailed")
+        if copy["Status"] == "available" and instance["DBInstanceStatus"] == "available":
+            return Operation(done=True, handle=handle, outputs=outputs, message=f"drill copy {copy_id} available")
+        return _wait(f"drill copy {copy_id} is {copy['Status']}/{instance['DBInstanceStatus']}",
+                     {**handle, "step": "instance"}, outputs)
+
+    snapshot = _cluster_snapshot(ctx, snapshot_id)
+    if snapshot is None:
+        aws_call(f"CreateDBClusterSnapshot {snapshot_id}", rds.create_db_cluster_snapshot,
+                 ("DBClusterSnapshotAlreadyExistsFault",), DBClusterSnapshotIdentifier=snapshot_id,
+                 DBClusterIdentifier=params.recovery_cluster_identifier, Tags=ctx.tags())
+        ctx.log.info("aurora.drill_snapshot_requested", snapshot=snapshot_id)
+        return _wait(f"snapshotting {params.recovery_cluster_identifier} as {snapshot_id}", {**handle, "step": "snapshot"})
+    if snapshot["Status"] in ("failed", "error"):
+        raise fatal(f"drill snapshot {snapshot_id} is {snapshot['Status']}", "DrillSnapshotFailed")
+    if snapshot["Status"] != "available":
+        return _wait(f"snapshot {snapshot_id} is {snapshot['Status']}", {**handle, "step": "snapshot"})
+
+    restore: dict[str, Any] = {"DBClusterIdentifier": copy_id, "SnapshotIdentifier": snapshot_id,
+                               "Engine": recovery["Engine"], "EngineVersion": recovery["EngineVersion"],
+                               "DeletionProtection": False, "Tags": ctx.tags()}
+    # In the secondary's network, so a drill test reaches the copy the way the application would reach the cluster.
+    if recovery.get("DBSubnetGroup"):
+        restore["DBSubnetGroupName"] = recovery["DBSubnetGroup"]
+    if recovery.get("VpcSecurityGroups"):
+        restore["VpcSecurityGroupIds"] = [g["VpcSecurityGroupId"] for g in recovery["VpcSecurityGroups"]]
+    aws_call(f"RestoreDBClusterFromSnapshot {copy_id}", rds.restore_db_cluster_from_snapshot,
+             ("DBClusterAlreadyExistsFault",), **restore)
+    ctx.log.info("aurora.drill_restore_requested", cluster=copy_id, snapshot=snapshot_id)
+    return _wait(f"restoring drill copy {copy_id} from {snapshot_id}", {**handle, "step": "restore"})
+
+
+def _drill_cleanup(ctx: Any, params: AuroraGlobalParameters) -> Operation:
+    rds = _rds(ctx, ctx.recovery_region)
+    snapshot_id, copy_id, instance_id = _drill_names(ctx, params)
+    handle = {"snapshotId": snapshot_id, "clusterId": copy_id, "instanceId": instance_id}
+
+    instance = _instance(ctx, ctx.recovery_region, instance_id)
+    if instance is not None:
+        _require_ours(ctx, instance.get("TagList", []), f"instance {instance_id}")
+        if instance["DBInstanceStatus"] != "deleting":
+            aws_call(f"DeleteDBInstance {instance_id}", rds.delete_db_instance,
+                     ("InvalidDBInstanceState", "DBInstanceNotFound"), DBInstanceIdentifier=instance_id)
+        return _wait(f"deleting drill instance {instance_id}", {**handle, "step": "delete-instance"})
+    copy = _cluster(ctx, ctx.recovery_region, copy_id)
+    if copy is not None:
+        _require_ours(ctx, copy.get("TagList", []), f"cluster {copy_id}")
+        if copy["Status"] != "deleting":
+            aws_call(f"DeleteDBCluster {copy_id}", rds.delete_db_cluster,
+                     ("InvalidDBClusterStateFault", "DBClusterNotFoundFault"), DBClusterIdentifier=copy_id,
+                     SkipFinalSnapshot=True)
+        return _wait(f"deleting drill cluster {copy_id}", {**handle, "step": "delete-cluster"})
+    snapshot = _cluster_snapshot(ctx, snapshot_id)
+    if snapshot is not None:
+        _require_ours(ctx, snapshot.get("TagList", []), f"cluster snapshot {snapshot_id}")
+        if snapshot["Status"] != "deleting":
+            aws_call(f"DeleteDBClusterSnapshot {snapshot_id}", rds.delete_db_cluster_snapshot,
+                     ("InvalidDBClusterSnapshotStateFault", "DBClusterSnapshotNotFoundFault"),
+                     DBClusterSnapshotIdentifier=snapshot_id)
+        return _wait(f"deleting drill snapshot {snapshot_id}", {**handle, "step": "delete-snapshot"})
+    return Operation(done=True, handle=handle, message=f"drill copy {copy_id} and snapshot {snapshot_id} are gone")
+
+
+# --- helpers --------------------------------------------------------------------------------------------------------
+
+
+def _rds(ctx: Any, region: str) -> Any:
+    return ctx.client("rds", region=region)
+
+
+def _wait(message: str, handle: dict[str, Any], outputs: dict[str, Any] | None = None) -> Operation:
+    return Operation(done=False, handle=handle, outputs=outputs or {}, message=message,
+                     poll_interval_seconds=_POLL_SECONDS)
+
+
+def _describe_global(ctx: Any, identifier: str) -> dict[str, Any] | None:
+    found = aws_call(f"DescribeGlobalClusters {identifier}", _rds(ctx, ctx.recovery_region).describe_global_clusters,
+                     ("GlobalClusterNotFoundFault",), GlobalClusterIdentifier=identifier)
+    return dict(found["GlobalClusters"][0]) if found and found["GlobalClusters"] else None
+
+
+def _global(ctx: Any, params: AuroraGlobalParameters) -> dict[str, Any]:
+    found = _describe_global(ctx, params.global_cluster_identifier)
+    if found is None:
+        raise fatal(f"global cluster {params.global_cluster_identifier} not found (account {ctx.call.account.id})",
+                    "GlobalClusterNotFound")
+    return found
+
+
+def _cluster(ctx: Any, region: str, identifier: str) -> dict[str, Any] | None:
+    found = aws_call(f"DescribeDBClusters {identifier}", _rds(ctx, region).describe_db_clusters,
+                     ("DBClusterNotFoundFault",), DBClusterIdentifier=identifier)
+    return dict(found["DBClusters"][0]) if found and found["DBClusters"] else None
+
+
+def _recovery(ctx: Any, params: AuroraGlobalParameters) -> dict[str, Any]:
+    found = _cluster(ctx, ctx.recovery_region, params.recovery_cluster_identifier)
+    if found is None:
+        raise fatal(f"cluster {params.recovery_cluster_identifier} not found in {ctx.recovery_region} "
+                    f"(account {ctx.call.account.id})", "ClusterNotFound")
+    return found
+
+
+def _instance(ctx: Any, region: str, identifier: str) -> dict[str, Any] | None:
+    found = aws_call(f"DescribeDBInstances {identifier}", _rds(ctx, region).describe_db_instances,
+                     ("DBInstanceNotFound", "DBInstanceNotFoundFault"), DBInstanceIdentifier=identifier)
+    return dict(found["DBInstances"][0]) if found and found["DBInstances"] else None
+
+
+def _cluster_snapshot(ctx: Any, identifier: str) -> dict[str, Any] | None:
+    found = aws_call(f"DescribeDBClusterSnapshots {identifier}",
+                     _rds(ctx, ctx.recovery_region).describe_db_cluster_snapshots,
+                     ("DBClusterSnapshotNotFoundFault",), DBClusterSnapshotIdentifier=identifier)
+    return dict(found["DBClusterSnapshots"][0]) if found and found["DBClusterSnapshots"] else None
+
+
+def _member(found: dict[str, Any] | None, arn: str) -> dict[str, Any] | None:
+    return next((m for m in (found or {}).get("GlobalClusterMembers", []) if m["DBClusterArn"] == arn), None)
+
+
+def _region(arn: str) -> str:
+    return arn.split(":")[3]
+
+
+def _instance_class(ctx: Any, cluster: dict[str, Any]) -> str:
+    for member in cluster.get("DBClusterMembers", []):
+        instance = _instance(ctx, ctx.recovery_region, member["DBInstanceIdentifier"])
+        if instance is not None:
+            return str(instance["DBInstanceClass"])
+    return _DEFAULT_DRILL_CLASS  # a headless secondary has no instance to copy the class from
+
+
+def _drill_names(ctx: Any, params: AuroraGlobalParameters) -> tuple[str, str, str]:
+    suffix = ctx.drill_suffix()
+    tail = f"-drill-{suffix}"
+    # Identifiers stop at 63 characters and may not end with a hyphen; "-1" names the copy's one instance.
+    base = params.recovery_cluster_identifier[: 61 - len(tail)].rstrip("-")
+    return f"dr-drill-{suffix}", f"{base}{tail}", f"{base}{tail}-1"
+
+
+def _require_ours(ctx: Any, tags: list[dict[str, str]], what: str) -> None:
+    # Names derive from the execution, but deletion is irreversible: the tag must confirm it is our drill copy.
+    if {"Key": TAG_EXECUTION, "Value": ctx.call.execution_id} not in tags:
+        raise fatal(f"refusing to delete {what}: it is not tagged {TAG_EXECUTION}={ctx.call.execution_id}", "NotOurs")
+
+
+def _report(found: dict[str, Any]) -> dict[str, Any]:
+    members = found.get("GlobalClusterMembers", [])
+    writer = next((m["DBClusterArn"] for m in members if m.get("IsWriter")), None)
+    return {
+        "writer": writer,
+        "writerRegion": _region(writer) if writer else None,
+        "secondaries": {m["DBClusterArn"]: m.get("SynchronizationStatus") for m in members if not m.get("IsWriter")},
+        "failoverState": (found.get("FailoverState") or {}).get("Status"),
+        "engineVersion": found.get("EngineVersion"),
+    }
+
+
+def _lag_ms(ctx: Any, cluster: str) -> float | None:
+    """The latest AuroraGlobalDBReplicationLag (ms); None without datapoints or permission (it is only a report)."""
+    now = datetime.now(UTC)
+    try:
+        points = ctx.client("cloudwatch", region=ctx.recovery_region).get_metric_statistics(
+            Namespace="AWS/RDS", MetricName="AuroraGlobalDBReplicationLag",
+            Dimensions=[{"Name": "DBClusterIdentifier", "Value": cluster}],
+            StartTime=now - timedelta(minutes=10), EndTime=now, Period=60, Statistics=["Maximum"],
+        )["Datapoints"]
+    except (BotoCoreError, ClientError) as exc:
+        ctx.log.warning("aurora.lag_unavailable", cluster=cluster, error=str(exc))
+        return None
+    return float(max(points, key=lambda p: p["Timestamp"])["Maximum"]) if points else None
