@@ -314,33 +314,30 @@ def _drill_copy(ctx: Any, params: AuroraGlobalParameters) -> Operation:
 
 
 def _drill_cleanup(ctx: Any, params: AuroraGlobalParameters) -> Operation:
-    rds = _rds(ctx, ctx.recovery_region)
+    rds, region = _rds(ctx, ctx.recovery_region), ctx.recovery_region
     snapshot_id, copy_id, instance_id = _drill_names(ctx, params)
     handle = {"snapshotId": snapshot_id, "clusterId": copy_id, "instanceId": instance_id}
-
-    instance = _instance(ctx, ctx.recovery_region, instance_id)
-    if instance is not None:
-        _require_ours(ctx, instance.get("TagList", []), f"instance {instance_id}")
-        if instance["DBInstanceStatus"] != "deleting":
-            aws_call(f"DeleteDBInstance {instance_id}", rds.delete_db_instance,
-                     ("InvalidDBInstanceState", "DBInstanceNotFound"), DBInstanceIdentifier=instance_id)
-        return _wait(f"deleting drill instance {instance_id}", {**handle, "step": "delete-instance"})
-    copy = _cluster(ctx, ctx.recovery_region, copy_id)
-    if copy is not None:
-        _require_ours(ctx, copy.get("TagList", []), f"cluster {copy_id}")
-        if copy["Status"] != "deleting":
-            aws_call(f"DeleteDBCluster {copy_id}", rds.delete_db_cluster,
-                     ("InvalidDBClusterStateFault", "DBClusterNotFoundFault"), DBClusterIdentifier=copy_id,
-                     SkipFinalSnapshot=True)
-        return _wait(f"deleting drill cluster {copy_id}", {**handle, "step": "delete-cluster"})
-    snapshot = _cluster_snapshot(ctx, snapshot_id)
-    if snapshot is not None:
-        _require_ours(ctx, snapshot.get("TagList", []), f"cluster snapshot {snapshot_id}")
-        if snapshot["Status"] != "deleting":
-            aws_call(f"DeleteDBClusterSnapshot {snapshot_id}", rds.delete_db_cluster_snapshot,
-                     ("InvalidDBClusterSnapshotStateFault", "DBClusterSnapshotNotFoundFault"),
-                     DBClusterSnapshotIdentifier=snapshot_id)
-        return _wait(f"deleting drill snapshot {snapshot_id}", {**handle, "step": "delete-snapshot"})
+    # In this order: RDS deletes a cluster only once its instances are gone. Tolerated errors: already deleting
+    # (or still creating: deleted on a later poll), or already gone.
+    artefacts = (
+        ("instance", instance_id, lambda: _instance(ctx, region, instance_id), "DBInstanceStatus",
+         rds.delete_db_instance, {"DBInstanceIdentifier": instance_id}, ("InvalidDBInstanceState", "DBInstanceNotFound")),
+        ("cluster", copy_id, lambda: _cluster(ctx, region, copy_id), "Status", rds.delete_db_cluster,
+         {"DBClusterIdentifier": copy_id, "SkipFinalSnapshot": True},
+         ("InvalidDBClusterStateFault", "DBClusterNotFoundFault")),
+        ("snapshot", snapshot_id, lambda: _cluster_snapshot(ctx, snapshot_id), "Status", rds.delete_db_cluster_snapshot,
+         {"DBClusterSnapshotIdentifier": snapshot_id},
+         ("InvalidDBClusterSnapshotStateFault", "DBClusterSnapshotNotFoundFault")),
+    )
+    for kind, name, describe, status_key, delete, kwargs, tolerate in artefacts:
+        found = describe()
+        if found is None:
+            continue
+        _require_ours(ctx, found.get("TagList", []), f"{kind} {name}")
+        if found[status_key] != "deleting":
+            aws_call(f"delete drill {kind} {name}", delete, tolerate, **kwargs)
+            ctx.log.info("aurora.drill_delete_requested", kind=kind, name=name)
+        return _wait(f"deleting drill {kind} {name}", {**handle, "step": f"delete-{kind}"})
     return Operation(done=True, handle=handle, message=f"drill copy {copy_id} and snapshot {snapshot_id} are gone")
 
 
