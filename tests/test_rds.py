@@ -335,3 +335,18 @@ def test_sql_server_replica_through_drill_and_failover(sqlserver: Estate) -> Non
     back = sqlserver.instance(sqlserver.east, f"{sqlserver.primary}-replica")
     assert back is not None and back["Engine"] == "sqlserver-se"
     assert back["ReadReplicaSourceDBInstanceIdentifier"] == promoted["DBInstanceArn"]
+
+
+@pytest.mark.parametrize("mode", [Mode.DRILL, Mode.PLANNED])
+def test_estate_through_every_phase(sandbox, mode: Mode) -> None:  # type: ignore[no-untyped-def]
+    from tests.estates import rds as rds_estate
+
+    estate = rds_estate.build(unique("est"))
+    execution = unique("exec")
+    for resource in estate.resources:
+        action = registry.get(resource["action"])
+        assert action is not None
+        for phase in (Phase.INSTANTIATE, Phase.ACTIVATE, Phase.CLEANUP, Phase.REPLICATE):
+            ctx, params = make_ctx(action, resource["parameters"], mode=mode, phase=phase, execution_id=execution)
+            drive(action, ctx, params)
+            estate.check(phase, mode)
