@@ -1,21 +1,19 @@
 """Aurora global database: make the recovery region's secondary cluster the primary.
 
 Planned and failback: SwitchoverGlobalCluster (no data loss; the old primary becomes a secondary). Disaster:
-FailoverGlobalCluster with AllowDataLoss (the old primary, when its region is back, rejoins as a secondary and
-resynchronises), or, when the plan says `disasterMethod: detach`, RemoveFromGlobalCluster, which detaches the
-secondary and promotes it to a standalone cluster. Progress is `GlobalCluster.FailoverState` (present while an
-operation runs) and the recovery cluster's `IsWriter` flag among the global cluster's members.
+FailoverGlobalCluster with AllowDataLoss (the old primary rejoins as a secondary when its region is back), or, with
+`disasterMethod: detach`, RemoveFromGlobalCluster (detach and promote to a standalone cluster). Progress is
+`GlobalCluster.FailoverState` (present while an operation runs) and the recovery cluster's `IsWriter` flag.
 
-Drill: the global cluster is never touched. A switchover, a failover or a detach would all move production writes
-(or cut replication), and nothing on a global secondary can be tried without one. What AWS allows on a global
-secondary is a manual cluster snapshot (replication carries on, the snapshot is storage-level) and a restore of
-that snapshot into a new, standalone cluster; a copy-on-write clone would be quicker but is not offered for every
-engine version of a secondary, so the drill uses snapshot and restore, then adds one instance so the copy serves
-connections, and CLEANUP deletes all three (instance, cluster, snapshot), each only if tagged with this execution.
+Drill: the global cluster is never touched: a switchover, failover or detach all move production writes or cut
+replication. Of what AWS documents for a global secondary, a manual cluster snapshot (storage-level, replication
+carries on) restored into a new standalone cluster is what a drill can use; whether a copy-on-write clone of a
+secondary is allowed we could not confirm, so it is not relied on. The copy gets one instance so it serves
+connections; CLEANUP deletes instance, cluster and snapshot, each only if tagged with this execution.
 
 Every phase is a step function driven by what RDS reports, so a retried start or a poll after a crash resumes the
-same operation: above all, a retried ACTIVATE after the switchover finished sees the recovery cluster as the writer
-and is done; it never asks for a second switchover, which would switch back.
+same operation: a retried ACTIVATE after the switchover finished sees the recovery cluster as the writer and is
+done; it never asks for a second switchover, which would switch back.
 """
 
 from __future__ import annotations
@@ -58,10 +56,7 @@ class AuroraGlobalDatabase(ServiceModule):
     phases = frozenset({Phase.INSTANTIATE, Phase.ACTIVATE, Phase.CLEANUP, Phase.REPLICATE})
 
     def start(self, ctx: Any, params: AuroraGlobalParameters) -> Operation:
-        return self._step(ctx, params, {})
-
-    def poll(self, ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
-        return self._step(ctx, params, handle)
+        return self.poll(ctx, params, {})
 
     def status(self, ctx: Any, params: AuroraGlobalParameters) -> dict[str, Any]:
         found = _describe_global(ctx, params.global_cluster_identifier)
@@ -69,7 +64,7 @@ class AuroraGlobalDatabase(ServiceModule):
             return {"globalCluster": params.global_cluster_identifier, "exists": False}
         return {"globalCluster": params.global_cluster_identifier, "exists": True, **_report(found)}
 
-    def _step(self, ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+    def poll(self, ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
         phase = ctx.call.phase
         if phase is Phase.INSTANTIATE:
             return _preflight(ctx, params)
@@ -92,98 +87,73 @@ class AuroraGlobalDatabase(ServiceModule):
         raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
 
 
-# --- INSTANTIATE ----------------------------------------------------------------------------------------------------
-
-
 def _preflight(ctx: Any, params: AuroraGlobalParameters) -> Operation:
-    found = _global(ctx, params)
-    recovery = _recovery(ctx, params)
+    gid, rid = params.global_cluster_identifier, params.recovery_cluster_identifier
+    found, recovery = _global(ctx, params), _recovery(ctx, params)
     member = _member(found, recovery["DBClusterArn"])
     if member is None:
-        raise fatal(f"{params.recovery_cluster_identifier} in {ctx.recovery_region} is not a member of global "
-                    f"cluster {params.global_cluster_identifier}", "NotAGlobalMember")
-    outputs = {**_report(found), "recoveryStatus": recovery["Status"],
-               "lagMilliseconds": _lag_ms(ctx, params.recovery_cluster_identifier)}
+        raise fatal(f"{rid} in {ctx.recovery_region} is not a member of global cluster {gid}", "NotAGlobalMember")
+    outputs = {**_report(found), "recoveryStatus": recovery["Status"], "lagMilliseconds": _lag_ms(ctx, rid)}
     if found.get("FailoverState"):
-        return _wait(f"{params.global_cluster_identifier}: {found['FailoverState'].get('Status')} in progress", {},
-                     outputs)
+        return _wait(f"{gid}: {found['FailoverState'].get('Status')} in progress", {}, outputs)
     if recovery["Status"] in _BROKEN:
-        raise fatal(f"{params.recovery_cluster_identifier} is {recovery['Status']}", "RecoveryClusterNotAvailable")
+        raise fatal(f"{rid} is {recovery['Status']}", "RecoveryClusterNotAvailable")
     if recovery["Status"] != "available" or member.get("SynchronizationStatus") == "pending-resync":
-        state = member.get("SynchronizationStatus") or recovery["Status"]
-        return _wait(f"{params.recovery_cluster_identifier} is {state}; waiting", {}, outputs)
+        return _wait(f"{rid} is {member.get('SynchronizationStatus') or recovery['Status']}; waiting", {}, outputs)
     role = "the primary already" if member.get("IsWriter") else "a healthy secondary"
-    return Operation(done=True, outputs=outputs, message=f"{params.recovery_cluster_identifier} is {role}")
-
-
-# --- ACTIVATE, real failover ----------------------------------------------------------------------------------------
+    return Operation(done=True, outputs=outputs, message=f"{rid} is {role}")
 
 
 def _change_writer(ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+    gid, rid = params.global_cluster_identifier, params.recovery_cluster_identifier
     data_loss = ctx.mode is Mode.DISASTER
     what = "failover" if data_loss else "switchover"
-    found = _global(ctx, params)
-    recovery = _recovery(ctx, params)
+    found, recovery = _global(ctx, params), _recovery(ctx, params)
     arn = recovery["DBClusterArn"]
-    member = _member(found, arn)
-    state = found.get("FailoverState")
+    member, state = _member(found, arn), found.get("FailoverState")
     outputs = {**_report(found), "recoveryStatus": recovery["Status"], "endpoint": recovery.get("Endpoint")}
     if state:
         # Ours or someone else's: either way RDS refuses another one until it ends, and then we look again.
-        return _wait(f"{params.global_cluster_identifier}: {state.get('Status')} to {state.get('ToDbClusterArn')}",
-                     {**handle, "requested": True}, outputs)
+        return _wait(f"{gid}: {state.get('Status')} to {state.get('ToDbClusterArn')}", {**handle, "requested": True},
+                     outputs)
     if member is None:
-        raise fatal(f"{params.recovery_cluster_identifier} is not a member of {params.global_cluster_identifier}",
-                    "NotAGlobalMember")
+        raise fatal(f"{rid} is not a member of {gid}", "NotAGlobalMember")
     if member.get("IsWriter"):
         if recovery["Status"] == "available":
-            return Operation(done=True, handle=handle, outputs=outputs,
-                             message=f"{params.recovery_cluster_identifier} is the primary of "
-                                     f"{params.global_cluster_identifier}")
-        return _wait(f"{params.recovery_cluster_identifier} is the writer, {recovery['Status']}", handle, outputs)
+            return Operation(done=True, handle=handle, outputs=outputs, message=f"{rid} is the primary of {gid}")
+        return _wait(f"{rid} is the writer, {recovery['Status']}", handle, outputs)
     if handle.get("requested"):
-        raise fatal(f"the {what} of {params.global_cluster_identifier} ended without making "
-                    f"{params.recovery_cluster_identifier} the primary (cancelled?)", "GlobalFailoverCancelled")
+        raise fatal(f"the {what} of {gid} ended without making {rid} the primary (cancelled?)",
+                    "GlobalFailoverCancelled")
     rds = _rds(ctx, ctx.recovery_region)  # the recovery region answers even when the primary's is down
-    kwargs = {"GlobalClusterIdentifier": params.global_cluster_identifier, "TargetDbClusterIdentifier": arn}
+    call = rds.failover_global_cluster if data_loss else rds.switchover_global_cluster
+    extra = {"AllowDataLoss": True} if data_loss else {}
     # InvalidGlobalClusterStateFault: an earlier attempt's operation has started since we looked.
-    if data_loss:
-        aws_call(f"FailoverGlobalCluster {params.global_cluster_identifier}", rds.failover_global_cluster,
-                 ("InvalidGlobalClusterStateFault",), AllowDataLoss=True, **kwargs)
-    else:
-        aws_call(f"SwitchoverGlobalCluster {params.global_cluster_identifier}", rds.switchover_global_cluster,
-                 ("InvalidGlobalClusterStateFault",), **kwargs)
-    ctx.log.info(f"aurora.{what}_requested", global_cluster=params.global_cluster_identifier, target=arn)
-    return _wait(f"{what} of {params.global_cluster_identifier} to {params.recovery_cluster_identifier} requested",
-                 {"requested": True}, outputs)
+    aws_call(f"{what} {gid}", call, ("InvalidGlobalClusterStateFault",), GlobalClusterIdentifier=gid,
+             TargetDbClusterIdentifier=arn, **extra)
+    ctx.log.info(f"aurora.{what}_requested", global_cluster=gid, target=arn)
+    return _wait(f"{what} of {gid} to {rid} requested", {"requested": True}, outputs)
 
 
 def _detach(ctx: Any, params: AuroraGlobalParameters) -> Operation:
+    gid, rid = params.global_cluster_identifier, params.recovery_cluster_identifier
     recovery = _recovery(ctx, params)
-    arn = recovery["DBClusterArn"]
-    found = _describe_global(ctx, params.global_cluster_identifier)
-    member = _member(found, arn) if found else None
-    outputs = {"cluster": params.recovery_cluster_identifier, "status": recovery["Status"],
-               "endpoint": recovery.get("Endpoint")}
+    arn, found = recovery["DBClusterArn"], _describe_global(ctx, gid)
+    member = _member(found, arn)
+    outputs = {"cluster": rid, "status": recovery["Status"], "endpoint": recovery.get("Endpoint")}
     if member is not None and member.get("IsWriter"):
-        return Operation(done=True, outputs=outputs, message=f"{params.recovery_cluster_identifier} is the primary")
+        return Operation(done=True, outputs=outputs, message=f"{rid} is the primary")
     if member is not None:
         if found and found.get("FailoverState"):
-            return _wait(f"{params.global_cluster_identifier}: {found['FailoverState'].get('Status')}", {}, outputs)
-        aws_call(f"RemoveFromGlobalCluster {params.recovery_cluster_identifier}",
-                 _rds(ctx, ctx.recovery_region).remove_from_global_cluster, ("InvalidGlobalClusterStateFault",),
-                 GlobalClusterIdentifier=params.global_cluster_identifier, DbClusterIdentifier=arn)
-        ctx.log.info("aurora.detach_requested", global_cluster=params.global_cluster_identifier, cluster=arn)
-        return _wait(f"detaching {params.recovery_cluster_identifier} from {params.global_cluster_identifier}",
-                     {"detachRequested": True}, outputs)
+            return _wait(f"{gid}: {found['FailoverState'].get('Status')}", {}, outputs)
+        # Called in the secondary's region: it answers when the primary's region does not.
+        aws_call(f"RemoveFromGlobalCluster {rid}", _rds(ctx, ctx.recovery_region).remove_from_global_cluster,
+                 ("InvalidGlobalClusterStateFault",), GlobalClusterIdentifier=gid, DbClusterIdentifier=arn)
+        ctx.log.info("aurora.detach_requested", global_cluster=gid, cluster=arn)
+        return _wait(f"detaching {rid} from {gid}", {"detachRequested": True}, outputs)
     if recovery.get("ReplicationSourceIdentifier") or recovery["Status"] != "available":
-        return _wait(f"promoting {params.recovery_cluster_identifier} ({recovery['Status']})",
-                     {"detachRequested": True}, outputs)
-    return Operation(done=True, outputs=outputs,
-                     message=f"{params.recovery_cluster_identifier} detached and promoted, writable")
-
-
-# --- REPLICATE ------------------------------------------------------------------------------------------------------
+        return _wait(f"promoting {rid} ({recovery['Status']})", {"detachRequested": True}, outputs)
+    return Operation(done=True, outputs=outputs, message=f"{rid} detached and promoted, writable")
 
 
 def _replicate_back(ctx: Any, params: AuroraGlobalParameters) -> Operation:
@@ -191,7 +161,7 @@ def _replicate_back(ctx: Any, params: AuroraGlobalParameters) -> Operation:
     recovery = _recovery(ctx, params)
     arn = recovery["DBClusterArn"]
     found = _describe_global(ctx, gid)
-    member = _member(found, arn) if found else None
+    member = _member(found, arn)
     if found and found.get("FailoverState"):
         return _wait(f"{gid}: {found['FailoverState'].get('Status')}; waiting", {})
     if member is not None and not member.get("IsWriter"):
@@ -208,12 +178,11 @@ def _replicate_back(ctx: Any, params: AuroraGlobalParameters) -> Operation:
     if back_home:
         syncing = [m["DBClusterArn"] for m in back_home if m.get("SynchronizationStatus") == "pending-resync"]
         if syncing:
-            return _wait(f"{', '.join(syncing)} resynchronising with {params.recovery_cluster_identifier}", {}, outputs)
+            return _wait(f"{', '.join(syncing)} resynchronising with the new primary", {}, outputs)
         secondary = _cluster(ctx, ctx.primary_region, back_home[0]["DBClusterArn"].rsplit(":", 1)[-1])
         if secondary is not None and secondary["Status"] != "available":
             return _wait(f"secondary {secondary['DBClusterIdentifier']} is {secondary['Status']}", {}, outputs)
-        return Operation(done=True, outputs=outputs,
-                         message=f"{ctx.primary_region} replicates from {params.recovery_cluster_identifier}")
+        return Operation(done=True, outputs=outputs, message=f"{ctx.primary_region} replicates from {gid}'s primary")
     return _add_secondary(ctx, params, recovery, outputs)
 
 
@@ -278,8 +247,7 @@ def _drill_copy(ctx: Any, params: AuroraGlobalParameters) -> Operation:
             aws_call(f"CreateDBInstance {instance_id}", rds.create_db_instance, ("DBInstanceAlreadyExists",),
                      DBInstanceIdentifier=instance_id, DBClusterIdentifier=copy_id, Engine=copy["Engine"],
                      DBInstanceClass=params.drill_instance_class or _instance_class(ctx, recovery), Tags=ctx.tags())
-            return _wait(f"adding instance {instance_id} to drill copy {copy_id}", {**handle, "step": "instance"},
-                         outputs)
+            return _wait(f"adding instance {instance_id} to {copy_id}", {**handle, "step": "instance"}, outputs)
         if copy["Status"] in _BROKEN or instance["DBInstanceStatus"] in _BROKEN:
             raise fatal(f"drill copy {copy_id} is {copy['Status']}/{instance['DBInstanceStatus']}", "DrillCopyFailed")
         if copy["Status"] == "available" and instance["DBInstanceStatus"] == "available":
@@ -293,22 +261,19 @@ def _drill_copy(ctx: Any, params: AuroraGlobalParameters) -> Operation:
                  ("DBClusterSnapshotAlreadyExistsFault",), DBClusterSnapshotIdentifier=snapshot_id,
                  DBClusterIdentifier=params.recovery_cluster_identifier, Tags=ctx.tags())
         ctx.log.info("aurora.drill_snapshot_requested", snapshot=snapshot_id)
-        return _wait(f"snapshotting {params.recovery_cluster_identifier} as {snapshot_id}", {**handle, "step": "snapshot"})
+        return _wait(f"snapshotting the secondary as {snapshot_id}", {**handle, "step": "snapshot"})
     if snapshot["Status"] in ("failed", "error"):
         raise fatal(f"drill snapshot {snapshot_id} is {snapshot['Status']}", "DrillSnapshotFailed")
     if snapshot["Status"] != "available":
         return _wait(f"snapshot {snapshot_id} is {snapshot['Status']}", {**handle, "step": "snapshot"})
 
-    restore: dict[str, Any] = {"DBClusterIdentifier": copy_id, "SnapshotIdentifier": snapshot_id,
-                               "Engine": recovery["Engine"], "EngineVersion": recovery["EngineVersion"],
-                               "DeletionProtection": False, "Tags": ctx.tags()}
     # In the secondary's network, so a drill test reaches the copy the way the application would reach the cluster.
-    if recovery.get("DBSubnetGroup"):
-        restore["DBSubnetGroupName"] = recovery["DBSubnetGroup"]
-    if recovery.get("VpcSecurityGroups"):
-        restore["VpcSecurityGroupIds"] = [g["VpcSecurityGroupId"] for g in recovery["VpcSecurityGroups"]]
+    network = {"DBSubnetGroupName": recovery.get("DBSubnetGroup"),
+               "VpcSecurityGroupIds": [g["VpcSecurityGroupId"] for g in recovery.get("VpcSecurityGroups") or []]}
     aws_call(f"RestoreDBClusterFromSnapshot {copy_id}", rds.restore_db_cluster_from_snapshot,
-             ("DBClusterAlreadyExistsFault",), **restore)
+             ("DBClusterAlreadyExistsFault",), DBClusterIdentifier=copy_id, SnapshotIdentifier=snapshot_id,
+             Engine=recovery["Engine"], EngineVersion=recovery["EngineVersion"], DeletionProtection=False,
+             Tags=ctx.tags(), **{k: v for k, v in network.items() if v})
     ctx.log.info("aurora.drill_restore_requested", cluster=copy_id, snapshot=snapshot_id)
     return _wait(f"restoring drill copy {copy_id} from {snapshot_id}", {**handle, "step": "restore"})
 
@@ -321,7 +286,8 @@ def _drill_cleanup(ctx: Any, params: AuroraGlobalParameters) -> Operation:
     # (or still creating: deleted on a later poll), or already gone.
     artefacts = (
         ("instance", instance_id, lambda: _instance(ctx, region, instance_id), "DBInstanceStatus",
-         rds.delete_db_instance, {"DBInstanceIdentifier": instance_id}, ("InvalidDBInstanceState", "DBInstanceNotFound")),
+         rds.delete_db_instance, {"DBInstanceIdentifier": instance_id},
+         ("InvalidDBInstanceState", "DBInstanceNotFound")),
         ("cluster", copy_id, lambda: _cluster(ctx, region, copy_id), "Status", rds.delete_db_cluster,
          {"DBClusterIdentifier": copy_id, "SkipFinalSnapshot": True},
          ("InvalidDBClusterStateFault", "DBClusterNotFoundFault")),
@@ -353,10 +319,29 @@ def _wait(message: str, handle: dict[str, Any], outputs: dict[str, Any] | None =
                      poll_interval_seconds=_POLL_SECONDS)
 
 
+def _find(what: str, operation: Any, key: str, tolerate: tuple[str, ...], **kwargs: Any) -> dict[str, Any] | None:
+    found = aws_call(f"{what} {next(iter(kwargs.values()))}", operation, tolerate, **kwargs)
+    return dict(found[key][0]) if found and found[key] else None
+
+
 def _describe_global(ctx: Any, identifier: str) -> dict[str, Any] | None:
-    found = aws_call(f"DescribeGlobalClusters {identifier}", _rds(ctx, ctx.recovery_region).describe_global_clusters,
-                     ("GlobalClusterNotFoundFault",), GlobalClusterIdentifier=identifier)
-    return dict(found["GlobalClusters"][0]) if found and found["GlobalClusters"] else None
+    return _find("DescribeGlobalClusters", _rds(ctx, ctx.recovery_region).describe_global_clusters, "GlobalClusters",
+                 ("GlobalClusterNotFoundFault",), GlobalClusterIdentifier=identifier)
+
+
+def _cluster(ctx: Any, region: str, identifier: str) -> dict[str, Any] | None:
+    return _find("DescribeDBClusters", _rds(ctx, region).describe_db_clusters, "DBClusters",
+                 ("DBClusterNotFoundFault",), DBClusterIdentifier=identifier)
+
+
+def _instance(ctx: Any, region: str, identifier: str) -> dict[str, Any] | None:
+    return _find("DescribeDBInstances", _rds(ctx, region).describe_db_instances, "DBInstances",
+                 ("DBInstanceNotFound", "DBInstanceNotFoundFault"), DBInstanceIdentifier=identifier)
+
+
+def _cluster_snapshot(ctx: Any, identifier: str) -> dict[str, Any] | None:
+    return _find("DescribeDBClusterSnapshots", _rds(ctx, ctx.recovery_region).describe_db_cluster_snapshots,
+                 "DBClusterSnapshots", ("DBClusterSnapshotNotFoundFault",), DBClusterSnapshotIdentifier=identifier)
 
 
 def _global(ctx: Any, params: AuroraGlobalParameters) -> dict[str, Any]:
@@ -367,31 +352,12 @@ def _global(ctx: Any, params: AuroraGlobalParameters) -> dict[str, Any]:
     return found
 
 
-def _cluster(ctx: Any, region: str, identifier: str) -> dict[str, Any] | None:
-    found = aws_call(f"DescribeDBClusters {identifier}", _rds(ctx, region).describe_db_clusters,
-                     ("DBClusterNotFoundFault",), DBClusterIdentifier=identifier)
-    return dict(found["DBClusters"][0]) if found and found["DBClusters"] else None
-
-
 def _recovery(ctx: Any, params: AuroraGlobalParameters) -> dict[str, Any]:
     found = _cluster(ctx, ctx.recovery_region, params.recovery_cluster_identifier)
     if found is None:
         raise fatal(f"cluster {params.recovery_cluster_identifier} not found in {ctx.recovery_region} "
                     f"(account {ctx.call.account.id})", "ClusterNotFound")
     return found
-
-
-def _instance(ctx: Any, region: str, identifier: str) -> dict[str, Any] | None:
-    found = aws_call(f"DescribeDBInstances {identifier}", _rds(ctx, region).describe_db_instances,
-                     ("DBInstanceNotFound", "DBInstanceNotFoundFault"), DBInstanceIdentifier=identifier)
-    return dict(found["DBInstances"][0]) if found and found["DBInstances"] else None
-
-
-def _cluster_snapshot(ctx: Any, identifier: str) -> dict[str, Any] | None:
-    found = aws_call(f"DescribeDBClusterSnapshots {identifier}",
-                     _rds(ctx, ctx.recovery_region).describe_db_cluster_snapshots,
-                     ("DBClusterSnapshotNotFoundFault",), DBClusterSnapshotIdentifier=identifier)
-    return dict(found["DBClusterSnapshots"][0]) if found and found["DBClusterSnapshots"] else None
 
 
 def _member(found: dict[str, Any] | None, arn: str) -> dict[str, Any] | None:

@@ -277,7 +277,7 @@ def _remove_from_global_cluster(self: Any, global_cluster_identifier: str, db_cl
     cluster = _cluster(self, db_cluster_identifier)
     if cluster not in global_cluster.members:
         raise _fault("DBClusterNotFoundFault",
-                     f"DBCluster {db_cluster_identifier} is not a member of global cluster {global_cluster_identifier}.")
+                     f"DBCluster {db_cluster_identifier} is not a member of {global_cluster_identifier}.")
     _require_idle(global_cluster)
     if cluster.is_writer and len(global_cluster.members) > 1:
         raise _fault("InvalidGlobalClusterStateFault",
@@ -312,7 +312,7 @@ def _restore_db_cluster_from_snapshot(self: Any, from_snapshot_id: str, override
     """moto 5.2.5 copies the source cluster's whole configuration, global membership and replication source
     included, so a copy restored from a secondary's snapshot joined the global database. A restored cluster is
     standalone on AWS unless the request says otherwise."""
-    snapshot = self.describe_db_cluster_snapshots(db_cluster_identifier=None, db_snapshot_identifier=from_snapshot_id)[0]
+    snapshot = self.describe_db_cluster_snapshots(None, from_snapshot_id)[0]
     props = {k: v for k, v in snapshot.cluster.__dict__.items() if k != "backend"}
     for key in ("global_cluster_identifier", "replication_source_identifier", "tags"):
         props.pop(key, None)

@@ -50,7 +50,8 @@ def create(prefix: str) -> GlobalDatabase:
     db = GlobalDatabase(global_id=f"{prefix}-global", primary=f"{prefix}-east", secondary=f"{prefix}-west",
                         east=east, west=west)
     arn = east.create_db_cluster(DBClusterIdentifier=db.primary, Engine=ENGINE, EngineVersion=ENGINE_VERSION,
-                                 MasterUsername="app", MasterUserPassword="sandbox-password")["DBCluster"]["DBClusterArn"]
+                                 MasterUsername="app", MasterUserPassword="sandbox-password")["DBCluster"]
+    arn = arn["DBClusterArn"]
     east.create_db_instance(DBInstanceIdentifier=f"{db.primary}-1", DBClusterIdentifier=db.primary, Engine=ENGINE,
                             DBInstanceClass="db.r6g.large")
     east.create_global_cluster(GlobalClusterIdentifier=db.global_id, SourceDBClusterIdentifier=arn)
