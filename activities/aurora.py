@@ -157,11 +157,9 @@ def _detach(ctx: Any, params: AuroraGlobalParameters) -> Operation:
 
 
 def _replicate_back(ctx: Any, params: AuroraGlobalParameters) -> Operation:
-    gid = params.global_cluster_identifier
-    recovery = _recovery(ctx, params)
-    arn = recovery["DBClusterArn"]
+    gid, recovery = params.global_cluster_identifier, _recovery(ctx, params)
     found = _describe_global(ctx, gid)
-    member = _member(found, arn)
+    member = _member(found, recovery["DBClusterArn"])
     if found and found.get("FailoverState"):
         return _wait(f"{gid}: {found['FailoverState'].get('Status')}; waiting", {})
     if member is not None and not member.get("IsWriter"):
@@ -228,9 +226,6 @@ def _rebuild_global(ctx: Any, params: AuroraGlobalParameters, recovery: dict[str
         ctx.log.info("aurora.old_primary_detached", global_cluster=gid, cluster=members[0])
         return _wait(f"detaching the old primary {members[0]} from {gid} (it is kept)", {"oldPrimary": members[0]})
     raise fatal(f"{gid} still has members {members}; rebuild the global database by hand", "GlobalClusterInUse")
-
-
-# --- drill ----------------------------------------------------------------------------------------------------------
 
 
 def _drill_copy(ctx: Any, params: AuroraGlobalParameters) -> Operation:
@@ -305,9 +300,6 @@ def _drill_cleanup(ctx: Any, params: AuroraGlobalParameters) -> Operation:
             ctx.log.info("aurora.drill_delete_requested", kind=kind, name=name)
         return _wait(f"deleting drill {kind} {name}", {**handle, "step": f"delete-{kind}"})
     return Operation(done=True, handle=handle, message=f"drill copy {copy_id} and snapshot {snapshot_id} are gone")
-
-
-# --- helpers --------------------------------------------------------------------------------------------------------
 
 
 def _rds(ctx: Any, region: str) -> Any:

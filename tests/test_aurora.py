@@ -36,6 +36,9 @@ def _unchanged(db: estates.GlobalDatabase) -> None:
 
 
 def test_sandbox_switchover_is_visible_then_swaps_roles(db: estates.GlobalDatabase) -> None:
+    # moto 5.2.5 left the source of CreateGlobalCluster IsWriter false, named by the global ARN.
+    assert db.cluster(db.east, db.primary)["GlobalClusterIdentifier"] == db.global_id
+    assert _members(db)[db.primary]["IsWriter"]
     secondary_arn = db.cluster(db.west, db.secondary)["DBClusterArn"]
     state = db.west.switchover_global_cluster(GlobalClusterIdentifier=db.global_id,
                                               TargetDbClusterIdentifier=secondary_arn)["GlobalCluster"]["FailoverState"]
