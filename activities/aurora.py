@@ -40,7 +40,8 @@ _BROKEN = frozenset("failed inaccessible-encryption-credentials incompatible-par
 class AuroraGlobalParameters(ModuleParameters):
     global_cluster_identifier: str = Field(pattern=r"^[A-Za-z][0-9A-Za-z-:._]{0,254}$")
     recovery_cluster_identifier: str = Field(pattern=_DB_ID)  # the secondary cluster in the recovery region
-    primary_cluster_identifier: str = Field(pattern=_DB_ID)  # the primary cluster in the primary region
+    # The primary cluster in the primary region; only names the headless secondary REPLICATE may create.
+    primary_cluster_identifier: str | None = Field(default=None, pattern=_DB_ID)
     disaster_method: Literal["failover", "detach"] = "failover"  # disaster mode only; planned always switches over
     drill_instance_class: str | None = None  # the drill copy's instance (default: the recovery cluster's, or r6g)
     # REPLICATE, when the old primary region has no member left: a headless secondary created there (instances
@@ -79,7 +80,7 @@ class AuroraGlobalDatabase(ServiceModule):
                 return _drill_cleanup(ctx, params)
             # The old primary is a secondary again (switchover, failover) or a standalone cluster (detach): either
             # way it holds data someone may need, so it is left for a human to decide.
-            return Operation(done=True, message=f"old primary {params.primary_cluster_identifier} left as it is")
+            return Operation(done=True, message=f"old primary {params.primary_cluster_identifier or '(primary region)'} left as it is")
         if phase is Phase.REPLICATE:
             if ctx.is_drill:
                 return Operation(done=True, message="replication untouched by drill")
@@ -186,7 +187,8 @@ def _replicate_back(ctx: Any, params: AuroraGlobalParameters) -> Operation:
 
 def _add_secondary(ctx: Any, params: AuroraGlobalParameters, recovery: dict[str, Any],
                    outputs: dict[str, Any]) -> Operation:
-    new_id = params.new_secondary_identifier or f"{params.primary_cluster_identifier}-secondary"
+    new_id = params.new_secondary_identifier or \
+        f"{params.primary_cluster_identifier or params.recovery_cluster_identifier}-secondary"
     rds = _rds(ctx, ctx.primary_region)
     existing = _cluster(ctx, ctx.primary_region, new_id)
     if existing is not None and existing.get("GlobalClusterIdentifier") != params.global_cluster_identifier:

@@ -40,13 +40,14 @@ class FrameworkName:
 
 _ALIAS_ONLY = (("No", "no", "false", "False"), "route53.record switches simple records; an alias record (Alias: "
                "Yes) must be switched by its target's health instead, or written as a CNAME")
-_AURORA = FrameworkName(
-    action="aurora.global_database",
-    params={"GlobalClusterIdentifier": "globalClusterIdentifier", "DBClusterIdentifier": "dbClusterIdentifier",
-            "DBInstanceIdentifier": "readerInstanceIdentifiers"},
-    region_param=("ClusterRegion",),
-    guess=True,
-)
+_AURORA_PARAMS = {"GlobalClusterIdentifier": "globalClusterIdentifier", "DBClusterIdentifier": "recoveryClusterIdentifier",
+                  "PrimaryClusterIdentifier": "primaryClusterIdentifier"}
+_AURORA_IGNORED = {"DBInstanceIdentifier": "aurora.global_database acts on clusters; the instances follow them"}
+_AURORA = FrameworkName(action="aurora.global_database", params=_AURORA_PARAMS, ignored=_AURORA_IGNORED,
+                        region_param=("ClusterRegion",))
+# The Framework's unplanned Aurora failover detaches and promotes the secondary.
+_AURORA_UNPLANNED = FrameworkName(action="aurora.global_database", params=_AURORA_PARAMS, ignored=_AURORA_IGNORED,
+                                  region_param=("ClusterRegion",), fixed={"disasterMethod": "detach"})
 _ELASTICACHE = FrameworkName(
     action="elasticache.global_datastore",
     params={"GlobalReplicationGroupId": "globalReplicationGroupId", "GlobalClusterIdentifier":
@@ -66,7 +67,7 @@ _ECS = FrameworkName(
 NAMES: dict[str, FrameworkName] = {
     # aws-cross-region-dr-databases (Step Functions state machines, `resourceType`)
     "PlannedFailoverAurora": _AURORA,  # planned vs unplanned is the run's mode here (planned / disaster)
-    "UnPlannedFailoverAurora": _AURORA,
+    "UnPlannedFailoverAurora": _AURORA_UNPLANNED,
     "PromoteRDSReadReplica": FrameworkName(
         action="rds.read_replica",
         params={"RDSInstanceIdentifier": "replicaIdentifier", "SourceDBInstanceIdentifier": "primaryIdentifier"},

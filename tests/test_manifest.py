@@ -111,7 +111,9 @@ def test_manifest_errors_name_file_line_and_field_all_at_once(tmp_path: Path) ->
     ]
     for fragment in expected:
         assert fragment in result.output, result.output
-    assert "R53Record, UnPlannedFailoverAurora; or one of our actions: control.wait" in result.output
+    assert "R53Record, UnPlannedFailoverAurora; or one of our actions: " in result.output
+    ours = result.output.split("or one of our actions: ")[1].split("\n")[0]
+    assert {"control.wait", "ecs.service", "route53.record"} <= set(ours.replace(",", " ").split())
 
 
 def test_yaml_manifest_with_import_tags_and_its_syntax_errors(tmp_path: Path) -> None:
@@ -145,14 +147,17 @@ def test_an_inline_manifest_is_located_in_the_plan(tmp_path: Path) -> None:
 # Each supported Framework name: a manifest resource as the Framework writes it, and what it becomes.
 SAMPLES: dict[str, tuple[Any, dict[str, Any]]] = {
     "PlannedFailoverAurora": ({"GlobalClusterIdentifier": "g", "DBClusterIdentifier": "c"},
-                              {"globalClusterIdentifier": "g", "dbClusterIdentifier": "c"}),
+                              {"globalClusterIdentifier": "g", "recoveryClusterIdentifier": "c"}),
     "UnPlannedFailoverAurora": ({"GlobalClusterIdentifier": "g", "DBClusterIdentifier": "c",
                                  "ClusterRegion": "us-west-2"}, {"globalClusterIdentifier": "g",
-                                                                 "dbClusterIdentifier": "c"}),
+                                                                 "recoveryClusterIdentifier": "c",
+                                                                 "disasterMethod": "detach"}),
     "AuroraMySQL": ({"DBClusterIdentifier": "c", "DBInstanceIdentifier": ["r1"], "GlobalClusterIdentifier": "g",
-                     "AccountId": APP_ACCOUNT}, {"dbClusterIdentifier": "c", "readerInstanceIdentifiers": ["r1"],
-                                                 "globalClusterIdentifier": "g"}),
-    "AuroraPostgreSQL": ({"GlobalClusterIdentifier": "g"}, {"globalClusterIdentifier": "g"}),
+                     "AccountId": APP_ACCOUNT}, {"recoveryClusterIdentifier": "c", "globalClusterIdentifier": "g"}),
+    "AuroraPostgreSQL": ({"GlobalClusterIdentifier": "g", "DBClusterIdentifier": "c",
+                          "PrimaryClusterIdentifier": "p"},
+                         {"globalClusterIdentifier": "g", "recoveryClusterIdentifier": "c",
+                          "primaryClusterIdentifier": "p"}),
     "PromoteRDSReadReplica": ({"RDSInstanceIdentifier": "!Import replica-id", "TargetClusterIdentifier": "arn",
                                "PrimaryIdentifier": "orders"},
                               {"replicaIdentifier": "!Import replica-id", "primaryIdentifier": "orders"}),
