@@ -129,3 +129,28 @@ def test_the_sandbox_refuses_a_desired_capacity_outside_the_bounds_as_aws_does(s
 def test_inconsistent_parameters_are_rejected_by_plan_validation(params):
     with pytest.raises(ValidationError):
         module.Parameters.model_validate(params)
+
+
+@pytest.mark.parametrize("mode", [Mode.DRILL, Mode.PLANNED])
+def test_the_compute_estate_goes_through_every_phase(sandbox, mode):
+    """tests/estates/compute.py as the every-module plan uses it: each resource through each phase its module
+    supports, in plan order, and the estate's check after every phase."""
+    from activities import registry
+    from activities.aws import AwsClients
+    from activities.context import ResourceContext
+    from plans.model import PHASE_ORDER, Resource
+    from tests.estates.compute import build
+
+    estate = build(unique("cmp"))
+    execution, aws = unique("dr-every-module"), AwsClients()
+    for phase in PHASE_ORDER:
+        for resource in estate.resources:
+            compute = registry.get(resource["action"])
+            assert compute is not None
+            if phase not in compute.phases:
+                continue
+            ctx, parsed = make_ctx(compute, resource["parameters"], mode=mode, phase=phase, execution_id=execution,
+                                   aws=aws)
+            call = ctx.call.model_copy(update={"resource": Resource.model_validate(resource)})
+            assert drive(compute, ResourceContext(call=call, aws=aws), parsed)[-1].done
+        estate.check(phase, mode)
