@@ -39,6 +39,15 @@ def make_function(region: str, name: str, alias: str = "live") -> tuple[Any, str
     return lam, mapping["UUID"]
 
 
+def enable_mapping(lam: Any, uuid: str) -> None:
+    """Enable a mapping and wait until it settles (Enabling -> Enabled), as a real consumer would be."""
+    lam.update_event_source_mapping(UUID=uuid, Enabled=True)
+    for _ in range(5):
+        if lam.get_event_source_mapping(UUID=uuid)["State"] == "Enabled":
+            return
+    raise AssertionError(f"mapping {uuid} did not settle")
+
+
 def production(lam: Any, name: str, uuid: str, alias: str = "live") -> dict[str, Any]:
     """What production depends on: the alias's target, reserved concurrency and the mapping's state."""
     target = lam.get_alias(FunctionName=name, Name=alias)
@@ -115,21 +124,24 @@ def test_real_failover_switches_the_recovery_function_and_cleanup_stops_the_old_
     name = unique("fn")
     west, west_uuid = make_function(RECOVERY_REGION, name)
     east, east_uuid = make_function(PRIMARY_REGION, name)
-    east.update_event_source_mapping(UUID=east_uuid, Enabled=True)
+    enable_mapping(east, east_uuid)
     east.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=50)
     east.put_provisioned_concurrency_config(FunctionName=name, Qualifier="live", ProvisionedConcurrentExecutions=5)
     params = {"functionName": name, "alias": "live", "version": "2", "reservedConcurrency": 30,
               "provisionedConcurrency": 10, "disablePrimaryEventSourceMappings": True,
               "removePrimaryConcurrency": True}
     ctx, parsed = make_ctx(module, params, mode=Mode.PLANNED, phase=Phase.ACTIVATE)
-    step = drive(module, ctx, parsed)[-1]
+    steps = drive(module, ctx, parsed)
+    step = steps[-1]
     assert step.done and step.outputs["mappings"] == {west_uuid: "Enabled"}
+    assert any("Enabling" in s.message for s in steps)  # waited for the mapping to settle
     assert production(west, name, west_uuid) == {"version": "2", "weights": {}, "reserved": 30, "mapping": "Enabled"}
     assert west.get_provisioned_concurrency_config(FunctionName=name, Qualifier="live")["Status"] == "READY"
     assert production(east, name, east_uuid)["mapping"] == "Enabled"  # ACTIVATE leaves the old primary alone
     assert drive(module, ctx, parsed)[-1].done  # idempotent
 
-    drive(module, with_phase(ctx, Phase.CLEANUP), parsed)
+    steps = drive(module, with_phase(ctx, Phase.CLEANUP), parsed)
+    assert not steps[0].done and "Disabling" in steps[0].message and steps[-1].done
     assert production(east, name, east_uuid) == {"version": "1", "weights": {}, "reserved": None,
                                                  "mapping": "Disabled"}
     assert east.list_provisioned_concurrency_configs(FunctionName=name)["ProvisionedConcurrencyConfigs"] == []
@@ -140,7 +152,7 @@ def test_real_failover_switches_the_recovery_function_and_cleanup_stops_the_old_
 def test_cleanup_of_a_real_failover_keeps_the_old_primary_unless_asked(sandbox):
     name = unique("fn")
     east, east_uuid = make_function(PRIMARY_REGION, name)
-    east.update_event_source_mapping(UUID=east_uuid, Enabled=True)
+    enable_mapping(east, east_uuid)
     ctx, parsed = make_ctx(module, {"functionName": name}, mode=Mode.DISASTER, phase=Phase.CLEANUP)
     assert "kept as it is" in drive(module, ctx, parsed)[-1].message
     assert east.get_event_source_mapping(UUID=east_uuid)["State"] == "Enabled"

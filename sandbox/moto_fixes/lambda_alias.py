@@ -1,4 +1,5 @@
-"""Lambda: provisioned concurrency on aliases and versions, which moto 5.2.5 lacks (its URLs answer 404).
+"""Lambda: provisioned concurrency on aliases and versions, which moto 5.2.5 lacks (its URLs answer 404), and the
+transitional states of event source mappings.
 
 Put/Get/Delete/ListProvisionedConcurrencyConfigs as botocore's model describes them (paths, status codes 202/200/204,
 `Status` IN_PROGRESS | READY, ProvisionedConcurrencyConfigNotFoundException). AWS allocates the environments in the
@@ -26,6 +27,34 @@ def apply() -> None:
     LambdaResponse.delete_provisioned_concurrency_config = _delete  # type: ignore[attr-defined]
     LambdaResponse.list_provisioned_concurrency_configs = _list  # type: ignore[attr-defined]
     _configs_go_with_their_alias_or_function()
+    _mappings_pass_through_enabling_and_disabling()
+
+
+def _mappings_pass_through_enabling_and_disabling() -> None:
+    """moto 5.2.5 switches a mapping's State straight to Enabled/Disabled. On AWS, UpdateEventSourceMapping answers
+    Enabling/Disabling and the mapping settles a little later, which is what a caller must wait for. Here the
+    transitional state is what the update's answer and the next read report; the read after that sees it settled."""
+    from moto.awslambda.models import EventSourceMapping, LambdaBackend
+
+    update, configuration = LambdaBackend.update_event_source_mapping, EventSourceMapping.get_configuration
+
+    def update_event_source_mapping(self: Any, uuid: str, spec: dict[str, Any]) -> Any:
+        mapping = self.get_event_source_mapping(uuid)
+        was = mapping.enabled if mapping is not None else None
+        updated = update(self, uuid, spec)
+        if updated is not None and "Enabled" in spec and bool(spec["Enabled"]) != was:
+            updated._dr_transition = ["Enabling" if spec["Enabled"] else "Disabling"] * 2
+        return updated
+
+    def get_configuration(self: Any) -> dict[str, Any]:
+        shown = configuration(self)
+        transition = getattr(self, "_dr_transition", None)
+        if transition:
+            shown["State"] = transition.pop()
+        return shown
+
+    LambdaBackend.update_event_source_mapping = update_event_source_mapping  # type: ignore[method-assign]
+    EventSourceMapping.get_configuration = get_configuration  # type: ignore[method-assign]
 
 
 def _configs_go_with_their_alias_or_function() -> None:

@@ -23,6 +23,9 @@ def build(prefix: str) -> Estate:
     lam = {region: session.client("lambda", region_name=region) for region in (PRIMARY, RECOVERY)}
     mappings = {region: _function(session, region, fn) for region in (PRIMARY, RECOVERY)}
     lam[PRIMARY].update_event_source_mapping(UUID=mappings[PRIMARY], Enabled=True)
+    for _ in range(10):  # Enabling -> Enabled: the primary consumes events before the plan runs
+        if lam[PRIMARY].get_event_source_mapping(UUID=mappings[PRIMARY])["State"] == "Enabled":
+            break
     asg = {RECOVERY: _group(session, RECOVERY, group, 0, 1, 0), PRIMARY: _group(session, PRIMARY, group, 1, 4, 2)}
     events = {region: session.client("events", region_name=region) for region in (PRIMARY, RECOVERY)}
     for region, state in ((PRIMARY, "ENABLED"), (RECOVERY, "DISABLED")):
