@@ -8,7 +8,13 @@ With `drillAlias` the drill exercises the same calls on an alias nobody else inv
 target version and routing, provisioned concurrency on it (proving the region can allocate it), and CLEANUP puts the
 drill alias back exactly as it was. The previous state is kept in a tag on the function named after the execution and
 resource, so CLEANUP (maybe on another worker) restores it and a retried ACTIVATE never records its own changes.
-Without `drillAlias` the drill only verifies: the function is Active, the alias and version exist.
+Without `drillAlias` the drill only verifies: the function is Active, the alias and version exist. (Provisioned
+concurrency on the drill alias is billed and taken from the region's unreserved concurrency until CLEANUP.)
+
+A mapping reads a source in its own region, so the recovery and the old primary's mappings never compete for one
+message: a real failover enables the recovery ones in ACTIVATE and leaves the old primary draining its own queue
+until CLEANUP, which disables its mappings (and frees its concurrency) only when the plan asks. In a disaster the old
+region may not answer then; CLEANUP fails and is retried rather than pretending it stopped anything.
 
 Every step looks at what Lambda reports and does only what is missing, so start and poll share one function and a
 retry after a crash is harmless. ACTIVATE enables the mappings last, once the alias's provisioned concurrency is
@@ -73,7 +79,7 @@ class LambdaFunction(ServiceModule):
     Parameters = LambdaFunctionParameters
 
     def instantiate(self, ctx: Any, params: LambdaFunctionParameters) -> Operation:
-        return _verify(ctx, params, "ready")
+        return self.poll(ctx, params, {})
 
     def activate(self, ctx: Any, params: LambdaFunctionParameters) -> Operation:
         return self.poll(ctx, params, {})
@@ -82,19 +88,21 @@ class LambdaFunction(ServiceModule):
         return self.poll(ctx, params, {})
 
     def poll(self, ctx: Any, params: LambdaFunctionParameters, handle: dict[str, Any]) -> Operation:
-        if ctx.call.phase is Phase.ACTIVATE:
+        phase = ctx.call.phase
+        if phase is Phase.INSTANTIATE:
+            return _verify(ctx, params, "ready")
+        if phase is Phase.ACTIVATE:
             return _drill_activate(ctx, params) if ctx.is_drill else _failover(ctx, params)
-        if ctx.is_drill:
-            return _drill_restore(ctx, params)
-        return _old_primary(ctx, params)
+        return _drill_restore(ctx, params) if ctx.is_drill else _old_primary(ctx, params)
 
     def status(self, ctx: Any, params: LambdaFunctionParameters) -> dict[str, Any]:
         lam = ctx.client("lambda", region=ctx.recovery_region)
         config = _function(lam, params.function_name, ctx.recovery_region)
         report = {"state": config.get("State"), "lastUpdateStatus": config.get("LastUpdateStatus"),
                   "mappings": {m["UUID"]: m["State"] for m in _mappings(lam, params.function_name, params.alias)}}
-        if params.alias:
-            report["alias"] = _alias_target(_alias(lam, params.function_name, params.alias))
+        alias = _alias(lam, params.function_name, params.alias) if params.alias else None
+        if alias is not None:
+            report["alias"] = _alias_target(alias)
         return report
 
 

@@ -65,6 +65,8 @@ def test_drill_in_verify_mode_leaves_the_group_alone(sandbox):
                            mode=Mode.DRILL, phase=Phase.ACTIVATE)
     assert "verifies only" in drive(module, ctx, parsed)[-1].message
     assert sizes(west, name) == (0, 2, 0, 0) and drill_tags(west, name) == []
+    assert module.status(ctx, parsed) == {"minSize": 0, "maxSize": 2, "desiredCapacity": 0, "inService": 0,
+                                          "instances": 0}
 
 
 def test_failover_follows_a_share_of_the_primary_and_cleanup_scales_the_old_primary_down(sandbox):

@@ -51,6 +51,7 @@ def test_drill_leaves_every_rule_alone_without_the_opt_in(sandbox):
     assert "left as they are" in drive(rules_module, ctx, parsed)[-1].message
     drive(rules_module, with_phase(ctx, Phase.CLEANUP), parsed)
     assert states(west, bus, "orders") == ["DISABLED"] and states(east, bus, "orders") == ["ENABLED"]
+    assert rules_module.status(ctx, parsed) == {"recovery": {"orders": "DISABLED"}}
 
 
 def test_drill_with_the_opt_in_enables_recovery_rules_and_cleanup_restores_exactly(sandbox):

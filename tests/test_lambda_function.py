@@ -118,6 +118,9 @@ def test_drill_without_a_drill_alias_only_verifies(sandbox):
     assert lam.list_provisioned_concurrency_configs(FunctionName=name)["ProvisionedConcurrencyConfigs"] == []
     assert not [k for k in function_tags(lam, name) if k.startswith("dr:previous:")]
     assert drive(module, with_phase(ctx, Phase.CLEANUP), parsed)[-1].done
+    assert drive(module, with_phase(ctx, Phase.INSTANTIATE), parsed)[-1].message.endswith("ready")
+    status = module.status(ctx, parsed)
+    assert status["alias"] == {"version": "1", "weights": {}} and status["mappings"] == {uuid: "Disabled"}
 
 
 def test_real_failover_switches_the_recovery_function_and_cleanup_stops_the_old_primary(sandbox):
