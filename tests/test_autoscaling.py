@@ -84,6 +84,17 @@ def test_failover_follows_a_share_of_the_primary_and_cleanup_scales_the_old_prim
     assert sizes(east, name) == (0, 10, 0, 0) and sizes(west, name) == (0, 3, 3, 3)
 
 
+def test_a_disaster_falls_back_to_the_absolute_size_when_the_primary_does_not_answer(sandbox):
+    from tests.test_eventbridge import PrimaryRegionDown
+
+    name = unique("web")
+    west = make_group(RECOVERY_REGION, name, min_size=0, max_size=4, desired=0)
+    params = {"groupName": name, "primaryPercent": 100, "desiredCapacity": 2}
+    ctx, parsed = make_ctx(module, params, mode=Mode.DISASTER, phase=Phase.ACTIVATE, aws=PrimaryRegionDown())
+    step = drive(module, ctx, parsed)[-1]
+    assert step.done and step.handle["basis"] == "desiredCapacity" and sizes(west, name) == (0, 4, 2, 2)
+
+
 def test_cleanup_of_a_real_failover_keeps_the_old_primary_unless_asked(sandbox):
     name = unique("web")
     east = make_group(PRIMARY_REGION, name, min_size=1, max_size=4, desired=2)

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
+from activities.aws import AwsClients
 from activities.eventbridge import EventBridgeReplay, EventBridgeRule
 from plans.model import Mode, Phase
 from tests.aws_helpers import PRIMARY_REGION, RECOVERY_REGION, drive, make_ctx, unique, with_phase
@@ -95,6 +96,33 @@ def test_real_failover_keeps_the_old_primary_rules_when_told_to(sandbox):
     drive(rules_module, ctx, parsed)
     drive(rules_module, with_phase(ctx, Phase.CLEANUP), parsed)
     assert states(east, bus, "orders") == ["ENABLED"]
+
+
+class PrimaryRegionDown(AwsClients):
+    """The primary region's endpoints refuse connections, as in a regional outage; the recovery region works."""
+
+    def client(self, service: str, account: Any, region: str) -> Any:
+        if region != PRIMARY_REGION:
+            return super().client(service, account, region)
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(service, region_name=region, endpoint_url="http://127.0.0.1:9",
+                            config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+
+
+def test_a_disaster_enables_recovery_rules_although_the_primary_does_not_answer(sandbox):
+    bus = unique("bus")
+    west = make_bus(RECOVERY_REGION, bus, {"orders": "DISABLED"})
+    params = {"rules": ["orders"], "eventBusName": bus}
+    ctx, parsed = make_ctx(rules_module, params, mode=Mode.DISASTER, phase=Phase.ACTIVATE, aws=PrimaryRegionDown())
+    step = drive(rules_module, ctx, parsed)[-1]
+    assert step.done and step.outputs["primary"] == {"unreachable": True}
+    assert states(west, bus, "orders") == ["ENABLED"]
+    # CLEANUP must not claim the old rules are off: it fails (retryably) until the region answers.
+    with pytest.raises(Exception) as failure:
+        drive(rules_module, with_phase(ctx, Phase.CLEANUP), parsed)
+    assert not isinstance(failure.value, ApplicationError) or not failure.value.non_retryable
 
 
 def test_a_missing_rule_is_a_clear_permanent_error(sandbox):
