@@ -128,6 +128,9 @@ class EventBridgeReplayParameters(ModuleParameters):
             raise ValueError("endTime needs startTime")
         if self.start_time and self.end_time and self.start_time >= self.end_time:
             raise ValueError("startTime must be before endTime")
+        for name in [*(self.rules or []), *(self.drill_rules or [])]:
+            if not _RULE.match(name):
+                raise ValueError(f"{name!r} is not an EventBridge rule name")
         return self
 
 

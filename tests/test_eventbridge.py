@@ -217,6 +217,7 @@ def test_a_missing_archive_is_a_clear_permanent_error(sandbox):
     {"archiveName": "a", "lastMinutes": 5, "startTime": "2026-01-01T00:00:00Z"},
     {"archiveName": "a", "startTime": "2026-01-02T00:00:00Z", "endTime": "2026-01-01T00:00:00Z"},
     {"archiveName": "a", "startTime": "2026-01-01T00:00:00"},  # no time zone: ambiguous
+    {"archiveName": "a", "lastMinutes": 5, "drillRules": ["not a rule"]},
 ])
 def test_replay_windows_are_validated(params):
     with pytest.raises(ValidationError):
