@@ -78,7 +78,19 @@ def _load_builtin_modules() -> None:
     # test may) registers it alone, and the others must still be loaded.
     global _builtins_loaded
     if not _builtins_loaded:
-        from activities import aurora, control, drs, ecs, elasticache, memorydb, rds, route53  # noqa: F401
+        from activities import (  # noqa: F401
+            aurora,
+            autoscaling,
+            control,
+            drs,
+            ecs,
+            elasticache,
+            eventbridge,
+            lambda_function,
+            memorydb,
+            rds,
+            route53,
+        )
 
         _builtins_loaded = True
 
