@@ -245,7 +245,7 @@ class _Mapper:
                 if not expanded:
                     self.error(at, f"{key} is empty: nothing to act on")
             elif (ours := our_parameter(entry, str(key), known)) is not None:
-                params[ours] = value
+                params[ours] = [value] if ours in entry.listed and not isinstance(value, list) else value
             else:
                 self.error(at, unknown_key_message(str(key), _framework_keys(entry, known)) + f" (for {kind})")
         if entry.drs:

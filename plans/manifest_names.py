@@ -33,6 +33,7 @@ class FrameworkName:
     list_parameters: bool = False
     # A Framework parameter holding a list that becomes one of our resources per item, with the item as `to`.
     expand: tuple[str, str] | None = None
+    listed: frozenset[str] = frozenset()  # our parameters that are lists: a single Framework value becomes [value]
     region_param: tuple[str, ...] = ()  # Framework parameters naming the region the resource acts in
     drs: bool = False  # DRS: the servers become a protection group of the plan (see plans/manifest.py)
     guess: bool = False  # the action is not on this branch yet: its parameter names are a best guess
@@ -90,25 +91,29 @@ NAMES: dict[str, FrameworkName] = {
     ),
     "EventBridge": FrameworkName(
         action="eventbridge.rule",
-        params={"EventRuleName": "ruleName", "BusName": "eventBusName"},
+        params={"EventRuleName": "rules", "BusName": "eventBusName", "EventBusName": "eventBusName"},
+        listed=frozenset({"rules"}),
         list_parameters=True,
-        guess=True,
     ),
     "EventArchive": FrameworkName(
         action="eventbridge.replay",
-        params={"ArchiveName": "archiveName", "EventBusName": "eventBusName", "BusName": "eventBusName"},
-        guess=True,
+        params={"ArchiveName": "archiveName", "StartTime": "startTime", "EndTime": "endTime",
+                "LastMinutes": "lastMinutes", "EventRuleName": "rules"},
+        ignored={"EventBusName": "a replay goes to its archive's own bus", "BusName": "a replay goes to its "
+                 "archive's own bus"},
+        listed=frozenset({"rules"}),
     ),
     "AutoScaling": FrameworkName(
         action="autoscaling.group",
-        params={"DesiredCount": "desiredCapacity", "MinSize": "minSize", "MaxSize": "maxSize"},
+        params={"DesiredCount": "desiredCapacity", "MinSize": "minSize", "MaxSize": "maxSize",
+                "PrimaryPercent": "primaryPercent"},
         expand=("Autoscalinggroupnames", "groupName"),
-        guess=True,
     ),
     "LambdaFunction": FrameworkName(
-        action="lambda.function",
-        params={"FunctionName": "functionName", "Payload": "payload"},
-        guess=True,
+        # The Framework's module invokes the function as a step: our hook.lambda (docs/hooks.md). Switching an
+        # alias and its event sources is lambda.function, which has no Framework counterpart.
+        action="hook.lambda",
+        params={"FunctionName": "functionName", "Payload": "payload", "Qualifier": "qualifier"},
     ),
     "ElastiCache": _ELASTICACHE,
     "MemoryDB": FrameworkName(
