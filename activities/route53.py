@@ -108,13 +108,15 @@ class Route53Record(ServiceModule):
     def activate(self, ctx: Any, params: Route53RecordParameters) -> Operation:
         zone = _zone_id(ctx, params)
         records = find_records(ctx, zone, params.record_name, params.record_type)
+        if records or params.kind == "weighted":
+            # Never turn an alias into a plain record or back. A missing simple record is no obstacle: a drill
+            # record copies nothing from it, and a failover may create it.
+            _check_kind(params, zone, records)
         if ctx.is_drill:
-            if records or params.kind == "weighted":  # a simple drill record needs no production record to copy
-                _check_kind(params, zone, records)
             wanted = [{"Name": fqdn(_drill_name(ctx, params)), **_recovery_answer(params, records)}]
         elif params.kind == "weighted":
             weights = params.normal_weights if ctx.mode is Mode.FAILBACK else params.failover_weights
-            wanted = _weighted(params, zone, records, weights)
+            wanted = _weighted(params, records, weights)
         else:
             wanted = [{"Name": fqdn(params.record_name), **_answer(params, failback=ctx.mode is Mode.FAILBACK)}]
         name = wanted[0]["Name"]
@@ -213,9 +215,7 @@ def _recovery_answer(params: Route53RecordParameters, records: list[dict[str, An
     return {k: v for k, v in found.items() if k not in (*_ROUTING_KEYS, "Name")}
 
 
-def _weighted(params: Route53RecordParameters, zone: str, records: list[dict[str, Any]],
-              weights: Weights) -> list[dict[str, Any]]:
-    _check_kind(params, zone, records)
+def _weighted(params: Route53RecordParameters, records: list[dict[str, Any]], weights: Weights) -> list[dict[str, Any]]:
     wanted = []
     for set_id, weight in ((params.primary_set_identifier, weights.primary),
                            (params.recovery_set_identifier, weights.recovery)):
