@@ -418,3 +418,14 @@ def test_estate_through_every_phase(sandbox, mode: Mode) -> None:  # type: ignor
             aws = ctx.aws
             assert drive(each, ctx, params)[-1].done
         estate.check(phase, mode)
+
+
+def test_activate_waits_for_insync(zone: Zone, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.moto_fixes import route53 as sandbox_route53
+
+    monkeypatch.setattr(sandbox_route53, "PROPAGATION_SECONDS", 0.5)
+    ctx, params = make_ctx(module, _params(zone), mode=Mode.PLANNED, phase=Phase.ACTIVATE)
+    steps = drive(module, ctx, params, max_polls=500)
+    assert any("PENDING" in step.message for step in steps[1:-1])  # polled while Route 53 was still propagating
+    assert steps[-1].done and "INSYNC" in steps[-1].message
+    assert zone.value(zone.record) == RECOVERY

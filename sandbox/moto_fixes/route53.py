@@ -9,6 +9,9 @@ primary "fail" with plain boto3, UpdateHealthCheck(IPAddress="192.0.2.10"), exac
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import threading
+import time
 from typing import Any
 
 _DOWN_NETWORKS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
@@ -19,13 +22,54 @@ _RESETTABLE = {"FullyQualifiedDomainName": "fqdn", "ResourcePath": "resource_pat
                "ChildHealthChecks": "children"}
 # Route 53 considers a check healthy when more than 18% of its checkers report it healthy.
 _HEALTHY_FRACTION = 0.18
+# How long a record change stays PENDING (AWS: usually under 60 seconds). Short by default, so a workflow whose wait
+# activity polls a few hundred milliseconds later is not held up; a test may raise it to watch the PENDING phase.
+PROPAGATION_SECONDS = 0.05
+_changes: dict[str, tuple[Any, float]] = {}  # change id -> (submitted at, INSYNC from)
+_changes_lock = threading.Lock()
+_change_numbers = itertools.count(1)
 
 
 def apply() -> None:
     from moto.route53.responses import Route53
 
     Route53.update_health_check = _update_health_check  # type: ignore[method-assign]
+    _changes_propagate(Route53)
     Route53.get_health_check_status = _get_health_check_status  # type: ignore[method-assign]
+
+
+def _changes_propagate(route53: Any) -> None:
+    """moto 5.2.5 answers every ChangeResourceRecordSets with one fixed change id, already INSYNC, so a client's
+    INSYNC wait is never exercised. Here each change gets its own id and is PENDING for PROPAGATION_SECONDS, as on
+    AWS. GetChange of an id moto made elsewhere (CreateHostedZone, ...) keeps moto's INSYNC answer."""
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+
+    original = route53.change_resource_record_sets
+
+    def change_resource_record_sets(self: Any) -> Any:
+        original(self)  # validates and applies the batch, or raises
+        change_id = f"/change/C{next(_change_numbers):012d}SANDBOX"
+        submitted = utcnow()
+        with _changes_lock:
+            _changes[change_id] = (submitted, time.monotonic() + PROPAGATION_SECONDS)
+        return ActionResult({"ChangeInfo": {"Id": change_id, "Status": "PENDING", "SubmittedAt": submitted,
+                                            "Comment": self._get_param("ChangeBatch.Comment")}})
+
+    original_get = route53.get_change
+
+    def get_change(self: Any) -> Any:
+        change_id = "/change/" + self._get_param("Id").removeprefix("/change/")
+        with _changes_lock:
+            found = _changes.get(change_id)
+        if found is None:
+            return original_get(self)
+        submitted, insync_at = found
+        status = "INSYNC" if time.monotonic() >= insync_at else "PENDING"
+        return ActionResult({"ChangeInfo": {"Id": change_id, "Status": status, "SubmittedAt": submitted}})
+
+    route53.change_resource_record_sets = change_resource_record_sets
+    route53.get_change = get_change
 
 
 def _version_mismatch() -> Exception:
