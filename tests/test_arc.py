@@ -198,3 +198,22 @@ def test_emulator_answers_with_the_models_errors(cells: Cells) -> None:
     assert error.value.response["Error"]["Code"] == "ValidationException"
     listed = client.list_routing_controls(ControlPanelArn=cells.panel)["RoutingControls"]
     assert {c["RoutingControlName"]: c["RoutingControlState"] for c in listed} == {"east": "On", "west": "Off"}
+
+
+def test_recovery_control_health_checks_follow_the_routing_controls(cells: Cells) -> None:
+    """ARC moves DNS through RECOVERY_CONTROL health checks on FAILOVER records: after the failover, Route 53 (as
+    route53.health_check reads it) serves the secondary, without any health check being inverted."""
+    from tests.test_route53_health import make_pair
+
+    route53 = cells.session.client("route53", region_name="us-east-1")
+    pair = make_pair(route53, {"Type": "RECOVERY_CONTROL", "RoutingControlArn": cells.east})
+    assert pair.check()["HealthCheckConfig"]["RoutingControlArn"] == cells.east
+    health = registry.get("route53.health_check")
+    assert health is not None
+    ctx, params = make_ctx(health, pair.params(), mode=Mode.PLANNED, phase=Phase.INSTANTIATE)
+    assert health.status(ctx, params)["serving"] == "PRIMARY"
+
+    arc_ctx, arc_params = make_ctx(module, cells.params(), mode=Mode.PLANNED, phase=Phase.ACTIVATE)
+    drive(module, arc_ctx, arc_params)
+    status = health.status(ctx, params)
+    assert status["serving"] == "SECONDARY" and status["inverted"] is False

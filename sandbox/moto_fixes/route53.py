@@ -20,8 +20,6 @@ _CHECKER_REGIONS = ["us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-sout
                     "ap-northeast-1", "sa-east-1"]
 _RESETTABLE = {"FullyQualifiedDomainName": "fqdn", "ResourcePath": "resource_path", "Regions": "regions",
                "ChildHealthChecks": "children"}
-# Route 53 considers a check healthy when more than 18% of its checkers report it healthy.
-_HEALTHY_FRACTION = 0.18
 # How long a record change stays PENDING (AWS: usually under 60 seconds). Short by default, so a workflow whose wait
 # activity polls a few hundred milliseconds later is not held up; a test may raise it to watch the PENDING phase.
 PROPAGATION_SECONDS = 0.05
@@ -35,6 +33,7 @@ def apply() -> None:
 
     Route53.update_health_check = _update_health_check  # type: ignore[method-assign]
     _changes_propagate(Route53)
+    _recovery_control_checks(Route53)
     Route53.get_health_check_status = _get_health_check_status  # type: ignore[method-assign]
 
 
@@ -70,6 +69,39 @@ def _changes_propagate(route53: Any) -> None:
 
     route53.change_resource_record_sets = change_resource_record_sets
     route53.get_change = get_change
+
+
+def _recovery_control_checks(route53: Any) -> None:
+    """moto 5.2.5 drops HealthCheckConfig.RoutingControlArn, so a RECOVERY_CONTROL check (the Route 53 side of an ARC
+    routing control) forgets its control. Kept here, echoed back, and the check's status follows the control's state
+    in the sandbox's ARC emulator: On is healthy, Off (or unknown) unhealthy."""
+    from moto.route53.models import HealthCheck
+
+    original = route53.create_health_check
+
+    def create_health_check(self: Any) -> Any:
+        result = original(self)
+        result.result["HealthCheck"].routing_control_arn = self._get_param("HealthCheckConfig.RoutingControlArn")
+        return result
+
+    config = HealthCheck.health_check_config
+
+    def health_check_config(self: Any) -> dict[str, Any]:
+        found = config.fget(self)
+        if getattr(self, "routing_control_arn", None):
+            found["RoutingControlArn"] = self.routing_control_arn
+        return found
+
+    route53.create_health_check = create_health_check
+    HealthCheck.health_check_config = property(health_check_config)  # type: ignore[assignment]
+
+
+def _routing_control_on(arn: str | None) -> bool:
+    from sandbox.arc.models import arc_world
+
+    account = (arn or "").split(":")[4] if (arn or "").count(":") >= 5 else ""
+    found = arc_world().accounts.get(account)
+    return found is not None and found.states.get(arn or "") == "On"
 
 
 def _version_mismatch() -> Exception:
@@ -146,8 +178,11 @@ def _endpoint_up(health_check: Any) -> bool:
 
 
 def _checker_status(health_check: Any) -> str:
-    if health_check.type_ in ("CLOUDWATCH_METRIC", "RECOVERY_CONTROL"):
-        return "Success: the sandbox reports every alarm and routing control check healthy"
+    if health_check.type_ == "RECOVERY_CONTROL":
+        on = _routing_control_on(getattr(health_check, "routing_control_arn", None))
+        return f"{'Success' if on else 'Failure'}: the routing control state is {'On' if on else 'Off'}"
+    if health_check.type_ == "CLOUDWATCH_METRIC":
+        return "Success: the sandbox reports every alarm-based check healthy"
     if not _endpoint_up(health_check):
         if health_check.ip_address:
             return "Failure: Connection timed out. The endpoint or the internet connection is down, or requests are " \
@@ -170,6 +205,5 @@ def _is_healthy(backend: Any, health_check_id: str, depth: int = 0) -> bool:
         children = health_check.children or []
         raw = sum(_is_healthy(backend, c, depth + 1) for c in children) >= (health_check.health_threshold or 0)
     else:
-        regions = health_check.regions or _CHECKER_REGIONS
-        raw = (len(regions) if _endpoint_up(health_check) else 0) > _HEALTHY_FRACTION * len(regions)
+        raw = _checker_status(health_check).startswith("Success")
     return raw != bool(health_check.inverted)
