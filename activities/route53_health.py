@@ -11,6 +11,8 @@ The value of `Inverted` before the change is kept as tags on the health check (`
 failback (another execution) or CLEANUP with `revertOnCleanup` restores exactly what was there, then drops the tags.
 Updates carry the HealthCheckVersion that was read, so a concurrent edit fails (409, retried) instead of being lost.
 Drill: nothing changes; ACTIVATE verifies the pair and reports the check's status and what a failover would do.
+No wait follows the update: Route 53 applies Inverted at the check's next evaluation and exposes its verdict only as
+the CloudWatch HealthCheckStatus metric, so resolvers follow within RequestInterval plus the record's TTL.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from plans.model import Mode, Phase
 from sandbox.arc.models import ENDPOINT_REGIONS, arc_world
 from tests.aws_helpers import drive, make_ctx, unique, with_phase
 from tests.conftest import APP_ACCOUNT, account_session
+from tests.estates import route53 as route53_estate
 
 module = registry.get("arc.routing_control")
 assert module is not None
@@ -217,3 +218,23 @@ def test_recovery_control_health_checks_follow_the_routing_controls(cells: Cells
     drive(module, arc_ctx, arc_params)
     status = health.status(ctx, params)
     assert status["serving"] == "SECONDARY" and status["inverted"] is False
+
+
+# --- the every-module plan's Route 53 and ARC estate ------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", [Mode.DRILL, Mode.PLANNED])
+def test_estate_through_every_phase(sandbox, mode: Mode) -> None:  # type: ignore[no-untyped-def]
+    estate = route53_estate.build(unique("est"))
+    execution = unique("exec")
+    aws = None
+    for phase in (Phase.INSTANTIATE, Phase.ACTIVATE, Phase.CLEANUP, Phase.REPLICATE):
+        for resource in estate.resources:
+            each = registry.get(resource["action"])
+            assert each is not None
+            if phase not in each.phases:
+                continue
+            ctx, params = make_ctx(each, resource["parameters"], mode=mode, phase=phase, execution_id=execution,
+                                   aws=aws)
+            aws = ctx.aws
+            assert drive(each, ctx, params)[-1].done
+        estate.check(phase, mode)

@@ -13,7 +13,6 @@ from activities import registry
 from plans.model import Mode, Phase
 from tests.aws_helpers import count_calls, drive, make_ctx, unique, with_phase
 from tests.conftest import APP_ACCOUNT, account_session
-from tests.estates import route53 as route53_estate
 
 # Through the registry, as the runtime finds it: a direct import would fill the registry with this module alone, and
 # registry.get loads the other built-in modules only while it is empty.
@@ -398,26 +397,6 @@ def test_weighted_missing_set_is_fatal(weighted_zone: Zone) -> None:
         module.start(ctx, params)
     assert error.value.type == "RecordNotFound" and error.value.non_retryable and "'eu'" in str(error.value)
     assert _weights(weighted_zone) == {"east": 100, "west": 0}
-
-
-# --- the every-module plan's Route 53 and ARC estate ------------------------------------------------------------------
-
-@pytest.mark.parametrize("mode", [Mode.DRILL, Mode.PLANNED])
-def test_estate_through_every_phase(sandbox, mode: Mode) -> None:  # type: ignore[no-untyped-def]
-    estate = route53_estate.build(unique("est"))
-    execution = unique("exec")
-    aws = None
-    for phase in (Phase.INSTANTIATE, Phase.ACTIVATE, Phase.CLEANUP, Phase.REPLICATE):
-        for resource in estate.resources:
-            each = registry.get(resource["action"])
-            assert each is not None
-            if phase not in each.phases:
-                continue
-            ctx, params = make_ctx(each, resource["parameters"], mode=mode, phase=phase, execution_id=execution,
-                                   aws=aws)
-            aws = ctx.aws
-            assert drive(each, ctx, params)[-1].done
-        estate.check(phase, mode)
 
 
 def test_activate_waits_for_insync(zone: Zone, monkeypatch: pytest.MonkeyPatch) -> None:
