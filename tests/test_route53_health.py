@@ -197,3 +197,16 @@ def test_sandbox_health_check_version_and_observations(pair: Pair) -> None:
     observations = route53.get_health_check_status(HealthCheckId=pair.health_check)["HealthCheckObservations"]
     assert [o["Region"] for o in observations] == ["us-east-1", "us-west-1", "eu-west-1"]
     assert all(o["StatusReport"]["Status"].startswith("Success") for o in observations)
+
+
+def test_sandbox_deletes_only_the_named_record_set(pair: Pair) -> None:
+    other = pair.record.replace("app.", "www.", 1)
+    record = {"Name": other, "Type": "A", "SetIdentifier": "primary", "Failover": "PRIMARY", "TTL": 60,
+              "HealthCheckId": pair.health_check, "ResourceRecords": [{"Value": PRIMARY_IP}]}
+    pair.route53.change_resource_record_sets(HostedZoneId=pair.zone_id, ChangeBatch={"Changes": [
+        {"Action": "CREATE", "ResourceRecordSet": record}]})
+    pair.route53.change_resource_record_sets(HostedZoneId=pair.zone_id, ChangeBatch={"Changes": [
+        {"Action": "DELETE", "ResourceRecordSet": record}]})
+    sets = pair.route53.list_resource_record_sets(HostedZoneId=pair.zone_id)["ResourceRecordSets"]
+    left = {(r["Name"], r.get("SetIdentifier")) for r in sets if r["Type"] == "A"}
+    assert left == {(pair.record + ".", "primary"), (pair.record + ".", "secondary")}

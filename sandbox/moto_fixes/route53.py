@@ -34,6 +34,7 @@ def apply() -> None:
     Route53.update_health_check = _update_health_check  # type: ignore[method-assign]
     _changes_propagate(Route53)
     _recovery_control_checks(Route53)
+    _delete_one_record_set()
     Route53.get_health_check_status = _get_health_check_status  # type: ignore[method-assign]
 
 
@@ -94,6 +95,35 @@ def _recovery_control_checks(route53: Any) -> None:
 
     route53.create_health_check = create_health_check
     HealthCheck.health_check_config = property(health_check_config)  # type: ignore[assignment]
+
+
+_deleting = threading.local()
+
+
+def _delete_one_record_set() -> None:
+    """moto 5.2.5 deletes a record set that has a SetIdentifier by the identifier alone, so DELETE of api/"east" also
+    deletes app/"east" and every other set named "east" in the zone. Route 53 deletes the one set whose name, type and
+    identifier match. moto calls delete_rrset_by_id once per such DELETE, in batch order: each call takes the next."""
+    from moto.route53.models import FakeZone, Route53Backend
+
+    original = Route53Backend.change_resource_record_sets
+
+    def change_resource_record_sets(self: Any, zoneid: str, change_list: list[dict[str, Any]]) -> None:
+        _deleting.queue = [dict(c["ResourceRecordSet"]) for c in change_list
+                           if c.get("Action") == "DELETE" and "SetIdentifier" in c.get("ResourceRecordSet", {})]
+        try:
+            original(self, zoneid, change_list)
+        finally:
+            _deleting.queue = []
+
+    def delete_rrset_by_id(self: Any, set_identifier: str) -> None:
+        wanted = _deleting.queue.pop(0)
+        name = wanted["Name"].rstrip(".") + "."
+        self.rrsets = [r for r in self.rrsets if not (
+            r.set_identifier == set_identifier and r.name == name and r.type == wanted.get("Type"))]
+
+    Route53Backend.change_resource_record_sets = change_resource_record_sets  # type: ignore[method-assign]
+    FakeZone.delete_rrset_by_id = delete_rrset_by_id  # type: ignore[method-assign]
 
 
 def _routing_control_on(arn: str | None) -> bool:
