@@ -79,6 +79,7 @@ def _load_builtin_modules() -> None:
     global _builtins_loaded
     if not _builtins_loaded:
         from activities import (  # noqa: F401
+            arc,
             aurora,
             autoscaling,
             control,
@@ -90,6 +91,7 @@ def _load_builtin_modules() -> None:
             memorydb,
             rds,
             route53,
+            route53_health,
         )
 
         _builtins_loaded = True

@@ -18,6 +18,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from sandbox import moto_fixes
 from sandbox.admin import PREFIX as ADMIN_PREFIX
 from sandbox.admin import AdminApp
+from sandbox.arc.app import ArcApp
+from sandbox.arc.models import reset_arc_world
 from sandbox.drs.app import DrsApp
 from sandbox.drs.models import drs_world, reset_world
 
@@ -41,7 +43,9 @@ class SandboxApp:
         moto_fixes.apply()
         self.moto = DomainDispatcherApplication(create_backend_app)
         reset_world(time_scale=time_scale, seed=seed)
-        self.emulators: dict[str, WsgiApp] = {"drs": DrsApp(), **(emulators or {})}
+        reset_arc_world()
+        arc = {service: ArcApp(service) for service in ("route53-recovery-control-config", "route53-recovery-cluster")}
+        self.emulators: dict[str, WsgiApp] = {"drs": DrsApp(), **arc, **(emulators or {})}
         self.admin = AdminApp(base_url or (lambda: "http://127.0.0.1"))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
