@@ -38,7 +38,7 @@ class CallbackActivities:
     def send(self, request: CallbackRequest) -> CallbackReply:
         options = request.options
         region = options.region or self.aws.base_session.region_name or _FALLBACK_REGION
-        attempt = activity.info().attempt if activity.in_activity() else 1
+        attempt = activity.info().attempt
         bound = log.bind(kind=request.kind, token=options.token_hint(), region=region, attempt=attempt,
                          account=request.account.id if request.account else "hub")
         client = self._client(request, region)

@@ -21,10 +21,22 @@ from temporalio.worker import Replayer
 
 from activities.aws import AwsClients
 from activities.callback import CallbackActivities
-from tests.conftest import TEST_TASK_QUEUE
-from tests.lifecycle_helpers import finish, make_plan, resource, start_run, status_of, wait_resource, wait_until
+from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, TEST_TASK_QUEUE, account_session
+from tests.lifecycle_helpers import (
+    control,
+    finish,
+    make_plan,
+    resource,
+    send,
+    start_run,
+    status_of,
+    wait_resource,
+    wait_until,
+)
 from workflows.callback_contract import (
+    CALLBACK_SEND,
     CAUSE_MAX,
+    CallbackReply,
     CallbackOptions,
     CallbackRequest,
     CallbackStatus,
@@ -46,8 +58,10 @@ MISSING_ZONE = {"name": "missing-zone", "action": "route53.record",
 class Caller:
     """A state machine that hands its task token to an SQS queue and waits for the answer."""
 
-    def __init__(self, task: dict[str, Any] | None = None) -> None:
-        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+    def __init__(self, task: dict[str, Any] | None = None, session: boto3.Session | None = None) -> None:
+        # moto's state machines send their SQS messages with the default account's credentials, so the queue is
+        # the hub's whichever account the state machine is in.
+        self.sfn = (session or boto3).client("stepfunctions", region_name=REGION)
         self.sqs = boto3.client("sqs", region_name=REGION)
         name = f"dr-caller-{uuid.uuid4().hex[:8]}"
         self.queue = self.sqs.create_queue(QueueName=name)["QueueUrl"]
@@ -58,7 +72,7 @@ class Caller:
             "End": True, **(task or {})}}}
         self.machine = self.sfn.create_state_machine(
             name=name, definition=json.dumps(definition),
-            roleArn="arn:aws:iam::123456789012:role/dr-caller")["stateMachineArn"]
+            roleArn=f"arn:aws:iam::{APP_ACCOUNT if session else HUB_ACCOUNT}:role/dr-caller")["stateMachineArn"]
         self.execution = ""
 
     async def start(self, plan: str = "test-plan") -> str:
@@ -131,6 +145,24 @@ async def test_failed_run_answers_failure_with_error_and_cause(worker, sandbox):
     assert (state.callback.outcome, state.callback.error) == ("failure", "DrRunFailed")
 
 
+async def test_a_plan_account_answers_through_its_role(worker):
+    """The state machine lives in the application account: the answer goes with that account's role."""
+    caller = Caller(session=account_session(APP_ACCOUNT))
+    token = await caller.start("sfn-app")
+    plan = make_plan({"ACTIVATE": [{"name": "l", "resources": [wait_resource("w", 2)]}]}, name="sfn-app",
+                     accounts={"hub": {"id": HUB_ACCOUNT}, "app": {"id": APP_ACCOUNT, "roleName": "dr-orchestrator"}},
+                     defaults={"account": "hub"})
+    handle = await start_run(worker.client, worker.task_queue, plan,
+                             options=callback(token, account="app", heartbeat_seconds=1))
+    await finish(handle)
+    # Executions are per account: only a call signed for the application account can find this token.
+    assert caller.execution.split(":")[4] == APP_ACCOUNT
+    assert (await caller.ended())["status"] == "SUCCEEDED"
+    state = await status_of(handle)
+    assert state.callback.status is CallbackStatus.DELIVERED and state.callback.account == "app"
+    assert state.callback.heartbeats >= 1
+
+
 async def test_heartbeats_keep_the_waiting_task_alive_while_a_wait_step_runs(worker):
     # Without a heartbeat every 3 s the task times out; the run's 6 s wait would lose its caller.
     caller = Caller({"HeartbeatSeconds": 3})
@@ -194,6 +226,21 @@ async def test_cancel_through_temporal_answers_failure(worker):
     assert json.loads(failed["cause"])["status"] == "CANCELLED"
 
 
+async def test_rejected_gate_answers_failure(worker):
+    caller = Caller()
+    token = await caller.start("sfn-reject")
+    plan = make_plan({"ACTIVATE": [{"name": "switch", "approvalRequired": True, "resources": [wait_resource("s")]}]},
+                     name="sfn-reject")
+    handle = await start_run(worker.client, worker.task_queue, plan, options=callback(token))
+    await wait_until(handle, lambda s: s.status is RunStatus.AWAITING_APPROVAL)
+    await send(handle, "reject", control(reason="not tonight"))
+    assert (await finish(handle)).status is RunStatus.REJECTED
+
+    assert (await caller.ended())["status"] == "FAILED"
+    failed = caller.failure()
+    assert failed["error"] == "DrRunRejected" and "not tonight" in json.loads(failed["cause"])["message"]
+
+
 async def test_a_retried_final_send_finds_the_task_closed(worker):
     """A worker that dies after Step Functions took the answer: the retry must not count as a failure."""
     caller = Caller()
@@ -208,6 +255,43 @@ async def test_a_retried_final_send_finds_the_task_closed(worker):
     # AWS answers TaskTimedOut for a closed task; moto's parser says InvalidToken. Either is "gone", not an error.
     assert not again.accepted and again.code in ("TaskTimedOut", "InvalidToken")
     assert token not in repr(request)
+
+
+async def test_a_worker_lost_after_delivering_does_not_answer_twice(worker, temporal_env):
+    """The final send reaches Step Functions, then its worker dies before reporting: Temporal retries the same
+    activity, which finds the task closed. The run records CLOSED and the caller saw exactly one answer."""
+    import concurrent.futures
+
+    from temporalio import activity
+    from temporalio.worker import Worker
+
+    from activities.runtime import DrActivities
+
+    real = CallbackActivities(worker.aws)
+    calls: list[tuple[str, int]] = []
+
+    @activity.defn(name=CALLBACK_SEND)
+    def flaky_send(request: CallbackRequest) -> CallbackReply:
+        reply = real.send(request)
+        calls.append((request.kind, activity.info().attempt))
+        if request.kind != "heartbeat" and activity.info().attempt == 1:
+            raise RuntimeError("worker lost before it could report")  # retryable, like a crash after the call
+        return reply
+
+    caller = Caller()
+    token = await caller.start("sfn-crash")
+    plan = make_plan({"ACTIVATE": [{"name": "l", "resources": [wait_resource("w", 1)]}]}, name="sfn-crash")
+    queue = f"sfn-crash-{uuid.uuid4().hex[:6]}"
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as executor:
+        async with Worker(temporal_env.client, task_queue=queue, workflows=[DrLifecycleWorkflow],
+                          activities=[*DrActivities(worker.aws).all(), flaky_send], activity_executor=executor):
+            handle = await start_run(worker.client, queue, plan, options=callback(token))
+            assert (await finish(handle)).status is RunStatus.COMPLETED
+            state = await status_of(handle)
+
+    assert calls == [("success", 1), ("success", 2)]
+    assert (await caller.ended())["status"] == "SUCCEEDED"
+    assert state.callback.status is CallbackStatus.CLOSED and state.callback.outcome == "success"
 
 
 def test_what_is_sent_fits_the_service_limits():
