@@ -214,7 +214,8 @@ async def test_cancel_through_temporal_answers_failure(worker):
     caller = Caller()
     token = await caller.start("sfn-cancel")
     plan = make_plan({"ACTIVATE": [{"name": "l", "resources": [wait_resource("long", 8)]}]}, name="sfn-cancel")
-    handle = await start_run(worker.client, worker.task_queue, plan, options=callback(token))
+    # Heartbeating too: the loop must stop cleanly although the run's own task was cancelled.
+    handle = await start_run(worker.client, worker.task_queue, plan, options=callback(token, heartbeat_seconds=1))
     await wait_until(handle, lambda s: resource(s, "ACTIVATE", "l", "long").status is StepStatus.RUNNING)
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):
