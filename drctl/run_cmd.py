@@ -43,19 +43,47 @@ def drill() -> None:
               help="Who starts the run (recorded and searchable as DrInitiator).")
 @click.option("--paused", is_flag=True, help="Start paused at the first boundary.")
 @click.option("--wait", is_flag=True, help="Follow the run; exit 0 only if it completed.")
-def start(file: str, mode: str, phases: tuple[str, ...], initiator: str, paused: bool, wait: bool) -> None:
+@click.option("--task-token", envvar="DRCTL_TASK_TOKEN", default=None, show_envvar=True,
+              help="A Step Functions task token to answer when the run ends ('-': read it from stdin). "
+                   "Prefer the environment variable: a command line is visible to other users.")
+@click.option("--callback-region", default=None, help="Region of the state machine (default: the worker's).")
+@click.option("--callback-account", default=None,
+              help="Plan account whose role answers the token (default: the worker's own credentials).")
+@click.option("--heartbeat-seconds", type=click.IntRange(1, 3600), default=None,
+              help="SendTaskHeartbeat this often while the run is in progress.")
+def start(file: str, mode: str, phases: tuple[str, ...], initiator: str, paused: bool, wait: bool,
+          task_token: str | None, callback_region: str | None, callback_account: str | None,
+          heartbeat_seconds: int | None) -> None:
     """Validate FILE and start a run of it; prints the workflow id."""
+    from pydantic import ValidationError
+
     from plans.errors import PlanError
     from plans.loader import load_plan
-    from workflows.models import LifecycleInput, RunOptions
+    from workflows.models import CallbackOptions, LifecycleInput, RunOptions
 
     try:
         plan = load_plan(file)
     except PlanError as exc:
         click.echo(exc.render(), err=True)
         raise SystemExit(2) from None
+    callback = None
+    if task_token == "-":
+        task_token = sys.stdin.readline().strip()
+    if task_token:
+        if callback_account is not None and callback_account not in plan.accounts:
+            fail(f"--callback-account {callback_account!r} is not an account of the plan "
+                 f"({', '.join(plan.accounts)})")
+        try:
+            callback = CallbackOptions(task_token=task_token, region=callback_region, account=callback_account,
+                                       heartbeat_seconds=heartbeat_seconds)
+        except ValidationError as exc:  # never echo the token itself
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            fail(f"invalid callback options: {problems}")
+    elif callback_region or callback_account or heartbeat_seconds:
+        fail("--callback-region, --callback-account and --heartbeat-seconds need --task-token")
     run_input = LifecycleInput(plan=plan, mode=Mode(mode), initiator=initiator,
-                               options=RunOptions(phases=[Phase(p) for p in phases] or None, start_paused=paused))
+                               options=RunOptions(phases=[Phase(p) for p in phases] or None, start_paused=paused,
+                                                  callback=callback))
     sys.exit(asyncio.run(_start(run_input, wait)))
 
 

@@ -17,6 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.aws import AwsClients
+from activities.callback import CallbackActivities
 from activities.drs_activities import DrsActivities
 from activities.runtime import DrActivities
 from workflows.drs_recovery import DrsRecoveryWorkflow
@@ -83,7 +84,7 @@ def build_worker(client: Client, task_queue: str, aws: AwsClients,
         client,
         task_queue=task_queue,
         workflows=[DrLifecycleWorkflow, DrsRecoveryWorkflow],
-        activities=[*DrActivities(aws).all(), *DrsActivities(aws).all()],
+        activities=[*DrActivities(aws).all(), *DrsActivities(aws).all(), *CallbackActivities(aws).all()],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         graceful_shutdown_timeout=timedelta(seconds=20),

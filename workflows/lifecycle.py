@@ -14,6 +14,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 
+from workflows.lifecycle_callback import LifecycleCallbackMixin
 from workflows.lifecycle_control import LifecycleControlMixin
 
 with workflow.unsafe.imports_passed_through():
@@ -68,7 +69,7 @@ AWS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficie
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class DrLifecycleWorkflow(LifecycleControlMixin):
+class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin):
     @workflow.init
     def __init__(self, input: LifecycleInput) -> None:
         self._input = input
@@ -87,6 +88,7 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
             DR_INITIATOR.value_set(input.initiator),
         ])
         self._publish()
+        self._callback_begin()
         try:
             issues = await workflow.execute_activity(
                 VALIDATE_PLAN, input.plan, result_type=list[PlanIssue],
@@ -101,8 +103,10 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
             # Cancelled through Temporal itself (`temporal workflow cancel`): record it, then let Temporal know.
             self._state.cancel_requested = True
             self._finish(RunStatus.CANCELLED, "cancelled through Temporal")
+            await self._callback_end()
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._callback_end()
         result = result_of(self._state)
         if self._state.status is RunStatus.FAILED:
             raise ApplicationError(result.message, result.model_dump(mode="json"), type="DrRunFailed",

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from plans.model import PHASE_ORDER, Mode, Phase, Plan
+from workflows.callback_contract import CallbackOptions, CallbackState
 
 WORKFLOW_TYPE = "DrLifecycleWorkflow"
 DEFAULT_TASK_QUEUE = "dr-orchestrator"
@@ -24,6 +25,7 @@ class RunOptions(BaseModel):
     phases: list[Phase] | None = None
     max_parallel_resources: int | None = Field(default=None, ge=1, le=100)  # default: the plan's
     start_paused: bool = False  # stop at the first boundary and wait for `resume`
+    callback: CallbackOptions | None = None  # a Step Functions task token to answer (docs/step-functions.md)
 
 
 class LifecycleInput(BaseModel):
@@ -191,6 +193,7 @@ class LifecycleState(BaseModel):
     audit: list[AuditEntry] = Field(default_factory=list)
     cancel_requested: bool = False
     error: str | None = None
+    callback: CallbackState | None = None  # the Step Functions caller, when the run was started with a task token
 
     def pending_gate(self) -> Gate | None:
         return next((g for g in self.gates if g.decision is None), None)
