@@ -14,11 +14,22 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
 from activities import hooks as hook_modules
+from drctl.progress import ProgressPrinter
 from plans.loader import load_plan_text
 from plans.model import Mode, Phase
 from tests.aws_helpers import drive, make_ctx, unique
 from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, account_session
-from tests.lifecycle_helpers import finish, make_plan, resource, start_run, status_of, wait_resource
+from tests.lifecycle_helpers import (
+    control,
+    finish,
+    make_plan,
+    resource,
+    send,
+    start_run,
+    status_of,
+    wait_resource,
+    wait_until,
+)
 from workflows.lifecycle import DrLifecycleWorkflow
 from workflows.models import RunStatus, StepStatus
 
@@ -218,7 +229,8 @@ async def test_a_layers_pre_and_post_hooks_show_their_outputs_in_the_status(work
     handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
     result = await finish(handle)
     assert result.status is RunStatus.COMPLETED, result.message
-    app = (await status_of(handle)).phase(Phase.ACTIVATE).layers[0]
+    state = await status_of(handle)
+    app = state.phase(Phase.ACTIVATE).layers[0]
     pre, post, work = app.pre_hooks[0], app.post_hooks[0], app.resources[0]
     assert (pre.status, post.status, app.status) == (StepStatus.SUCCEEDED,) * 3
     assert pre.kind == "ssmAutomation" and pre.target == document and pre.account == HUB_ACCOUNT
@@ -227,6 +239,11 @@ async def test_a_layers_pre_and_post_hooks_show_their_outputs_in_the_status(work
     assert post.outputs["payload"]["checked"] == "health"
     assert post.outputs["payload"]["context"]["executionId"] == handle.id
     assert pre.ended_at <= work.started_at and work.ended_at <= post.started_at <= post.ended_at
+    lines: list[str] = []
+    ProgressPrinter(echo=lines.append).update(state)
+    assert any(f"✔ pre-hook quiesce [ssmAutomation {document} @ {HUB_ACCOUNT}/us-west-2]" in line
+               and '"greet.Greeting": ["hello app (unknown)"]' in line for line in lines), lines
+    assert any("✔ post-hook smoke-test [lambda" in line and '"checked": "health"' in line for line in lines), lines
     # Hooks are workflow code too: the recorded history replays without nondeterminism.
     replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=pydantic_data_converter)
     replay = await replayer.replay_workflow(await handle.fetch_history(), raise_on_replay_failure=False)
@@ -268,6 +285,23 @@ async def test_a_hook_past_its_timeout_fails_and_its_automation_is_stopped(worke
     assert stopped["AutomationExecutionStatus"] == "Cancelled"
 
 
+async def test_a_forced_cancel_stops_a_running_automation(worker):
+    document = automation_document(PAUSED_DOC)
+    plan = make_plan({"ACTIVATE": [layer("app", pre=[
+        {"name": "hold", "ssmAutomation": {"documentName": document}, "timeoutSeconds": 600}])]},
+        name="hooks-cancel")
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
+    running = await wait_until(handle, lambda s: s.phase(Phase.ACTIVATE).layers[0].pre_hooks[0].handle != {})
+    execution_id = running.phase(Phase.ACTIVATE).layers[0].pre_hooks[0].handle["automationExecutionId"]
+    assert (await send(handle, "cancel", control(force=True, reason="drill aborted"))).accepted
+    result = await finish(handle)
+    assert result.status is RunStatus.CANCELLED
+    app = (await status_of(handle)).phase(Phase.ACTIVATE).layers[0]
+    assert app.pre_hooks[0].status is StepStatus.CANCELLED and app.resources[0].status is StepStatus.SKIPPED
+    assert "stopped" in app.pre_hooks[0].message
+    assert automation(execution_id)["AutomationExecutionStatus"] == "Cancelled"
+
+
 async def test_wave_hooks_run_before_the_first_job_and_after_the_servers_launched(worker, world):
     from tests.test_drs_recovery import child_state, drs_plan, estate
 
@@ -285,7 +319,8 @@ async def test_wave_hooks_run_before_the_first_job_and_after_the_servers_launche
     result = await finish(handle)
     assert result.status is RunStatus.COMPLETED, result.message
     assert resource(await status_of(handle), "ACTIVATE", "servers", "servers").outputs["launched"] == 4
-    waves = {w.name: w for w in (await child_state(worker, handle.id, "ACTIVATE")).waves}
+    child = await child_state(worker, handle.id, "ACTIVATE")
+    waves = {w.name: w for w in child.waves}
     pre, post = waves["db"].pre_hooks[0], waves["app"].post_hooks[0]
     assert pre.status is StepStatus.SUCCEEDED and pre.outputs["payload"]["checked"] == "db"
     assert pre.outputs["payload"]["context"]["layer"] == "servers/wave:db"
@@ -293,3 +328,7 @@ async def test_wave_hooks_run_before_the_first_job_and_after_the_servers_launche
     assert post.status is StepStatus.SUCCEEDED
     assert post.outputs["outputs"] == {"greet.Greeting": ["hello servers/wave:app (unknown)"]}
     assert waves["app"].status.value == "SUCCEEDED" and post.ended_at <= waves["app"].ended_at
+    lines: list[str] = []
+    ProgressPrinter(echo=lines.append).drs("ACTIVATE/servers/servers", child)
+    assert any("✔ pre-hook stop-writes [lambda" in line for line in lines), lines
+    assert any("✔ post-hook warm-up [ssmAutomation" in line for line in lines), lines

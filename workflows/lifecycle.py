@@ -145,8 +145,8 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LayerHooksMixin):
         layer_state.status = StepStatus.RUNNING
         layer_state.started_at = workflow.now()
         if layer.pre_hooks and not await self._run_layer_hooks(phase, layer, layer_state, "pre"):
-            layer_state.status, layer_state.ended_at = StepStatus.FAILED, workflow.now()
-            return  # its resources never start: SKIPPED when the run closes
+            layer_state.status, layer_state.ended_at = layer_rollup(layer_state), workflow.now()
+            return  # failed or cancelled: its resources never start (SKIPPED when the run closes)
         limit = self._input.options.max_parallel_resources or self._input.plan.defaults.max_parallel_resources
         slots = asyncio.Semaphore(limit)
 
