@@ -143,6 +143,10 @@ class Layer(PlanModel):
     def _unique_resources(self) -> Layer:
         _reject_duplicates([r.name for r in self.resources], "resource")
         check_hook_names(self.pre_hooks, self.post_hooks)
+        # A hook's idempotency token is derived from its name like a resource's: the two must not meet.
+        for hook in [*self.pre_hooks, *self.post_hooks]:
+            if any(r.name == hook.name for r in self.resources):
+                raise ValueError(f"hook name {hook.name!r} is also the name of a resource of this layer")
         return self
 
 
@@ -210,7 +214,8 @@ def _reject_duplicates(names: list[str], what: str) -> None:
 
 
 __all__ = [
-    "Account", "Defaults", "ExternalIdSource", "Hook", "LaunchSettings", "Layer", "Mode", "PHASE_ORDER", "PLAN_API_VERSION",
+    "Account", "Defaults", "ExternalIdSource", "Hook", "LaunchSettings", "Layer", "Mode", "PHASE_ORDER",
+    "PLAN_API_VERSION",
     "Phase", "PhasePlan", "Plan", "PlanModel", "ProtectionGroup", "Regions", "Resource", "ServerLaunchSettings",
     "ServerSelection",
 ]

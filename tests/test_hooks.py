@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 from typing import Any
 
@@ -86,8 +87,8 @@ def lambda_function(account: str = HUB_ACCOUNT, timeout: int = 10) -> str:
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("app.py", HANDLER)
     session.client("lambda", region_name=REGION).create_function(
-        FunctionName=name, Runtime="python3.11", Handler="app.handler", Timeout=timeout, Code={"ZipFile": code.getvalue()},
-        Role=f"arn:aws:iam::{account}:role/dr-hook-lambda")
+        FunctionName=name, Runtime="python3.11", Handler="app.handler", Timeout=timeout,
+        Code={"ZipFile": code.getvalue()}, Role=f"arn:aws:iam::{account}:role/dr-hook-lambda")
     return name
 
 
@@ -178,6 +179,39 @@ def test_a_lambda_error_or_timeout_fails_the_hook_and_a_missing_function_is_name
     with pytest.raises(ApplicationError) as missing:
         module.start(ctx, p)
     assert missing.value.non_retryable and "no-such-function" in missing.value.message
+
+
+def test_the_sandbox_runs_aws_api_steps_and_honours_on_failure(sandbox):
+    """The sandbox's Automation: a failed step with onFailure Continue goes on; an action it cannot run fails."""
+    name = f"/dr/hooks/{unique('flag')}"
+    put = {"Service": "ssm", "Api": "PutParameter", "Name": name, "Value": "{{ Value }}", "Type": "String"}
+    document = automation_document({"schemaVersion": "0.3", "parameters": {"Value": {"type": "String"}},
+                                    "mainSteps": [
+        {"name": "put", "action": "aws:executeAwsApi", "inputs": put},
+        {"name": "again", "action": "aws:executeAwsApi", "inputs": put, "onFailure": "Continue"},
+        {"name": "read", "action": "aws:executeAwsApi", "inputs": {"Service": "ssm", "Api": "GetParameter",
+                                                                    "Name": name},
+         "outputs": [{"Name": "Value", "Selector": "$.Parameter.Value", "Type": "String"}], "isEnd": True},
+        {"name": "never", "action": "aws:approve", "inputs": {}}], "outputs": ["read.Value"]})
+    ssm = boto3.client("ssm", region_name=REGION)
+    started = ssm.start_automation_execution(DocumentName=document, Parameters={"Value": ["on"]})
+    for _ in range(100):
+        found = automation(started["AutomationExecutionId"])
+        if found["AutomationExecutionStatus"] != "InProgress":
+            break
+        time.sleep(0.2)
+    assert found["AutomationExecutionStatus"] == "Success" and found["Outputs"] == {"read.Value": ["on"]}
+    steps = {s["StepName"]: s for s in found["StepExecutions"]}
+    assert steps["again"]["StepStatus"] == "Failed" and "ParameterAlreadyExists" in steps["again"]["FailureMessage"]
+    assert "never" not in steps  # isEnd
+    approve = automation_document({"schemaVersion": "0.3", "mainSteps": [
+        {"name": "ask", "action": "aws:approve", "inputs": {"Approvers": ["x"]}}]})
+    started = ssm.start_automation_execution(DocumentName=approve)
+    time.sleep(1.2)
+    found = automation(started["AutomationExecutionId"])
+    assert found["AutomationExecutionStatus"] == "Failed" and "does not run aws:approve" in found["FailureMessage"]
+    with pytest.raises(ssm.exceptions.InvalidAutomationStatusUpdateException):
+        ssm.stop_automation_execution(AutomationExecutionId=started["AutomationExecutionId"])
 
 
 def test_hook_plan_errors_name_their_line():
@@ -332,3 +366,42 @@ async def test_wave_hooks_run_before_the_first_job_and_after_the_servers_launche
     ProgressPrinter(echo=lines.append).drs("ACTIVATE/servers/servers", child)
     assert any("✔ pre-hook stop-writes [lambda" in line for line in lines), lines
     assert any("✔ post-hook warm-up [ssmAutomation" in line for line in lines), lines
+
+
+async def test_a_failing_wave_pre_hook_fails_the_wave_before_any_job(worker, world):
+    from tests.test_drs_recovery import child_state, drs_plan, estate, jobs_of
+
+    app = estate(world, {"db": 1, "app": 1})
+    function = lambda_function()
+    plan = drs_plan("drs-hooks-fail", app, waves=[
+        {"name": "db", "protectionGroups": ["db"], "preHooks": [
+            {"name": "fence", "lambda": {"functionName": function, "payload": {"fail": "primary still up"}},
+             "timeoutSeconds": 30}]},
+        {"name": "app", "protectionGroups": ["app"], "dependsOn": ["db"]},
+    ], groups={"db": {"tags": {"Tier": "db"}}, "app": {"tags": {"Tier": "app"}}}, cleanup=False)
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
+    with pytest.raises(Exception):
+        await handle.result()
+    child = await child_state(worker, handle.id, "ACTIVATE")
+    waves = {w.name: w for w in child.waves}
+    assert (waves["db"].status.value, waves["app"].status.value) == ("FAILED", "SKIPPED")
+    assert "pre-hook fence failed" in waves["db"].message and "primary still up" in waves["db"].message
+    assert waves["db"].pre_hooks[0].error_type == "HookFailed" and not child.servers
+    assert jobs_of(boto3.client("drs", region_name=REGION), handle.id) == []
+
+
+def test_the_estate_of_the_every_module_plan(sandbox):
+    from activities import registry
+    from plans.model import PHASE_ORDER
+    from tests.estates.hooks import build
+
+    for mode in (Mode.DRILL, Mode.PLANNED):
+        estate = build(unique("est"))
+        execution = unique("exec")
+        for phase in PHASE_ORDER:
+            for spec in estate.resources:
+                module = registry.get(spec["action"])
+                ctx, params = make_ctx(module, spec["parameters"], mode=mode, phase=phase, execution_id=execution)
+                steps = drive(module, ctx, params, max_polls=400)
+                assert steps[-1].done
+            estate.check(phase, mode)

@@ -72,17 +72,16 @@ def run_python_handler(function: Any, event: bytes) -> tuple[bytes, str | None, 
     with tempfile.TemporaryDirectory(prefix="sandbox-lambda-") as task:
         zipfile.ZipFile(io.BytesIO(function.code_bytes)).extractall(task)
         try:
-            done = subprocess.run([sys.executable, "-u", "-c", _RUNNER, task, function.handler, request_id, str(timeout)],
-                                  input=event or b"{}", capture_output=True, timeout=timeout, env=env, cwd=task)
-            output, failed_to_run = done.stdout.decode(errors="replace"), done.returncode != 0
-            output += done.stderr.decode(errors="replace")
+            command = [sys.executable, "-u", "-c", _RUNNER, task, function.handler, request_id, str(timeout)]
+            done = subprocess.run(command, input=event or b"{}", capture_output=True, timeout=timeout, env=env, cwd=task)
+            output = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
         except subprocess.TimeoutExpired as exc:
             output = (exc.stdout or b"").decode(errors="replace") + (exc.stderr or b"").decode(errors="replace")
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
             error = {"errorMessage": f"{stamp} {request_id} Task timed out after {timeout:.2f} seconds"}
             return json.dumps(error).encode(), "Unhandled", _log(request_id, function, output, started)
-    printed, _, last = output.rpartition(_MARK)
-    if not _ or failed_to_run and not last.strip():
+    printed, marked, last = output.rpartition(_MARK)
+    if not marked:  # the runner died before answering (a crash of the interpreter, os._exit in the handler)
         error = {"errorMessage": f"RequestId: {request_id} Error: Runtime exited with error", "errorType":
                  "Runtime.ExitError"}
         return json.dumps(error).encode(), "Unhandled", _log(request_id, function, output, started)

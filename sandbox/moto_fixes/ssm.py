@@ -104,7 +104,8 @@ class Automation:
                 begun = self.steps[-1]["ExecutionEndTime"] if self.steps else self.started
                 self.steps.append({"StepName": spec["name"], "Action": spec.get("action", ""),
                                    "ExecutionStartTime": begun, "StepStatus": "InProgress",
-                                   "OnFailure": spec.get("onFailure", "Abort"), "MaxAttempts": spec.get("maxAttempts", 1),
+                                   "OnFailure": spec.get("onFailure", "Abort"),
+                                   "MaxAttempts": spec.get("maxAttempts", 1),
                                    "TimeoutSeconds": spec.get("timeoutSeconds"), "StepExecutionId": str(uuid.uuid4()),
                                    "Inputs": {k: str(v) for k, v in (spec.get("inputs") or {}).items()}})
             step = self.steps[-1]
@@ -134,23 +135,10 @@ class Automation:
             payload = inputs.get("InputPayload") or {}
             result = {"Payload": payload if isinstance(payload, dict) else {}}
         elif action == "aws:executeAwsApi":
-            service, api = str(inputs.get("Service", "")).lower(), inputs.get("Api")
-            if service == "ssm" and api == "GetParameter":
-                parameter = self.backend.get_parameter(str(inputs.get("Name")))
-                if parameter is None:
-                    return f"An error occurred (ParameterNotFound) when calling the GetParameter operation: " \
-                           f"Parameter {inputs.get('Name')} not found."
-                result = {"Parameter": {"Name": parameter.name, "Value": parameter.value, "Type": parameter.type,
-                                        "Version": parameter.version}}
-            elif service == "ssm" and api == "PutParameter":
-                stored = self.backend.put_parameter(
-                    name=str(inputs["Name"]), description="", value=str(inputs["Value"]),
-                    parameter_type=str(inputs.get("Type", "String")), allowed_pattern=None, keyid=None,
-                    overwrite=bool(inputs.get("Overwrite", False)), tags=[], data_type="text", tier=None,
-                    policies=None)
-                result = {"Version": stored.version, "Tier": "Standard"}
-            else:
-                return f"the sandbox does not run aws:executeAwsApi {service}:{api}"
+            try:
+                result = self._call_api(inputs)
+            except SSMException as exc:  # as the step sees an API error: its failure, not the caller's
+                return f"An error occurred ({exc.code}) when calling the {inputs.get('Api')} operation: {exc.message}"
         elif action != "aws:sleep":
             return f"the sandbox does not run {action}"
         outputs: dict[str, list[str]] = {}
@@ -162,6 +150,23 @@ class Automation:
         if outputs:
             step["Outputs"] = outputs
         return None
+
+    def _call_api(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        service, api = str(inputs.get("Service", "")).lower(), inputs.get("Api")
+        if service == "ssm" and api == "GetParameter":
+            parameter = self.backend.get_parameter(str(inputs.get("Name")))
+            if parameter is None:
+                raise SSMException("ParameterNotFound", f"Parameter {inputs.get('Name')} not found.")
+            return {"Parameter": {"Name": parameter.name, "Value": parameter.value, "Type": parameter.parameter_type,
+                                  "Version": parameter.version}}
+        if service == "ssm" and api == "PutParameter":
+            stored = self.backend.put_parameter(
+                name=str(inputs["Name"]), description="", value=str(inputs["Value"]),
+                parameter_type=str(inputs.get("Type", "String")), allowed_pattern=None, keyid=None,
+                overwrite=str(inputs.get("Overwrite", False)).lower() == "true", tags=[], data_type="text",
+                tier=None, policies=None)
+            return {"Version": stored.version if stored is not None else None, "Tier": "Standard"}
+        raise SSMException("UnsupportedOperation", f"the sandbox does not run aws:executeAwsApi {service}:{api}")
 
     def _resolve(self, value: Any) -> Any:
         if isinstance(value, dict):
