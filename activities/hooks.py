@@ -252,8 +252,10 @@ def _lambda(ctx: Any, timeout_seconds: int) -> Any:
     if client is None:
         session = ctx.aws.session_for(account)
         config = Config(read_timeout=timeout_seconds, connect_timeout=10, retries={"total_max_attempts": 1})
-        with _lambda_lock:  # Session.client() is not thread-safe
-            client = _lambda_clients.setdefault(key, session.client("lambda", region_name=region, config=config))
+        # Session.client() is not thread-safe: hold the lock AwsClients holds around its own calls on the session.
+        with getattr(ctx.aws, "_lock", _lambda_lock), _lambda_lock:
+            client = _lambda_clients.get(key) or session.client("lambda", region_name=region, config=config)
+            _lambda_clients[key] = client
     return client
 
 

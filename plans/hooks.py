@@ -73,6 +73,8 @@ class Hook(HookModel):
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
     # fail: the layer or wave fails and what follows does not run; continue: the hook is marked failed, the run goes on.
     on_failure: Literal["fail", "continue"] = "fail"
+    # The modes it runs in (default: all). A hook that acts on production (fencing the old primary) leaves out drill.
+    modes: list[Literal["drill", "planned", "disaster", "failback"]] | None = Field(default=None, min_length=1)
     description: str = ""
 
     @model_validator(mode="after")

@@ -259,7 +259,9 @@ async def test_a_layers_pre_and_post_hooks_show_their_outputs_in_the_status(work
         {"name": "quiesce", "ssmAutomation": {"documentName": document, "parameters": {"Who": "app"}},
          "timeoutSeconds": 60}], post=[
         {"name": "smoke-test", "lambda": {"functionName": function, "payload": {"check": "health"}},
-         "timeoutSeconds": 30}])]}, name="hooks-layer")
+         "timeoutSeconds": 30},
+        {"name": "fence-old-primary", "lambda": {"functionName": function, "payload": {"fail": "not in a drill"}},
+         "modes": ["planned", "disaster"]}])]}, name="hooks-layer")
     handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
     result = await finish(handle)
     assert result.status is RunStatus.COMPLETED, result.message
@@ -273,6 +275,8 @@ async def test_a_layers_pre_and_post_hooks_show_their_outputs_in_the_status(work
     assert post.outputs["payload"]["checked"] == "health"
     assert post.outputs["payload"]["context"]["executionId"] == handle.id
     assert pre.ended_at <= work.started_at and work.ended_at <= post.started_at <= post.ended_at
+    fence = app.post_hooks[1]  # acts on production: the plan leaves it out of drills
+    assert fence.status is StepStatus.SKIPPED and not fence.runs and "not run in a drill run" in fence.message
     lines: list[str] = []
     ProgressPrinter(echo=lines.append).update(state)
     assert any(f"✔ pre-hook quiesce [ssmAutomation {document} @ {HUB_ACCOUNT}/us-west-2]" in line

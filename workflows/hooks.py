@@ -35,9 +35,13 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2
                     maximum_interval=timedelta(minutes=1), maximum_attempts=8)
 
 
-def hook_state(hook: Hook, when: str, account_id: str, region: str) -> HookState:
-    return HookState(name=hook.name, when=when, kind=hook.kind, target=hook.target, account=account_id,
-                     region=region, on_failure=hook.on_failure, timeout_seconds=hook.timeout_seconds)
+def hook_state(hook: Hook, when: str, account_id: str, region: str, mode: Mode) -> HookState:
+    state = HookState(name=hook.name, when=when, kind=hook.kind, target=hook.target, account=account_id,
+                      region=region, on_failure=hook.on_failure, timeout_seconds=hook.timeout_seconds)
+    if hook.modes is not None and mode.value not in hook.modes:
+        state.runs, state.status = False, StepStatus.SKIPPED
+        state.message = f"not run in a {mode.value} run (modes: {', '.join(hook.modes)})"
+    return state
 
 
 def layer_hook_target(plan: Plan, layer: Layer, hook: Hook) -> tuple[str, str]:
@@ -73,6 +77,8 @@ async def run_hooks(items: Sequence[tuple[Hook, ResourceCall, HookState]], id_pr
                     tasks: dict[str, asyncio.Task[None]] | None = None) -> bool:
     """Run hooks in order; False when one with onFailure "fail" failed (the rest are then SKIPPED)."""
     for index, (hook, call, state) in enumerate(items):
+        if not state.runs:
+            continue
         activity_id = f"{id_prefix}/{state.when}-hook/{hook.name}"
         task = asyncio.create_task(run_hook(hook, call, state, activity_id))
         if tasks is not None:
@@ -203,12 +209,13 @@ class WaveHooksMixin:
         for record in self._state.waves:
             for target in self._input.wave_hooks.get(record.name, []):
                 states = record.pre_hooks if target.when == "pre" else record.post_hooks
-                states.append(hook_state(target.hook, target.when, target.account.id, target.region))
+                states.append(hook_state(target.hook, target.when, target.account.id, target.region,
+                                         self._input.mode))
 
     def _wave_hooks_ready(self, record: WaveRecord) -> bool:
         """Whether the wave may start its jobs: its pre-hooks ran and none with onFailure fail failed. The first
         call starts them; the wave stays PENDING meanwhile, and their end wakes the main loop."""
-        if not record.pre_hooks:
+        if not any(h.runs for h in record.pre_hooks):
             return True
         task = self._hook_tasks.get((record.name, "pre"))
         if task is None:
@@ -224,7 +231,7 @@ class WaveHooksMixin:
 
     def _wave_launched(self, record: WaveRecord, status: WaveStatus, message: str) -> None:
         """Called instead of ending a wave whose servers launched: its post-hooks run first."""
-        if not record.post_hooks and failed_hook(record.pre_hooks, "continue") is None:
+        if not any(h.runs for h in record.post_hooks) and failed_hook(record.pre_hooks, "continue") is None:
             self._end_wave(record, status, message)
             return
         if (record.name, "post") in self._hook_tasks:
@@ -242,7 +249,7 @@ class WaveHooksMixin:
             else:
                 self._end_wave(record, status, message)
 
-        record.message = f"{message}; post-hooks running" if record.post_hooks else message
+        record.message = f"{message}; post-hooks running" if any(h.runs for h in record.post_hooks) else message
         self._hook_tasks[(record.name, "post")] = asyncio.create_task(post())
 
     async def _wave_hooks(self, record: WaveRecord, when: str) -> bool:

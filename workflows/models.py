@@ -116,6 +116,7 @@ class HookState(BaseModel):
     region: str
     on_failure: str = "fail"  # fail | continue
     timeout_seconds: int
+    runs: bool = True  # False: the plan's `modes` leave it out of this run's mode (SKIPPED from the start)
     status: StepStatus = StepStatus.PENDING
     started_at: datetime | None = None
     ended_at: datetime | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from plans.model import Hook, Layer, Plan, Resource
+from plans.model import Hook, Layer, Mode, Plan, Resource
 from workflows.models import (
     HookState,
     LayerState,
@@ -32,13 +32,14 @@ def new_state(run_input: LifecycleInput, workflow_id: str, now: datetime) -> Lif
         paused=run_input.options.start_paused,
         started_at=now,
         phases=[
-            PhaseState(phase=phase, layers=[_layer_state(plan, layer) for layer in plan.layers(phase)])
+            PhaseState(phase=phase, layers=[_layer_state(plan, layer, run_input.mode)
+                                            for layer in plan.layers(phase)])
             for phase in run_input.selected_phases()
         ],
     )
 
 
-def _layer_state(plan: Plan, layer: Layer) -> LayerState:
+def _layer_state(plan: Plan, layer: Layer, mode: Mode) -> LayerState:
     def account_id(resource: Resource) -> str:
         # The plan is re-validated by an activity after start; until then an unknown key must not crash the task.
         key = plan.account_key_for(resource)
@@ -46,7 +47,7 @@ def _layer_state(plan: Plan, layer: Layer) -> LayerState:
 
     def hook(hook: Hook, when: str) -> HookState:
         key, region = layer_hook_target(plan, layer, hook)
-        return hook_state(hook, when, plan.accounts[key].id if key in plan.accounts else key, region)
+        return hook_state(hook, when, plan.accounts[key].id if key in plan.accounts else key, region, mode)
 
     return LayerState(
         name=layer.name,
@@ -66,7 +67,7 @@ def layer_rollup(layer: LayerState) -> StepStatus:
     hooks = [*layer.pre_hooks, *layer.post_hooks]
     statuses = [rollup([r.status for r in layer.resources], tolerate_failures=layer.continue_on_error)]
     statuses += [StepStatus.PARTIAL if h.status is StepStatus.FAILED and h.on_failure == "continue" else h.status
-                 for h in hooks if h.status is not StepStatus.PENDING]  # not run yet (post-hooks): no say
+                 for h in hooks if h.runs and h.status is not StepStatus.PENDING]  # not run (yet): no say
     return rollup(statuses)
 
 
