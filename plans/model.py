@@ -214,8 +214,7 @@ def _reject_duplicates(names: list[str], what: str) -> None:
 
 
 __all__ = [
-    "Account", "Defaults", "ExternalIdSource", "Hook", "LaunchSettings", "Layer", "Mode", "PHASE_ORDER",
-    "PLAN_API_VERSION",
+    "Account", "Defaults", "ExternalIdSource", "LaunchSettings", "Layer", "Mode", "PHASE_ORDER", "PLAN_API_VERSION",
     "Phase", "PhasePlan", "Plan", "PlanModel", "ProtectionGroup", "Regions", "Resource", "ServerLaunchSettings",
     "ServerSelection",
 ]
