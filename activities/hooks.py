@@ -144,10 +144,18 @@ class SsmAutomationHook(ServiceModule):
         ctx.log.warning("hook.automation_stopped", automation=execution_id)
 
     def status(self, ctx: Any, params: SsmAutomationParameters) -> dict[str, Any]:
+        """Whether the runbook is there to run (readiness), and how its latest executions ended."""
+        kwargs = {"Name": params.document_name}
+        if params.document_version and params.document_version.isdigit():
+            kwargs["DocumentVersion"] = params.document_version
+        with aws_errors(f"DescribeDocument {params.document_name}"):
+            document = _ssm(ctx).describe_document(**kwargs)["Document"]
         with aws_errors(f"DescribeAutomationExecutions {params.document_name}"):
             found = _ssm(ctx).describe_automation_executions(
                 Filters=[{"Key": "DocumentNamePrefix", "Values": [params.document_name]}], MaxResults=5)
-        return {"recent": [{"id": e["AutomationExecutionId"], "status": e["AutomationExecutionStatus"]}
+        return {"documentStatus": document.get("Status"), "documentType": document.get("DocumentType"),
+                "documentVersion": document.get("DocumentVersion"),
+                "recent": [{"id": e["AutomationExecutionId"], "status": e["AutomationExecutionStatus"]}
                            for e in found.get("AutomationExecutionMetadataList", [])]}
 
 

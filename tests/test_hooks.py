@@ -116,6 +116,8 @@ def test_an_automation_runs_once_per_execution_and_reports_its_outputs(sandbox):
     listed = _session(APP_ACCOUNT).client("ssm", region_name=REGION).describe_automation_executions(
         Filters=[{"Key": "DocumentNamePrefix", "Values": [document]}])["AutomationExecutionMetadataList"]
     assert len(listed) == 1
+    status = hook_modules.SsmAutomationHook().status(ctx, p)
+    assert status["documentStatus"] == "Active" and status["recent"][0]["status"] == "Success"
 
 
 def test_a_failed_step_fails_the_hook_and_a_missing_document_is_named(sandbox):
