@@ -15,6 +15,7 @@ Step `onFailure` (Abort, Continue, step:<name>), `nextStep`, `isEnd`, `timeoutSe
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import uuid
@@ -107,7 +108,8 @@ class Automation:
                                    "OnFailure": spec.get("onFailure", "Abort"),
                                    "MaxAttempts": spec.get("maxAttempts", 1),
                                    "TimeoutSeconds": spec.get("timeoutSeconds"), "StepExecutionId": str(uuid.uuid4()),
-                                   "Inputs": {k: str(v) for k, v in (spec.get("inputs") or {}).items()}})
+                                   "Inputs": {k: v if isinstance(v, str) else json.dumps(v)
+                                              for k, v in (spec.get("inputs") or {}).items()}})
             step = self.steps[-1]
             took = _duration(spec, step["ExecutionStartTime"])
             limit = spec.get("timeoutSeconds")
