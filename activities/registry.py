@@ -87,6 +87,7 @@ def _load_builtin_modules() -> None:
             ecs,
             elasticache,
             eventbridge,
+            hooks,
             lambda_function,
             memorydb,
             rds,

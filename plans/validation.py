@@ -15,6 +15,7 @@ from activities import registry
 from activities.contract import PlanIssue
 from plans.drs import DRS_ACTION, DrsRecoveryParameters, find_cycle
 from plans.errors import Path, describe_errors, suggest
+from plans.hooks import LAMBDA_ACTION
 from plans.model import PHASE_ORDER, Phase, Plan
 from plans.references import Reference, find_references, under_reference
 
@@ -75,6 +76,7 @@ def _check_phase(
             issues.append(_issue((*layer_path, "name"), f"layer name {layer_name!r} is used twice in {phase_key}"))
         elif isinstance(layer_name, str):
             layer_names.add(layer_name)
+        issues += _check_hooks(layer_path, layer, account_keys)
         resources = layer.get("resources")
         for index, resource in enumerate(resources if isinstance(resources, list) else []):
             if not isinstance(resource, Mapping):
@@ -117,7 +119,32 @@ def _check_resource(
         issues += check_parameters(module.Parameters, parameters, (*path, "parameters"))
 
     issues += _account_issues(path, resource.get("account"), account_keys, ambiguous)
+    timeout = _mapping(parameters).get("timeoutSeconds")
+    if action == LAMBDA_ACTION and isinstance(timeout, int) and timeout > LAMBDA_RESOURCE_MAX_SECONDS:
+        issues.append(_issue((*path, "parameters", "timeoutSeconds"), (
+            f"as a plain resource, a Lambda invoke must answer within the start activity's "
+            f"{LAMBDA_RESOURCE_MAX_SECONDS} s; run a longer function as a preHook or postHook (up to 900 s)")))
     return issues
+
+
+# The lifecycle's start activity has 5 minutes; a hook's start is given the hook's own timeout instead.
+LAMBDA_RESOURCE_MAX_SECONDS = 240
+
+
+def _check_hooks(path: Path, step: Mapping[str, Any], account_keys: list[str] | None) -> list[PlanIssue]:
+    """The accounts the preHooks / postHooks of a layer or a wave name (their schema is the model's)."""
+    issues: list[PlanIssue] = []
+    for when in ("preHooks", "postHooks"):
+        for index, hook in enumerate(_list(step.get(when))):
+            account = _mapping(hook).get("account")
+            if isinstance(account, str) and account_keys is not None and account not in account_keys:
+                issues.append(_issue((*path, when, index, "account"), _not_an_account(account, account_keys)))
+    return issues
+
+
+def _account_keys(plan_data: Any) -> list[str] | None:
+    accounts = _mapping(plan_data).get("accounts")
+    return [str(key) for key in accounts] if isinstance(accounts, Mapping) else None
 
 
 def check_drs_parameters(
@@ -134,6 +161,8 @@ def check_drs_parameters(
         ((*path, "waves", index), wave) for index, wave in enumerate(waves) if isinstance(wave, Mapping)
     ]
     issues += _check_wave_graph(waves_at)
+    for wave_path, wave in waves_at:
+        issues += _check_hooks(wave_path, wave, _account_keys(plan_data))
     groups = _mapping(_mapping(plan_data).get("protectionGroups"))
     recovered_by = _groups_of_drs_resources_before(plan_data, phase, layer_index, resource_index)
     wave_of: dict[str, str] = {}

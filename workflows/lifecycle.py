@@ -14,6 +14,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 
+from workflows.hooks import LayerHooksMixin
 from workflows.lifecycle_callback import LifecycleCallbackMixin
 from workflows.lifecycle_control import LifecycleControlMixin
 
@@ -42,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
         StepStatus,
     )
-    from workflows.state import close, failed_resources, new_state, result_of, rollup
+    from workflows.state import close, failed_resources, layer_rollup, new_state, result_of, rollup
 
 DR_PLAN = SearchAttributeKey.for_keyword("DrPlan")
 DR_MODE = SearchAttributeKey.for_keyword("DrMode")
@@ -69,7 +70,7 @@ AWS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficie
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin):
+class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHooksMixin):
     @workflow.init
     def __init__(self, input: LifecycleInput) -> None:
         self._input = input
@@ -149,6 +150,9 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin):
     async def _run_layer(self, phase: Phase, layer: Layer, layer_state: LayerState) -> None:
         layer_state.status = StepStatus.RUNNING
         layer_state.started_at = workflow.now()
+        if layer.pre_hooks and not await self._run_layer_hooks(phase, layer, layer_state, "pre"):
+            layer_state.status, layer_state.ended_at = layer_rollup(layer_state), workflow.now()
+            return  # failed or cancelled: its resources never start (SKIPPED when the run closes)
         limit = self._input.options.max_parallel_resources or self._input.plan.defaults.max_parallel_resources
         slots = asyncio.Semaphore(limit)
 
@@ -178,8 +182,12 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin):
 
         await asyncio.gather(*(one(r, s) for r, s in zip(layer.resources, layer_state.resources, strict=True)))
         layer_state.ended_at = workflow.now()
-        layer_state.status = rollup([r.status for r in layer_state.resources],
-                                    tolerate_failures=layer.continue_on_error)
+        layer_state.status = layer_rollup(layer_state)
+        if layer.post_hooks and layer_state.status in (StepStatus.SUCCEEDED, StepStatus.PARTIAL) \
+                and await self._boundary():
+            await self._run_layer_hooks(phase, layer, layer_state, "post")
+            layer_state.ended_at = workflow.now()
+            layer_state.status = layer_rollup(layer_state)
 
     async def _run_resource(self, phase: Phase, layer: Layer, resource: Resource, state: ResourceState) -> None:
         plan = self._input.plan

@@ -107,6 +107,28 @@ class ResourceState(BaseModel):
     handle: dict[str, Any] = Field(default_factory=dict)
 
 
+class HookState(BaseModel):
+    """One pre- or post-hook of a layer or a DRS wave (plans.hooks), as the status shows it."""
+
+    name: str
+    when: str  # pre | post
+    kind: str  # ssmAutomation | lambda
+    target: str  # the document or function, with its version or qualifier
+    account: str
+    region: str
+    on_failure: str = "fail"  # fail | continue
+    timeout_seconds: int
+    runs: bool = True  # False: the plan's `modes` leave it out of this run's mode (SKIPPED from the start)
+    status: StepStatus = StepStatus.PENDING
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    message: str = ""
+    error: str | None = None
+    error_type: str | None = None
+    outputs: dict[str, Any] = Field(default_factory=dict)  # automation outputs / Lambda payload, clipped
+    handle: dict[str, Any] = Field(default_factory=dict)
+
+
 class LayerState(BaseModel):
     name: str
     status: StepStatus = StepStatus.PENDING
@@ -114,6 +136,8 @@ class LayerState(BaseModel):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     resources: list[ResourceState]
+    pre_hooks: list[HookState] = Field(default_factory=list)
+    post_hooks: list[HookState] = Field(default_factory=list)
 
 
 class PhaseState(BaseModel):
