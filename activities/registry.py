@@ -78,7 +78,7 @@ def _load_builtin_modules() -> None:
     # test may) registers it alone, and the others must still be loaded.
     global _builtins_loaded
     if not _builtins_loaded:
-        from activities import control, drs, ecs, rds, route53  # noqa: F401
+        from activities import control, drs, ecs, opensearch, rds, route53  # noqa: F401
 
         _builtins_loaded = True
 

@@ -20,6 +20,7 @@ from sandbox.admin import PREFIX as ADMIN_PREFIX
 from sandbox.admin import AdminApp
 from sandbox.drs.app import DrsApp
 from sandbox.drs.models import drs_world, reset_world
+from sandbox.opensearch import OpenSearchApp, is_domain_host
 
 log = structlog.get_logger("sandbox")
 
@@ -43,10 +44,14 @@ class SandboxApp:
         reset_world(time_scale=time_scale, seed=seed)
         self.emulators: dict[str, WsgiApp] = {"drs": DrsApp(), **(emulators or {})}
         self.admin = AdminApp(base_url or (lambda: "http://127.0.0.1"))
+        self.opensearch_domains = OpenSearchApp()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").startswith(ADMIN_PREFIX):
             return self.admin(environ, start_response)
+        # A domain's own REST API is signed for `es` like the control plane: its endpoint in Host tells them apart.
+        if is_domain_host(environ.get("HTTP_HOST", "")):
+            return self.opensearch_domains(environ, start_response)
         # DRS time moves on whatever is asked: a client that started a job and polls only EC2 must still see the
         # recovery instances appear, as it would on AWS.
         drs_world().advance()
