@@ -2,7 +2,9 @@
 
 `snapshotRestore`: the recovery domain restores indices from a manual snapshot in a registered S3 repository. A drill
 restores them under names prefixed per execution (`dr-drill-<suffix>-<index>`, without their aliases), so nothing
-production reads changes, and CLEANUP deletes exactly those indices. A real failover restores under the real names.
+production reads changes, and CLEANUP deletes exactly those indices. A real failover restores under the real names;
+planned (and failback), given the primary domain, first snapshots the primary so the restore loses nothing, while
+disaster restores the existing snapshot (the primary may be gone).
 
 `replication`: the recovery domain follows the primary's indices by cross-cluster replication; a real failover stops
 replication on the listed follower indices, which makes them ordinary writable indices. Planned (and failback) waits
@@ -21,9 +23,9 @@ from pydantic import Field, model_validator
 
 from activities import opensearch_replication as replication
 from activities import opensearch_snapshot as snapshot
-from activities.aws import aws_errors, fatal
+from activities.aws import fatal
 from activities.contract import Operation
-from activities.opensearch_rest import DomainRest, wait
+from activities.opensearch_rest import busy, describe, rest_for, wait
 from activities.registry import ModuleParameters, ServiceModule, register
 from plans.model import Phase
 
@@ -40,6 +42,10 @@ class OpenSearchDomainParameters(ModuleParameters):
     # snapshotRestore, real failover: an open index of the same name that this restore did not create is refused,
     # unless this allows closing it and restoring over it.
     replace_existing: bool = False
+    # snapshotRestore, planned failover and failback: the primary-region domain. ACTIVATE first snapshots it into
+    # the repository of the same name registered there, then restores that snapshot, so nothing written before the
+    # switch is lost. Disaster (the primary may be gone) and drills use the existing snapshot.
+    primary_domain_name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{2,27}$")
     # replication drill: fail when a follower is more than this many operations behind its leader.
     max_lag_operations: int | None = Field(default=None, ge=0)
 
@@ -70,10 +76,10 @@ class OpenSearchDomain(ServiceModule):
         return self._step(ctx, params, handle)
 
     def status(self, ctx: Any, params: OpenSearchDomainParameters) -> dict[str, Any]:
-        status = describe(ctx, params.domain_name)
+        status = describe(ctx, params.domain_name, ctx.recovery_region)
         report: dict[str, Any] = {"domain": params.domain_name, "processing": busy(status),
                                   "engineVersion": status.get("EngineVersion")}
-        rest = rest_for(ctx, params.domain_name, status)
+        rest = rest_for(ctx, params.domain_name, status, ctx.recovery_region)
         if params.method == "replication":
             report["followers"] = replication.followers(rest, params.indices)
         else:
@@ -82,13 +88,13 @@ class OpenSearchDomain(ServiceModule):
 
     def _step(self, ctx: Any, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
         phase = ctx.call.phase
-        status = describe(ctx, params.domain_name)
+        status = describe(ctx, params.domain_name, ctx.recovery_region)
         if phase is Phase.INSTANTIATE and busy(status):
             # A configuration change or upgrade in progress (blue/green): restores and stops wait until it is over.
             return wait(f"domain {params.domain_name} is processing a change; waiting", handle)
         if phase is Phase.REPLICATE:
             return Operation(done=True, message=_REPLICATE_NOTE[params.method])
-        rest = rest_for(ctx, params.domain_name, status)
+        rest = rest_for(ctx, params.domain_name, status, ctx.recovery_region)
         methods = snapshot if params.method == "snapshotRestore" else replication
         if phase is Phase.INSTANTIATE:
             return methods.preflight(ctx, params, rest)
@@ -105,23 +111,3 @@ _REPLICATE_NOTE = {
     "replication": "replication back is not started by this module: it needs a connection from the old primary "
                    "domain and follower indices that do not exist there yet",
 }
-
-
-def describe(ctx: Any, name: str) -> dict[str, Any]:
-    region = ctx.recovery_region
-    with aws_errors(f"DescribeDomain {name} in {region}"):
-        status = ctx.client("opensearch", region=region).describe_domain(DomainName=name)["DomainStatus"]
-    if status.get("Deleted"):
-        raise fatal(f"OpenSearch domain {name} in {region} is being deleted", "DomainDeleted")
-    return dict(status)
-
-
-def busy(status: dict[str, Any]) -> bool:
-    return bool(status.get("Processing") or status.get("UpgradeProcessing"))
-
-
-def rest_for(ctx: Any, name: str, status: dict[str, Any]) -> DomainRest:
-    endpoint = status.get("Endpoint") or (status.get("Endpoints") or {}).get("vpc")
-    if not endpoint:
-        raise fatal(f"OpenSearch domain {name} has no endpoint yet (still being created?)", "DomainNotReady")
-    return DomainRest(ctx, name, endpoint, ctx.recovery_region)

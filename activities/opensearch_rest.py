@@ -16,7 +16,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.httpsession import URLLib3Session
 
-from activities.aws import fatal
+from activities.aws import aws_errors, fatal
 from activities.contract import Operation
 
 POLL_SECONDS = 10.0
@@ -103,3 +103,22 @@ class DomainRest:
 def wait(message: str, handle: dict[str, Any], outputs: dict[str, Any] | None = None) -> Operation:
     return Operation(done=False, handle=handle, outputs=outputs or {}, message=message,
                      poll_interval_seconds=POLL_SECONDS)
+
+
+def describe(ctx: Any, name: str, region: str) -> dict[str, Any]:
+    with aws_errors(f"DescribeDomain {name} in {region}"):
+        status = ctx.client("opensearch", region=region).describe_domain(DomainName=name)["DomainStatus"]
+    if status.get("Deleted"):
+        raise fatal(f"OpenSearch domain {name} in {region} is being deleted", "DomainDeleted")
+    return dict(status)
+
+
+def busy(status: dict[str, Any]) -> bool:
+    return bool(status.get("Processing") or status.get("UpgradeProcessing"))
+
+
+def rest_for(ctx: Any, name: str, status: dict[str, Any], region: str) -> DomainRest:
+    endpoint = status.get("Endpoint") or (status.get("Endpoints") or {}).get("vpc")
+    if not endpoint:
+        raise fatal(f"OpenSearch domain {name} has no endpoint yet (still being created?)", "DomainNotReady")
+    return DomainRest(ctx, name, endpoint, region)

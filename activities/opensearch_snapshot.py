@@ -15,7 +15,15 @@ from typing import Any
 
 from activities.aws import fatal
 from activities.contract import Operation
-from activities.opensearch_rest import DomainRest, error_reason, error_type, wait
+from activities.opensearch_rest import (
+    DomainRest,
+    describe,
+    error_reason,
+    error_type,
+    rest_for,
+    wait,
+)
+from plans.model import Mode
 
 # Index names per request: a comma-joined list in the URL must stay well under the usual 4 KB line limit.
 _CHUNK = 40
@@ -30,6 +38,12 @@ def preflight(ctx: Any, params: Any, rest: DomainRest) -> Operation:
     sources = _selected(snap, params)
     outputs: dict[str, Any] = {"repository": params.repository, "snapshot": snap["snapshot"],
                                "snapshotEnd": snap.get("end_time"), "indices": sources}
+    if _fresh_wanted(ctx, params):
+        primary = _primary_rest(ctx, params)
+        if primary.call("GET", f"_snapshot/{params.repository}")[0] == 404:
+            raise fatal(f"snapshot repository {params.repository} is not registered on the primary domain "
+                        f"{primary.domain}", "RepositoryNotFound")
+        outputs["snapshotFirst"] = primary.domain
     if not ctx.is_drill:
         foreign = _foreign_open(rest, params, snap["snapshot"], sources)
         if foreign and not params.replace_existing:
@@ -41,7 +55,13 @@ def preflight(ctx: Any, params: Any, rest: DomainRest) -> Operation:
 
 
 def activate(ctx: Any, params: Any, rest: DomainRest, handle: dict[str, Any]) -> Operation:
-    snap = _snapshot(rest, params, handle.get("snapshot") or params.snapshot)
+    chosen = handle.get("snapshot") or params.snapshot
+    if _fresh_wanted(ctx, params):
+        fresh = _fresh_snapshot(ctx, params, rest)
+        if isinstance(fresh, Operation):
+            return fresh
+        chosen = fresh
+    snap = _snapshot(rest, params, chosen)
     name, repo = snap["snapshot"], params.repository
     prefix = drill_prefix(ctx) if ctx.is_drill else ""
     targets = {source: prefix + source for source in _selected(snap, params)}
@@ -102,6 +122,48 @@ def newest(rest: DomainRest, params: Any) -> dict[str, Any]:
     snap = _snapshot(rest, params, params.snapshot)
     return {"name": snap["snapshot"], "state": snap["state"], "end": snap.get("end_time"),
             "indices": len(snap.get("indices", []))}
+
+
+def _fresh_wanted(ctx: Any, params: Any) -> bool:
+    return bool(params.primary_domain_name) and not ctx.is_drill and ctx.mode is not Mode.DISASTER
+
+
+def _primary_rest(ctx: Any, params: Any) -> DomainRest:
+    name = params.primary_domain_name
+    return rest_for(ctx, name, describe(ctx, name, ctx.primary_region), ctx.primary_region)
+
+
+def _fresh_snapshot(ctx: Any, params: Any, rest: DomainRest) -> str | Operation:
+    """Planned failover: the primary's snapshot taken now, once it is complete and the recovery domain sees it."""
+    repo, name = params.repository, f"dr-failover-{ctx.drill_suffix()}"
+    primary = _primary_rest(ctx, params)
+    handle = {"freshSnapshot": name}
+    status, data = primary.call("GET", f"_snapshot/{repo}/{name}")
+    if status == 404 and error_type(data) == "snapshot_missing_exception":
+        body = {"indices": ",".join(params.indices) or "*,-.*", "include_global_state": False}
+        status, data = primary.call("PUT", f"_snapshot/{repo}/{name}", body)
+        # 400 invalid_snapshot_name_exception: an earlier attempt's snapshot of this name got there first.
+        if status != 200 and error_type(data) != "invalid_snapshot_name_exception":
+            raise fatal(f"snapshot {repo}:{name} of {primary.domain}: {status} {error_reason(data)}",
+                        error_type(data) or f"Http{status}")
+        ctx.log.info("opensearch.primary_snapshot_requested", domain=primary.domain, snapshot=f"{repo}:{name}")
+        return wait(f"snapshotting the primary domain {primary.domain} as {repo}:{name}", handle)
+    if status == 404:
+        raise fatal(f"snapshot repository {repo} is not registered on the primary domain {primary.domain}",
+                    "RepositoryNotFound")
+    if status != 200:
+        raise fatal(f"GET _snapshot/{repo}/{name} on {primary.domain}: {status} {error_reason(data)}",
+                    error_type(data) or f"Http{status}")
+    state = data["snapshots"][0].get("state")
+    if state == "IN_PROGRESS":
+        return wait(f"snapshot {repo}:{name} of {primary.domain} in progress", handle)
+    if state != "SUCCESS":
+        raise fatal(f"snapshot {repo}:{name} of {primary.domain} is {state}", "SnapshotNotUsable")
+    # The recovery domain reads the repository through its own registration (a replicated bucket, maybe): the
+    # snapshot may reach it a little later.
+    if rest.call("GET", f"_snapshot/{repo}/{name}")[0] == 404:
+        return wait(f"snapshot {repo}:{name} not yet visible to {rest.domain}", handle)
+    return name
 
 
 # --- helpers --------------------------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ def test_drill_restores_renamed_copies_and_cleanup_deletes_exactly_them(sandbox)
     params = _restore(recovery, snapshot="snap-1")
     ctx, steps = _run(params, Mode.DRILL, Phase.INSTANTIATE)
     assert steps[-1].outputs["indices"] == ["customers", "orders"]
+    assert module.status(ctx, module.Parameters.model_validate(params))["snapshot"]["name"] == "snap-1"
 
     ctx, steps = _run(params, Mode.DRILL, Phase.ACTIVATE, ctx)
     assert len(steps) > 1  # the restored copies were red for a while, and the module waited for green
@@ -105,11 +106,35 @@ def test_real_restore_refuses_an_index_it_did_not_create_unless_allowed_to_repla
         assert recovery.indices()["orders"]["uuid"] == uuid
 
 
+@pytest.mark.parametrize("mode", [Mode.PLANNED, Mode.DISASTER, Mode.DRILL])
+def test_planned_restore_snapshots_the_primary_first_disaster_and_drill_do_not(sandbox, mode):
+    primary, recovery, _ = seed(unique(f"fresh-{mode.value}"))
+    primary.index_docs("orders", 4)  # written after snap-1
+    params = _restore(recovery, snapshot="snap-1", indices=["orders"], primaryDomainName=primary.name)
+    ctx, steps = _run(params, mode, Phase.INSTANTIATE)
+    assert ("snapshotFirst" in steps[-1].outputs) is (mode is Mode.PLANNED)
+    ctx, steps = _run(params, mode, Phase.ACTIVATE, ctx)
+    fresh = f"dr-failover-{ctx.drill_suffix()}"
+    snapshots = [s["snapshot"] for s in primary.ok("GET", "_snapshot/dr-snapshots/_all")["snapshots"]]
+    restored = f"dr-drill-{ctx.drill_suffix()}-orders" if mode is Mode.DRILL else "orders"
+    docs = recovery.indices()[restored]["docs.count"]
+    if mode is Mode.PLANNED:
+        assert steps[-1].outputs["snapshot"] == fresh and docs == "9" and fresh in snapshots
+        assert "snapshotting the primary" in steps[0].message
+        _, again = _run(params, mode, Phase.ACTIVATE, ctx)  # retried: the same snapshot, no second one
+        assert again[-1].done and len(again) == 1
+        assert len(primary.ok("GET", "_snapshot/dr-snapshots/_all")["snapshots"]) == len(snapshots)
+    else:
+        assert steps[-1].outputs["snapshot"] == "snap-1" and docs == "5" and fresh not in snapshots
+
+
 def test_drill_checks_followers_without_stopping_replication(sandbox, replication_lag):
     primary, recovery, _ = seed(unique("fdrill"))
     ctx, steps = _run(_follow(recovery), Mode.DRILL, Phase.ACTIVATE)
     report = steps[-1].outputs["followers"]["events"]
     assert report["status"] == "SYNCING" and report["leader"] == "primary:events"
+    live = module.status(ctx, module.Parameters.model_validate(_follow(recovery)))
+    assert live["followers"]["events"]["status"] == "SYNCING" and live["processing"] is False
     assert recovery.replication("events")["status"] == "SYNCING"
     _run(_follow(recovery), Mode.DRILL, Phase.CLEANUP, ctx)
     assert recovery.replication("events")["status"] == "SYNCING"

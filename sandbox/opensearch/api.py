@@ -234,12 +234,17 @@ def get_repository(state: DomainState, repo: str) -> Result:
 
 def _snapshot_view(snapshot: Snapshot) -> dict[str, Any]:
     total = sum(i.shards for i in snapshot.indices.values())
-    return {"snapshot": snapshot.name, "uuid": snapshot.uuid, "version_id": 136327827, "version": "2.11.0",
+    view = {"snapshot": snapshot.name, "uuid": snapshot.uuid, "version_id": 136327827, "version": "2.11.0",
             "indices": sorted(snapshot.indices), "data_streams": [], "include_global_state": True,
             "state": snapshot.state, "start_time": _millis_iso(snapshot.start_ms),
             "start_time_in_millis": snapshot.start_ms, "end_time": _millis_iso(snapshot.end_ms),
             "end_time_in_millis": snapshot.end_ms, "duration_in_millis": snapshot.end_ms - snapshot.start_ms,
             "failures": [], "shards": _shards(total)}
+    if snapshot.state == "IN_PROGRESS":
+        # An unfinished snapshot has no end yet, nor a shard tally.
+        view.update(end_time_in_millis=0, duration_in_millis=0, shards={"total": 0, "failed": 0, "successful": 0})
+        del view["end_time"]
+    return view
 
 
 def create_snapshot(state: DomainState, repo: str, name: str, body: dict[str, Any],
@@ -254,6 +259,9 @@ def create_snapshot(state: DomainState, repo: str, name: str, body: dict[str, An
     snapshot = Snapshot(name=name, start_ms=now, end_ms=now + 1, indices={
         n: SnapshotIndex(state.indices[n].shards, state.indices[n].replicas, state.indices[n].docs) for n in names})
     snapshots[name] = snapshot
+    if query.get("wait_for_completion") != "true":
+        snapshot.ready_at = time.monotonic() + TIMING.snapshot_seconds
+        snapshot.end_ms = now + int(TIMING.snapshot_seconds * 1000)
     if query.get("wait_for_completion") == "true":
         return 200, {"snapshot": _snapshot_view(snapshot)}
     return 200, {"accepted": True}
@@ -278,6 +286,8 @@ def restore(state: DomainState, repo: str, name: str, body: dict[str, Any]) -> R
     if snapshot is None:
         raise OsError(404, "snapshot_missing_exception", f"[{repo}:{name}] is missing")
     where = f"[{repo}:{name}/{snapshot.uuid}]"
+    if snapshot.state != "SUCCESS":
+        raise OsError(500, "snapshot_restore_exception", f"{where} unsupported snapshot state [{snapshot.state}]")
     expression = body.get("indices", "_all")
     wanted = expression if isinstance(expression, list) else [p for p in expression.split(",") if p]
     names: list[str] = []

@@ -23,6 +23,7 @@ class Timing:
     restore_seconds: float = 0.3
     replication_lag_seconds: float = 0.2
     bootstrap_seconds: float = 0.1
+    snapshot_seconds: float = 0.2  # a snapshot taken without wait_for_completion is IN_PROGRESS this long
 
 
 TIMING = Timing()
@@ -96,7 +97,11 @@ class Snapshot:
     start_ms: int
     end_ms: int
     uuid: str = field(default_factory=lambda: uuid.uuid4().hex[:22])
-    state: str = "SUCCESS"
+    ready_at: float = 0.0  # monotonic time the snapshot completes
+
+    @property
+    def state(self) -> str:
+        return "SUCCESS" if time.monotonic() >= self.ready_at else "IN_PROGRESS"
 
 
 @dataclass
@@ -145,7 +150,11 @@ def resolve(state: DomainState, expression: str, *, allow_missing: bool = False)
     """Index names for a comma-separated expression with `*` wildcards and `_all`, as the REST API resolves them."""
     names: list[str] = []
     for part in (p for p in expression.split(",") if p):
-        if part in ("_all", "*"):
+        if part.startswith("-") and names:
+            # An exclusion removes what the parts before it matched ("*,-.*").
+            excluded = set(resolve(state, part[1:], allow_missing=True))
+            names = [n for n in names if n not in excluded]
+        elif part in ("_all", "*"):
             names.extend(sorted(n for n in state.indices if not n.startswith(".")))
         elif "*" in part:
             pattern = re.compile("^" + re.escape(part).replace(r"\*", ".*") + "$")

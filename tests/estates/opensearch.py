@@ -105,7 +105,8 @@ def build(prefix: str) -> Estate:
     resources = [
         {"name": restore, "action": "opensearch.domain",
          "parameters": {"domainName": recovery.name, "method": "snapshotRestore", "repository": "dr-snapshots",
-                        "snapshot": "snap-1", "indices": ["orders", "customers"]}},
+                        "snapshot": "snap-1", "indices": ["orders", "customers"],
+                        "primaryDomainName": primary.name}},
         {"name": promote, "action": "opensearch.domain",
          "parameters": {"domainName": recovery.name, "method": "replication", "indices": ["events"],
                         "maxLagOperations": 100}},
