@@ -2,9 +2,9 @@
 
 `POST _plugins/_replication/<index>/_stop` turns a follower into an ordinary index for good (replication cannot be
 resumed), so a drill never calls it. The replication status API is the state machine's input: SYNCING (with the
-leader's and the follower's checkpoints), BOOTSTRAPPING, PAUSED, or REPLICATION NOT IN PROGRESS once stopped. A
-stopped follower is writable when the replication plugin has lifted its write block, which `_cluster/state/blocks`
-shows.
+leader's and the follower's checkpoints), BOOTSTRAPING (the plugin's spelling), PAUSED, FAILED, or REPLICATION NOT IN
+PROGRESS, which it also answers for an index that does not exist: existence is checked in `_cat/indices`. A stopped
+follower is writable once the plugin has lifted its write block (id 1000), which `_cluster/state/blocks` shows.
 """
 
 from __future__ import annotations
@@ -17,16 +17,20 @@ from activities.opensearch_rest import DomainRest, error_reason, error_type, wai
 from plans.model import Mode
 
 NOT_REPLICATING = "REPLICATION NOT IN PROGRESS"
-_RUNNING = ("SYNCING", "BOOTSTRAPPING")
+_BOOTSTRAPPING = ("BOOTSTRAPING", "BOOTSTRAPPING")  # the plugin's spelling, and the dictionary's in case it is fixed
+_RUNNING = ("SYNCING", *_BOOTSTRAPPING)
 
 
 def followers(rest: DomainRest, indices: list[str]) -> dict[str, dict[str, Any]]:
     """Each follower's replication status and lag (in operations), as the recovery domain reports them."""
+    present = {row["index"] for row in rest.expect("GET", "_cat/indices", query={"format": "json", "h": "index"})}
+    missing = [index for index in indices if index not in present]
+    if missing:
+        raise fatal(f"follower indices {', '.join(missing)} not found on OpenSearch domain {rest.domain}",
+                    "IndexNotFound")
     report: dict[str, dict[str, Any]] = {}
     for index in indices:
         status, data = rest.call("GET", f"_plugins/_replication/{index}/_status")
-        if status == 404:
-            raise fatal(f"follower index {index} not found on OpenSearch domain {rest.domain}", "IndexNotFound")
         if status != 200:
             raise fatal(f"replication status of {index} on {rest.domain}: {status} {error_reason(data)}",
                         error_type(data) or f"Http{status}")
@@ -64,11 +68,11 @@ def activate(ctx: Any, params: Any, rest: DomainRest, handle: dict[str, Any]) ->
     for index, state in report.items():
         if state["status"] == NOT_REPLICATING:
             continue
-        if graceful and state["status"] == "PAUSED":
-            raise fatal(f"replication of {index} on {rest.domain} is paused ({state['reason']}): a planned "
-                        "failover cannot prove it lost nothing; resume it, or fail over in disaster mode",
-                        "ReplicationPaused")
-        if graceful and (state["status"] == "BOOTSTRAPPING" or state["lagOperations"]):
+        if graceful and state["status"] not in _RUNNING:
+            raise fatal(f"replication of {index} on {rest.domain} is {state['status']} ({state['reason']}): a "
+                        "planned failover cannot prove it lost nothing; resume it, or fail over in disaster mode",
+                        "ReplicationPaused" if state["status"] == "PAUSED" else "ReplicationFailed")
+        if graceful and (state["status"] in _BOOTSTRAPPING or state["lagOperations"]):
             # Planned: stop only once the follower holds everything the leader acknowledged.
             behind[index] = state["lagOperations"]
             continue
@@ -95,7 +99,7 @@ def _verify(params: Any, rest: DomainRest, report: dict[str, dict[str, Any]]) ->
     idle = [f"{i} ({r['status']}: {r['reason']})" for i, r in report.items() if r["status"] not in _RUNNING]
     if idle:
         raise fatal(f"followers on {rest.domain} not replicating: {', '.join(idle)}", "ReplicationNotRunning")
-    booting = [i for i, r in report.items() if r["status"] == "BOOTSTRAPPING"]
+    booting = [i for i, r in report.items() if r["status"] in _BOOTSTRAPPING]
     if booting:
         return wait(f"followers still bootstrapping: {', '.join(booting)}", {}, {"followers": report})
     limit = params.max_lag_operations

@@ -226,11 +226,15 @@ def _existing(rest: DomainRest, names: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _origins(rest: DomainRest, names: list[str]) -> dict[str, tuple[str, str, str]]:
-    """Where each (open) index was recovered from: ("snapshot", repository, snapshot) for a restore."""
+    """Where each (open) index was restored from: ("snapshot", repository, snapshot), from its primary shards'
+    recovery rows (replica copies recover from their primary: type "peer")."""
     found: dict[str, tuple[str, str, str]] = {}
+    columns = "index,type,repository,snapshot"
     for chunk in _chunks(names):
-        for row in rest.expect("GET", f"_cat/recovery/{','.join(chunk)}", query={"format": "json"}):
-            found.setdefault(row["index"], (row.get("type", ""), row.get("repository", ""), row.get("snapshot", "")))
+        rows = rest.expect("GET", f"_cat/recovery/{','.join(chunk)}", query={"format": "json", "h": columns})
+        for row in rows:
+            if row.get("type") == "snapshot":
+                found.setdefault(row["index"], ("snapshot", row.get("repository", ""), row.get("snapshot", "")))
     return found
 
 

@@ -168,11 +168,19 @@ def cluster_blocks(state: DomainState, expression: str | None) -> Result:
             found["8"] = {"description": "index write (api)", "retryable": False, "levels": ["write"]}
         if index.follow is not None:
             found["1000"] = {"description": "index read-only(cross-cluster-replication)", "retryable": False,
-                             "levels": ["write"]}
+                             "levels": ["write", "metadata_write"]}
         if found:
             blocks[name] = found
     return 200, {"cluster_name": f"{state.account}:{state.name}",
                  "cluster_uuid": state.name, "blocks": {"indices": blocks} if blocks else {}}
+
+
+def cat_columns(rows: list[dict[str, Any]], query: dict[str, str]) -> list[dict[str, Any]]:
+    """The `h` parameter of the cat APIs: only the named columns, in that order."""
+    if not query.get("h"):
+        return rows
+    columns = query["h"].split(",")
+    return [{c: row.get(c) for c in columns} for row in rows]
 
 
 def cat_indices(state: DomainState, expression: str | None) -> Result:
@@ -192,8 +200,9 @@ def cat_recovery(state: DomainState, expression: str | None) -> Result:
     rows = []
     for name in names:
         i = state.indices[name]
-        for shard in range(i.shards):
-            rec = i.recovery
+        for shard, copy in ((s, c) for s in range(i.shards) for c in range(1 + i.replicas)):
+            # The primary copy recovers from the source (store, snapshot); each replica copies its primary.
+            rec = i.recovery if copy == 0 else {"type": "peer"}
             done = i.ready()
             rows.append({"index": name, "shard": str(shard), "time": "250ms", "type": rec["type"],
                          "stage": "done" if done else "index", "source_host": "n/a", "source_node": "n/a",
@@ -358,9 +367,8 @@ def start_replication(state: DomainState, name: str, body: dict[str, Any]) -> Re
 
 def replication_status(state: DomainState, name: str) -> Result:
     index = state.indices.get(name)
-    if index is None:
-        raise index_not_found(name)
-    if index.follow is None:
+    # The plugin answers this for an index it does not replicate, whether or not the index exists.
+    if index is None or index.follow is None:
         return 200, {"status": "REPLICATION NOT IN PROGRESS"}
     leader_cp, follower_cp, paused = follower_checkpoint(index)
     base = {"leader_alias": index.follow.leader_alias, "leader_index": index.follow.leader_index,
@@ -368,7 +376,8 @@ def replication_status(state: DomainState, name: str) -> Result:
     if paused:
         return 200, {"status": "PAUSED", "reason": paused, **base}
     if not index.ready():
-        return 200, {"status": "BOOTSTRAPPING", "reason": "User initiated", **base}
+        # Sic: the plugin spells it with one P.
+        return 200, {"status": "BOOTSTRAPING", "reason": "User initiated", **base}
     return 200, {"status": "SYNCING", "reason": "User initiated", **base,
                  "syncing_details": {"leader_checkpoint": leader_cp, "follower_checkpoint": follower_cp,
                                      "seq_no": follower_cp + 1}}

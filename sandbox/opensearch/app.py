@@ -99,11 +99,9 @@ def _route(state: Any, method: str, parts: list[str], query: dict[str, str], bod
             return api.cluster_health(state, arg, query)
         if parts[1] == "state" and n >= 3 and parts[2] == "blocks":
             return api.cluster_blocks(state, parts[3] if n > 3 else None)
-    if head == "_cat" and n >= 2 and method == "GET":
-        if parts[1] == "indices":
-            return api.cat_indices(state, arg)
-        if parts[1] == "recovery":
-            return api.cat_recovery(state, arg)
+    if head == "_cat" and n >= 2 and method == "GET" and parts[1] in ("indices", "recovery"):
+        status, rows = api.cat_indices(state, arg) if parts[1] == "indices" else api.cat_recovery(state, arg)
+        return status, api.cat_columns(rows, query)
     if head == "_snapshot" and n >= 2:
         repo = parts[1]
         if n == 2:

@@ -25,7 +25,7 @@ from tests.estates import Estate
 PRIMARY, RECOVERY = "us-east-1", "us-west-2"
 ROLE_ARN = f"arn:aws:iam::{APP_ACCOUNT}:role/opensearch-snapshots"
 _http = URLLib3Session()
-_FOLLOWING = ("BOOTSTRAPPING", "SYNCING")
+_FOLLOWING = ("BOOTSTRAPING", "SYNCING")  # sic: the plugin spells it so
 
 
 class Domain:
