@@ -253,3 +253,20 @@ def test_estate_resources_through_every_phase(sandbox, mode):
                 parsed = module.Parameters.model_validate(resource["parameters"])
             drive(module, with_phase(ctxs[name], phase), parsed, max_polls=2000)
         built.check(phase, mode)
+
+
+async def test_a_drill_plan_runs_through_the_workflow(worker):
+    """The module as the runtime drives it: parameters validated from the plan, start and wait activities."""
+    from tests.conftest import APP_ACCOUNT
+    from tests.lifecycle_helpers import finish, make_plan, start_run
+    from workflows.models import RunStatus
+
+    built = estate.build(unique("wf"))
+    resources = [{**r, "account": "app"} for r in built.resources]
+    layers = {phase.value: [{"name": "search", "approvalRequired": False, "resources": resources}]
+              for phase in PHASES}
+    accounts = {"hub": {"id": "123456789012"}, "app": {"id": APP_ACCOUNT, "roleName": "dr-orchestrator"}}
+    plan = make_plan(layers, name=unique("os-drill"), accounts=accounts)
+    result = await finish(await start_run(worker.client, worker.task_queue, plan, Mode.DRILL))
+    assert result.status is RunStatus.COMPLETED and not result.failed_resources, result
+    built.check(Phase.REPLICATE, Mode.DRILL)
