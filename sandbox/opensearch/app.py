@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, unquote
 
 import structlog
 
-from sandbox.opensearch import api
+from sandbox.opensearch import api, replication
 from sandbox.opensearch.state import OsError, domain_state
 
 log = structlog.get_logger("sandbox.opensearch")
@@ -118,11 +118,11 @@ def _route(state: Any, method: str, parts: list[str], query: dict[str, str], bod
     if head == "_plugins" and n == 4 and parts[1] == "_replication":
         index, verb = parts[2], parts[3]
         if verb == "_start" and method == "PUT":
-            return api.start_replication(state, index, body)
+            return replication.start_replication(state, index, body)
         if verb == "_stop" and method == "POST":
-            return api.stop_replication(state, index)
+            return replication.stop_replication(state, index)
         if verb == "_status" and method == "GET":
-            return api.replication_status(state, index)
+            return replication.replication_status(state, index)
     if head and not head.startswith("_"):
         verb = parts[1] if n > 1 else None
         if n == 1 and method == "PUT":
