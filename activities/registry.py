@@ -90,6 +90,7 @@ def _load_builtin_modules() -> None:
             hooks,
             lambda_function,
             memorydb,
+            opensearch,
             rds,
             route53,
             route53_health,
