@@ -16,6 +16,9 @@ VALIDATE_PLAN = "dr.plan.validate"
 RESOURCE_START = "dr.resource.start"
 RESOURCE_WAIT = "dr.resource.wait"
 RESOURCE_STATUS = "dr.resource.status"
+# Resolves a resource's `!Import` / `resolve:ssm:` references just before it starts; takes a ResourceCall and returns
+# the Resource with the values in place. Only resources with references call it.
+RESOURCE_RESOLVE = "dr.resource.resolve"
 
 
 class ResourceCall(BaseModel):

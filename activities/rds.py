@@ -172,6 +172,11 @@ def _drill_copy(ctx: Any, params: RdsReadReplicaParameters) -> Operation:
         restore["VpcSecurityGroupIds"] = [g["VpcSecurityGroupId"] for g in replica["VpcSecurityGroups"]]
     if replica.get("DBParameterGroups"):
         restore["DBParameterGroupName"] = replica["DBParameterGroups"][0]["DBParameterGroupName"]
+    # SQL Server and Oracle keep features such as TDE in an option group: a copy restored into the default group
+    # would fail to open the databases that use them.
+    groups = [g["OptionGroupName"] for g in replica.get("OptionGroupMemberships") or []]
+    if groups and not groups[0].startswith("default:"):
+        restore["OptionGroupName"] = groups[0]
     restore_from = rds.restore_db_instance_from_db_snapshot
     aws_call(f"RestoreDBInstanceFromDBSnapshot {copy_id}", restore_from, ("DBInstanceAlreadyExists",), **restore)
     ctx.log.info("rds.drill_restore_requested", instance=copy_id, snapshot=snapshot_id)

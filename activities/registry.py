@@ -78,7 +78,23 @@ def _load_builtin_modules() -> None:
     # test may) registers it alone, and the others must still be loaded.
     global _builtins_loaded
     if not _builtins_loaded:
-        from activities import control, drs, ecs, rds, route53  # noqa: F401
+        from activities import (  # noqa: F401
+            arc,
+            aurora,
+            autoscaling,
+            control,
+            drs,
+            ecs,
+            elasticache,
+            eventbridge,
+            hooks,
+            lambda_function,
+            memorydb,
+            opensearch,
+            rds,
+            route53,
+            route53_health,
+        )
 
         _builtins_loaded = True
 

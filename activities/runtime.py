@@ -21,6 +21,7 @@ from activities import registry
 from activities.aws import AwsClients, aws_errors, error_code
 from activities.context import ResourceContext
 from activities.contract import (
+    RESOURCE_RESOLVE,
     RESOURCE_START,
     RESOURCE_STATUS,
     RESOURCE_WAIT,
@@ -31,7 +32,8 @@ from activities.contract import (
     WaitProgress,
     WaitRequest,
 )
-from plans.model import Plan
+from activities.references import resolve_resource
+from plans.model import Plan, Resource
 
 log = structlog.get_logger("dr.activities")
 
@@ -42,7 +44,10 @@ class DrActivities:
         self.aws = aws
 
     def all(self) -> list[Any]:
-        return [self.validate_plan, self.start_resource, self.wait_resource, self.resource_status]
+        from activities.identity import load_trust
+
+        return [self.validate_plan, self.start_resource, self.wait_resource, self.resource_status,
+                self.resolve_references, load_trust]
 
     @activity.defn(name=VALIDATE_PLAN)
     def validate_plan(self, plan: Plan) -> list[PlanIssue]:
@@ -86,6 +91,13 @@ class DrActivities:
         ctx, module, params = self._prepare(call)
         with _module_errors(ctx):
             return module.status(ctx, params)
+
+    @activity.defn(name=RESOURCE_RESOLVE)
+    def resolve_references(self, call: ResourceCall) -> Resource:
+        """The resource with its `!Import` / `resolve:ssm:` values in place, looked up in its account and region."""
+        ctx = ResourceContext(call=call, aws=self.aws)
+        with _module_errors(ctx):
+            return resolve_resource(ctx)
 
     def _prepare(self, call: ResourceCall) -> tuple[ResourceContext, registry.ServiceModule, Any]:
         module = registry.get(call.resource.action)

@@ -21,12 +21,14 @@ def cli(log_level: str, log_json: bool) -> None:
 
 
 def _register_commands() -> None:
+    from drctl.audit_cmd import audit
     from drctl.auth_cmd import auth
     from drctl.demo import demo
     from drctl.plan_cmd import plan
     from drctl.sandbox_cmd import sandbox
     from drctl.run_cmd import drill, worker
 
+    cli.add_command(audit)
     cli.add_command(auth)
     cli.add_command(plan)
     cli.add_command(sandbox)

@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from drctl.dev_idp import DevIdentityProvider
+
 from drctl.processes import (
     ManagedProcess,
     free_port,
@@ -75,15 +77,18 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
         _wait_for_line(sandbox, "sandbox ready at", 60)
         aws_env = {**SANDBOX_CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{sandbox_port}"}
 
+        idp = DevIdentityProvider.ensure(state_dir / "auth")
+        click.echo(f"• Development identity provider: {idp.trust_file} (tokens: `drctl auth token`)")
         click.echo("• Worker on task queue dr-orchestrator")
-        worker_env = {**aws_env, "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "TEMPORAL_NAMESPACE": "default"}
+        worker_env = {**aws_env, "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "TEMPORAL_NAMESPACE": "default",
+                      "DR_AUTH_TRUST_FILE": str(idp.trust_file.resolve())}
         worker = ManagedProcess("worker", [venv_tool("drctl"), "worker"], logs / "worker.log", env=worker_env)
         children.append(worker)
         _wait_for_line(worker, "worker.started", 60)
 
         os.environ.update(aws_env)
         ui_base = f"http://127.0.0.1:{ui_port}"
-        code = asyncio.run(_drill(f"127.0.0.1:{temporal_port}", plan_file, ui_base))
+        code = asyncio.run(_drill(f"127.0.0.1:{temporal_port}", plan_file, ui_base, idp))
         click.echo(f"\nDemo finished in {time.monotonic() - started:.1f} s (logs in {logs}).")
         if keep and code == 0:
             click.echo(f"Temporal UI stays at {ui_base} — press Ctrl-C to stop everything.")
@@ -108,7 +113,7 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
         click.echo(f"Stopped {len(children)} processes: " + ", ".join(f"{c.name} (pid {c.pid})" for c in children))
 
 
-async def _drill(address: str, plan_file: Path, ui_base: str) -> int:
+async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityProvider) -> int:
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -119,8 +124,9 @@ async def _drill(address: str, plan_file: Path, ui_base: str) -> int:
 
     plan = load_plan(plan_file)
     client = await Client.connect(address, data_converter=pydantic_data_converter)
-    initiator = os.environ.get("USER") or "demo"
-    run_input = LifecycleInput(plan=plan, mode=Mode.DRILL, initiator=initiator)
+    initiator = f"{os.environ.get('USER') or 'demo'}@demo.local"
+    run_input = LifecycleInput(plan=plan, mode=Mode.DRILL, initiator=initiator,
+                               token=idp.token(initiator, ["operator"], ttl_seconds=3600))
     workflow_id = workflow_id_for(plan.name, Mode.DRILL, datetime.now(UTC))
     before = _production_snapshot(plan)
     handle = await client.start_workflow(

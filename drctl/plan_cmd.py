@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import click
 
 from drctl.errors import fail
+from plans.approvals import ApprovalPolicy
 from plans.loader import LoadResult, read_plan
 from plans.model import PHASE_ORDER, Plan
 
@@ -62,11 +63,15 @@ def show(ctx: click.Context, file: str, as_json: bool) -> None:
 def actions() -> None:
     """List the actions a plan can use, the phases each supports and its parameters."""
     from activities import registry  # imports every service module: only when asked
+    from plans.manifest_names import NAMES
 
     for name, module in registry.actions().items():
         phases = ", ".join(p.value for p in PHASE_ORDER if p in module.phases)
         click.echo(f"{name}  [{phases}]")
         click.echo(f"  {module.summary}")
+        framework = [framework_name for framework_name, entry in NAMES.items() if entry.action == name]
+        if framework:
+            click.echo(f"  DR Orchestrator Framework: {', '.join(framework)}")
         for field_name, info in module.Parameters.model_fields.items():
             required = " (required)" if info.is_required() else ""
             click.echo(f"    {info.alias or field_name}{required}")
@@ -111,6 +116,84 @@ def drift(ctx: click.Context, file: str) -> None:
     ctx.exit(EXIT_DRIFT if drifted else 0)
 
 
+@plan.command(name="import")
+@click.option("--instantiate", "instantiate_manifest", metavar="FILE", help="Framework manifest of INSTANTIATE.")
+@click.option("--activate", "activate_manifest", metavar="FILE", help="Framework manifest of ACTIVATE.")
+@click.option("--cleanup", "cleanup_manifest", metavar="FILE", help="Framework manifest of CLEANUP.")
+@click.option("--replicate", "replicate_manifest", metavar="FILE", help="Framework manifest of REPLICATE.")
+@click.option("--name", required=True, help="The plan's name (lowercase letters, digits, '-').")
+@click.option("--description", default="", help="The plan's description.")
+@click.option("--primary-region", required=True, help="Where the application runs normally.")
+@click.option("--recovery-region", required=True, help="Where it recovers to.")
+@click.option("--account", "accounts", multiple=True, required=True, metavar="KEY=ID[:ROLE]",
+              help="An account of the plan: its key, id and (for a target account) the role to assume. A manifest's "
+                   "AccountId picks the account with that id. Repeat for several.")
+@click.option("--default-account", metavar="KEY", help="Where resources without an AccountId act (default: the "
+                                                       "first --account).")
+@click.option("-o", "--output", type=click.Path(path_type=str, dir_okay=False), help="Write the plan here "
+                                                                                      "(default: standard output).")
+@click.pass_context
+def import_(ctx: click.Context, instantiate_manifest: str | None, activate_manifest: str | None,
+            cleanup_manifest: str | None, replicate_manifest: str | None, name: str, description: str,
+            primary_region: str, recovery_region: str, accounts: tuple[str, ...], default_account: str | None,
+            output: str | None) -> None:
+    """Turn DR Orchestrator Framework manifests (one per phase) into a plan file of ours.
+
+    Framework names and parameters are mapped onto our actions; `!Import` and `resolve:ssm:` references are kept and
+    resolved when the plan runs. Prints every problem as FILE:LINE: field: message and exits 2; 0 when the plan was
+    written.
+    """
+    from plans.loader import validate_plan_data
+
+    manifests = {"INSTANTIATE": instantiate_manifest, "ACTIVATE": activate_manifest, "CLEANUP": cleanup_manifest,
+                 "REPLICATE": replicate_manifest}
+    phases = {phase: {"manifest": file} for phase, file in manifests.items() if file}
+    if not phases:
+        fail("give at least one manifest: --instantiate, --activate, --cleanup or --replicate", EXIT_INVALID)
+    account_map: dict[str, dict[str, str]] = {}
+    for spec in accounts:
+        key, _, rest = spec.partition("=")
+        account_id, _, role = rest.partition(":")
+        if not key or not account_id:
+            fail(f"--account {spec!r}: write KEY=ID or KEY=ID:ROLE", EXIT_INVALID)
+        account_map[key] = {"id": account_id, **({"roleName": role} if role else {})}
+    data = {"name": name, "description": description, "accounts": account_map,
+            "regions": {"primary": primary_region, "recovery": recovery_region},
+            "defaults": {"account": default_account or next(iter(account_map))}, "phases": phases}
+    # Manifest paths are taken as given (relative to the working directory), and named so in errors.
+    result = validate_plan_data(data, "drctl plan import")
+    if not result.ok or result.plan is None:
+        _echo_errors(result, err=True)
+        ctx.exit(EXIT_INVALID)
+    assert result.plan is not None
+    text = _plan_yaml(result.plan, manifests)
+    if output:
+        with open(output, "w", encoding="utf-8") as out:
+            out.write(text)
+        click.echo(f"wrote {output} ({_summary(result.plan)})", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+def _plan_yaml(loaded: Plan, manifests: dict[str, str | None]) -> str:
+    import io
+
+    from ruamel.yaml import YAML
+
+    body = {"apiVersion": loaded.api_version,
+            **loaded.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.width = 120
+    stream = io.StringIO()
+    sources = ", ".join(f"{phase} {file}" for phase, file in manifests.items() if file)
+    stream.write(f"# Imported by `drctl plan import` from DR Orchestrator Framework manifests: {sources}.\n"
+                 "# '!Import x' and 'resolve:ssm:/p' values are resolved in the resource's account and region when "
+                 "it runs.\n")
+    yaml.dump(body, stream)
+    return stream.getvalue()
+
+
 def _plan_or_exit(ctx: click.Context, file: str) -> Plan:
     result = read_plan(file)
     if not result.ok or result.plan is None:
@@ -131,9 +214,9 @@ def _aws_errors() -> Iterator[None]:
         fail(f"cannot read AWS: {exc}", EXIT_AWS)
 
 
-def _echo_errors(result: LoadResult) -> None:
+def _echo_errors(result: LoadResult, err: bool = False) -> None:
     for error in result.errors:
-        click.echo(error.render())
+        click.echo(error.render(), err=err)
 
 
 def _summary(plan: Plan) -> str:
@@ -164,10 +247,11 @@ def _tree(plan: Plan) -> list[str]:
         if phase_plan is None or not phase_plan.layers:
             lines.append(f"{phase.value}: no layers")
             continue
-        lines.append(phase.value + ("  [approval required]" if phase_plan.approval_required else ""))
+        lines.append(phase.value + (f"  [{_approval_text(phase_plan.approval_policy)}]"
+                                    if phase_plan.approval_policy else ""))
         for number, layer in enumerate(phase_plan.layers, start=1):
             flags = [f"timeout {layer.timeout_seconds}s"]
-            flags += ["approval required"] if layer.approval_required else []
+            flags += [_approval_text(layer.approval_policy)] if layer.approval_policy else []
             flags += ["continue on error"] if layer.continue_on_error else []
             lines.append(f"  {number}. layer {layer.name}  ({', '.join(flags)})")
             name_width = max(len(r.name) for r in layer.resources)
@@ -178,3 +262,11 @@ def _tree(plan: Plan) -> list[str]:
                     f"account {plan.account_key_for(resource)}  region {plan.region_for(resource)}"
                 )
     return lines
+
+
+def _approval_text(policy: ApprovalPolicy) -> str:
+    who = f" from {'/'.join(policy.roles)}" if policy.roles else ""
+    text = f"approval required: {policy.approvals}{who}"
+    if policy.timeout_minutes:
+        text += f", {policy.on_timeout} after {policy.timeout_minutes} min"
+    return text

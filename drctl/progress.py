@@ -2,12 +2,13 @@
 
 A `drs.recovery` resource runs as a child workflow; while it runs, its own `status` query adds a line per change of
 a wave ("wave app: RUNNING — 3/6 launched") and per server that launched or failed, and when it ends, a summary line
-per wave.
+per wave. Hooks of a layer or a wave get a line per change, with what they answered once done.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ import click
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from workflows.models import LifecycleState, RunStatus, StepStatus
+from workflows.models import HookState, LifecycleState, RunStatus, StepStatus
 
 if TYPE_CHECKING:
     from workflows.drs_models import DrsRecoveryState
@@ -59,6 +60,7 @@ class ProgressPrinter:
             for layer in phase.layers:
                 key = f"{phase.phase.value}/{layer.name}"
                 self._line(key, layer.status.value, "", lambda lay=layer: f"    {_MARK[lay.status]} layer {lay.name}")
+                self.hooks(key, layer.pre_hooks, " " * 8)
                 for r in layer.resources:
                     detail = r.error or r.message
                     child = children.get(f"{key}/{r.name}")
@@ -67,6 +69,7 @@ class ProgressPrinter:
                                + (f": {d}" if d else ""))
                     if child is not None and r.status is StepStatus.RUNNING:
                         self.drs(f"{key}/{r.name}", child)
+                self.hooks(key, layer.post_hooks, " " * 8)
         gate = state.pending_gate()
         if gate:
             self._line(f"gate/{gate.id}", "pending", "", lambda g=gate: f"  ⏸ waiting for approval at {g.id}")
@@ -93,6 +96,7 @@ class ProgressPrinter:
             if header_first:
                 self._line(wave_key, status, progress, lambda w=wave.name, s=status, p=progress:
                            f"{indent}{_WAVE_MARK.get(s, ' ')} wave {w}: {s} — {p}")
+            self.hooks(wave_key, wave.pre_hooks, indent + "    ")
             few = len(records) <= SERVER_LINES_UP_TO
             for server in records:
                 shown = server.status.value in _SERVER_SHOWN and (few or server.status.failed)
@@ -105,6 +109,7 @@ class ProgressPrinter:
                     text = f"{indent}    ✘ {name} {server.status.value}" + (
                         f": {server.detail}" if server.detail else "")
                 self._line(f"{key}/server/{server.id}", server.status.value, "", lambda x=text: x)
+            self.hooks(wave_key, wave.post_hooks, indent + "    ")
             if not header_first:
                 self._line(wave_key, status, progress, lambda w=wave.name, s=status, p=progress:
                            f"{indent}{_WAVE_MARK.get(s, ' ')} wave {w}: {s} — {p}")
@@ -112,6 +117,19 @@ class ProgressPrinter:
             self.seen[f"{key}/summary"] = ("done", "")
             for line in drs_summary(child):
                 self.echo(f"{indent}{line}")
+
+    def hooks(self, key: str, hooks: list[HookState], indent: str) -> None:
+        """A line per change of a layer's or wave's hooks; a finished one shows what it answered, clipped."""
+        for hook in hooks:
+            detail = hook.error or hook.message
+            took = f" ({(hook.ended_at - hook.started_at).total_seconds():.1f} s)" \
+                if hook.started_at and hook.ended_at else ""
+            answer = hook_answer(hook) if hook.status is StepStatus.SUCCEEDED else ""
+            policy = " [onFailure continue]" if hook.on_failure == "continue" and hook.status is StepStatus.FAILED \
+                else ""
+            self._line(f"{key}/{hook.when}-hook/{hook.name}", hook.status.value, detail, lambda h=hook, d=detail:
+                       f"{indent}{_MARK[h.status]} {h.when}-hook {h.name} [{h.kind} {h.target} @ {h.account}/"
+                       f"{h.region}]{took}{policy}" + (f": {d}" if d else "") + (f" → {answer}" if answer else ""))
 
     def _line(self, key: str, status: str, detail: str, render: Callable[[], str]) -> None:
         if status in ("PENDING", "RUNNING") and key == "run" and key not in self.seen:
@@ -201,6 +219,15 @@ def drs_summary(child: DrsRecoveryState) -> list[str]:
         counts = f"{launched}/{len(records)} launched" + (f", {failed} failed" if failed else "")
         lines.append(f"wave {wave.name:<12} {wave.status.value:<10} {counts:<24} {took}")
     return lines
+
+
+def hook_answer(hook: HookState, limit: int = 120) -> str:
+    """The part of a hook's outputs an operator reads: the automation's Outputs or the function's payload."""
+    answer = hook.outputs.get("outputs", hook.outputs.get("payload"))
+    if answer in (None, {}, ""):
+        return ""
+    text = json.dumps(answer, default=str)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def exit_code_for(state: LifecycleState) -> int:

@@ -39,23 +39,56 @@ def drill() -> None:
               help="drill never changes production; planned/disaster fail over for real; failback returns.")
 @click.option("--phase", "phases", multiple=True, type=click.Choice([p.value for p in PHASE_ORDER]),
               help="Run only these phases (repeatable); default all four.")
-@click.option("--initiator", default=lambda: os.environ.get("USER", "unknown"), show_default="$USER",
-              help="Who starts the run (recorded and searchable as DrInitiator).")
+@click.option("--token", envvar="DRCTL_TOKEN", show_envvar=True, default=None,
+              help="Your signed identity token (JWT); the worker checks it may start this mode.")
+@click.option("--initiator", default=None, show_default="the token's subject",
+              help="Who claims to start the run; the token's verified subject is what is recorded (DrInitiator).")
 @click.option("--paused", is_flag=True, help="Start paused at the first boundary.")
 @click.option("--wait", is_flag=True, help="Follow the run; exit 0 only if it completed.")
-def start(file: str, mode: str, phases: tuple[str, ...], initiator: str, paused: bool, wait: bool) -> None:
+@click.option("--task-token", envvar="DRCTL_TASK_TOKEN", default=None, show_envvar=True,
+              help="A Step Functions task token to answer when the run ends ('-': read it from stdin). "
+                   "Prefer the environment variable: a command line is visible to other users.")
+@click.option("--callback-region", default=None, help="Region of the state machine (default: the worker's).")
+@click.option("--callback-account", default=None,
+              help="Plan account whose role answers the token (default: the worker's own credentials).")
+@click.option("--heartbeat-seconds", type=click.IntRange(1, 3600), default=None,
+              help="SendTaskHeartbeat this often while the run is in progress.")
+def start(file: str, mode: str, phases: tuple[str, ...], token: str | None, initiator: str | None, paused: bool,
+          wait: bool,
+          task_token: str | None, callback_region: str | None, callback_account: str | None,
+          heartbeat_seconds: int | None) -> None:
     """Validate FILE and start a run of it; prints the workflow id."""
+    from pydantic import ValidationError
+
     from plans.errors import PlanError
     from plans.loader import load_plan
-    from workflows.models import LifecycleInput, RunOptions
+    from workflows.models import CallbackOptions, LifecycleInput, RunOptions
 
     try:
         plan = load_plan(file)
     except PlanError as exc:
         click.echo(exc.render(), err=True)
         raise SystemExit(2) from None
-    run_input = LifecycleInput(plan=plan, mode=Mode(mode), initiator=initiator,
-                               options=RunOptions(phases=[Phase(p) for p in phases] or None, start_paused=paused))
+    callback = None
+    if task_token == "-":
+        task_token = sys.stdin.readline().strip()
+    if task_token:
+        if callback_account is not None and callback_account not in plan.accounts:
+            fail(f"--callback-account {callback_account!r} is not an account of the plan "
+                 f"({', '.join(plan.accounts)})")
+        try:
+            callback = CallbackOptions(task_token=task_token, region=callback_region, account=callback_account,
+                                       heartbeat_seconds=heartbeat_seconds)
+        except ValidationError as exc:  # never echo the token itself
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            fail(f"invalid callback options: {problems}")
+    elif callback_region or callback_account or heartbeat_seconds:
+        fail("--callback-region, --callback-account and --heartbeat-seconds need --task-token")
+    token = _require_token(token)
+    run_input = LifecycleInput(plan=plan, mode=Mode(mode), initiator=initiator or _claimed_subject(token),
+                               token=token,
+                               options=RunOptions(phases=[Phase(p) for p in phases] or None, start_paused=paused,
+                                                  callback=callback))
     sys.exit(asyncio.run(_start(run_input, wait)))
 
 
@@ -102,19 +135,24 @@ def _control_command(update: str, needs_reason: bool, help_text: str) -> click.C
     @click.command(update, help=help_text)
     @click.argument("workflow_id")
     @click.option("--reason", default="", required=needs_reason, help="Why (kept in the audit trail).")
-    @click.option("--actor", default=lambda: os.environ.get("USER", "unknown"), show_default="$USER")
+    @click.option("--token", envvar="DRCTL_TOKEN", show_envvar=True, default=None,
+                  help="Your signed identity token (JWT): the run checks your roles.")
     @click.option("--gate", default=None, help="approve/reject: the gate id (default: the pending one).")
     @click.option("--force", is_flag=True, help="cancel: also stop in-flight operations.")
-    def command(workflow_id: str, reason: str, actor: str, gate: str | None, force: bool) -> None:
+    def command(workflow_id: str, reason: str, token: str | None, gate: str | None, force: bool) -> None:
         from workflows.models import ControlRequest, ControlResult
+
+        token = _require_token(token)
 
         async def send() -> None:
             client, _ = await _client()
-            request = ControlRequest(actor=actor, reason=reason, gate=gate, force=force,
-                                     token=os.environ.get("DRCTL_TOKEN"))
+            request = ControlRequest(actor=_claimed_subject(token), reason=reason, gate=gate, force=force,
+                                     token=token)
             result = await client.get_workflow_handle(workflow_id).execute_update(
                 update, request, result_type=ControlResult)
             click.echo(f"{result.message} (run is {result.status.value})")
+            if not result.accepted:
+                raise SystemExit(EXIT_FAILED)
 
         asyncio.run(_guard(send()))
 
@@ -131,6 +169,23 @@ for _name, _needs_reason, _help in (
     drill.add_command(_control_command(_name, _needs_reason, _help))
 
 
+def _require_token(token: str | None) -> str:
+    if not token:
+        fail("no identity token: set DRCTL_TOKEN (or --token); in the sandbox, "
+             "`export DRCTL_TOKEN=$(drctl auth token you@example.com --role operator)`")
+    return token.strip()
+
+
+def _claimed_subject(token: str) -> str:
+    """The token's subject, read without verification: only a label for the request; the run verifies."""
+    import jwt
+
+    try:
+        return str(jwt.decode(token, options={"verify_signature": False}).get("sub") or "unknown")[:200]
+    except jwt.PyJWTError:
+        return "unknown"
+
+
 async def _client() -> Any:
     from workers.main import TemporalSettings, connect
 
@@ -142,12 +197,14 @@ async def _client() -> Any:
 
 
 async def _guard(coro: Any) -> None:
-    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
     from temporalio.service import RPCError
 
     try:
         await coro
     except WorkflowUpdateFailedError as exc:
         fail(f"refused: {exc.cause.message if exc.cause else exc}", EXIT_FAILED)
+    except WorkflowQueryFailedError as exc:
+        fail(f"refused: {exc.message}", EXIT_FAILED)
     except RPCError as exc:
         fail(exc.message, EXIT_FAILED)

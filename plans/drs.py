@@ -26,6 +26,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from plans.hooks import Hook, check_hook_names
+
 DRS_ACTION = "drs.recovery"
 
 # The same as plans.model.NAME and REGION, which cannot be imported from there: plans.model imports this module.
@@ -182,6 +184,14 @@ class Wave(DrsModel):
     # Any critical server failing fails the wave; optional servers may fail up to this share of them.
     max_failed_percent: float = Field(default=0, ge=0, le=100)
     description: str = ""
+    # ACTIVATE only: run before the wave's first job starts and after its servers launched (plans.hooks).
+    pre_hooks: list[Hook] = Field(default_factory=list)
+    post_hooks: list[Hook] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_hooks(self) -> Wave:
+        check_hook_names(self.pre_hooks, self.post_hooks)
+        return self
 
 
 class DrsRecoveryParameters(DrsModel):

@@ -25,7 +25,9 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from plans.errors import LocatedError, Path, PlanError, describe_errors
+from plans.manifest import Spot, expand_manifests
 from plans.model import Plan
+from plans.references import IMPORT_TAG
 from plans.validation import check_plan_data
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -89,7 +91,14 @@ def parse_plan(text: str, filename: str = "<plan>.yaml") -> LoadResult:
     if not isinstance(data, Mapping):
         return _failed(filename, 1, f"a plan is a mapping (apiVersion, name, accounts, regions, phases), "
                                     f"not a {_kind(data)}")
+    return validate_plan_data(data, filename, lines)
 
+
+def validate_plan_data(data: Mapping[str, Any], filename: str, lines: Mapping[Path, int] | None = None) -> LoadResult:
+    """A plan from plain data (as a file holds it); `lines` locates its keys in `filename`. Phases given as
+    Framework manifests (`manifest:`) are expanded first, relative to the directory of `filename`."""
+    lines = lines or {}
+    data, manifest_errors, origins = expand_manifests(data, filename, lines)
     plan: Plan | None = None
     problems: list[tuple[Path, str]] = []
     try:
@@ -97,11 +106,37 @@ def parse_plan(text: str, filename: str = "<plan>.yaml") -> LoadResult:
     except ValidationError as exc:
         problems = describe_errors(exc.errors(include_url=False), Plan)
     problems = _merge(problems, [(tuple(issue.path), issue.message) for issue in check_plan_data(data)])
-    if not problems:
+    if not problems and not manifest_errors:
         return LoadResult(filename, plan=plan)
-    located = [LocatedError(filename, _line_of(path, lines), path, message) for path, message in problems]
-    located.sort(key=lambda error: error.line or 0)
+    located = list(manifest_errors)
+    broken = {_manifest_of(error.file, error.path) for error in manifest_errors}
+    for path, message in problems:
+        origin = _origin_of(path, origins)
+        if origin is None:
+            located.append(LocatedError(filename, _line_of(path, lines), path, message))
+            continue
+        rest = path[len(origin[0]):]
+        # A manifest's parameters were checked while mapping, in its own names; and once a manifest has errors,
+        # what the plan then finds in its half-mapped layers would only repeat them.
+        spot = origin[1]
+        if _manifest_of(spot.file, spot.path) in broken or rest[:1] == ("parameters",):
+            continue
+        located.append(LocatedError(spot.file, spot.line, spot.path,
+                                    f"{'.'.join(map(str, rest))}: {message}" if rest else message))
+    located.sort(key=lambda error: (error.file != filename, error.file, error.line or 0))
     return LoadResult(filename, errors=located)
+
+
+def _manifest_of(file: str, path: Path) -> tuple[str, Path]:
+    """Which manifest a location is in: a file, or an inline manifest (phases.P.manifest) of the plan."""
+    return file, tuple(path[:3]) if path[:1] == ("phases",) else ()
+
+
+def _origin_of(path: Path, origins: Mapping[Path, Spot]) -> tuple[Path, Spot] | None:
+    for end in range(len(path), 0, -1):
+        if path[:end] in origins:
+            return path[:end], origins[path[:end]]
+    return None
 
 
 def _merge(schema: list[tuple[Path, str]], semantic: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
@@ -217,6 +252,10 @@ class _Converter:
         if self._nodes > _MAX_NODES:
             raise _TooLarge
         tag = getattr(getattr(value, "tag", None), "value", None)
+        if tag == IMPORT_TAG and isinstance(value, TaggedScalar):
+            # CloudFormation's `!Import name`, as Framework manifests write it: kept as the reference "!Import name"
+            # (plans/references.py), resolved when the resource runs.
+            return f"{IMPORT_TAG} {value.value}"
         if tag and not str(tag).startswith(_STANDARD_TAG):
             self.errors.append(LocatedError(self.filename, line, path, f"YAML tag {tag} is not allowed in a plan"))
         if isinstance(value, TaggedScalar):
@@ -309,4 +348,5 @@ def _kind(data: Any) -> str:
     return "list" if isinstance(data, list) else type(data).__name__
 
 
-__all__ = ["LoadResult", "PlanError", "SUFFIXES", "load_plan", "load_plan_text", "parse_plan", "read_plan"]
+__all__ = ["LoadResult", "PlanError", "SUFFIXES", "load_plan", "load_plan_text", "parse_plan",
+           "read_plan", "validate_plan_data"]

@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from plans.approvals import ApprovalPolicy
 from plans.drs import LaunchSettings, ProtectionGroup, ServerLaunchSettings, ServerSelection
+from plans.hooks import Hook, check_hook_names
 
 PLAN_API_VERSION = "dr.orchestrator/v1"
 
@@ -132,6 +133,9 @@ class Layer(PlanModel):
     approval_required: bool = False
     approval: ApprovalPolicy | None = None  # who must approve before this layer starts (implies approvalRequired)
     description: str = ""
+    # Run in order, before the layer's resources start and after they all succeeded (plans.hooks).
+    pre_hooks: list[Hook] = Field(default_factory=list)
+    post_hooks: list[Hook] = Field(default_factory=list)
 
     @property
     def approval_policy(self) -> ApprovalPolicy | None:
@@ -144,6 +148,11 @@ class Layer(PlanModel):
     @model_validator(mode="after")
     def _unique_resources(self) -> Layer:
         _reject_duplicates([r.name for r in self.resources], "resource")
+        check_hook_names(self.pre_hooks, self.post_hooks)
+        # A hook's idempotency token is derived from its name like a resource's: the two must not meet.
+        for hook in [*self.pre_hooks, *self.post_hooks]:
+            if any(r.name == hook.name for r in self.resources):
+                raise ValueError(f"hook name {hook.name!r} is also the name of a resource of this layer")
         return self
 
 

@@ -15,7 +15,9 @@ from activities import registry
 from activities.contract import PlanIssue
 from plans.drs import DRS_ACTION, DrsRecoveryParameters, find_cycle
 from plans.errors import Path, describe_errors, suggest
+from plans.hooks import LAMBDA_ACTION
 from plans.model import PHASE_ORDER, Phase, Plan
+from plans.references import Reference, find_references, under_reference
 
 
 def validate_plan(plan: Plan) -> list[PlanIssue]:
@@ -74,6 +76,7 @@ def _check_phase(
             issues.append(_issue((*layer_path, "name"), f"layer name {layer_name!r} is used twice in {phase_key}"))
         elif isinstance(layer_name, str):
             layer_names.add(layer_name)
+        issues += _check_hooks(layer_path, layer, account_keys)
         resources = layer.get("resources")
         for index, resource in enumerate(resources if isinstance(resources, list) else []):
             if not isinstance(resource, Mapping):
@@ -113,14 +116,35 @@ def _check_resource(
     parameters = resource.get("parameters", {})
     # check_drs_parameters validates drs.recovery's parameters along with their references to the rest of the plan.
     if module is not None and action != DRS_ACTION and isinstance(parameters, Mapping):
-        try:
-            module.Parameters.model_validate(dict(parameters))
-        except ValidationError as exc:
-            for loc, message in describe_errors(exc.errors(include_url=False), module.Parameters):
-                issues.append(_issue((*path, "parameters", *loc), message))
+        issues += check_parameters(module.Parameters, parameters, (*path, "parameters"))
 
     issues += _account_issues(path, resource.get("account"), account_keys, ambiguous)
+    timeout = _mapping(parameters).get("timeoutSeconds")
+    if action == LAMBDA_ACTION and isinstance(timeout, int) and timeout > LAMBDA_RESOURCE_MAX_SECONDS:
+        issues.append(_issue((*path, "parameters", "timeoutSeconds"), (
+            f"as a plain resource, a Lambda invoke must answer within the start activity's "
+            f"{LAMBDA_RESOURCE_MAX_SECONDS} s; run a longer function as a preHook or postHook (up to 900 s)")))
     return issues
+
+
+# The lifecycle's start activity has 5 minutes; a hook's start is given the hook's own timeout instead.
+LAMBDA_RESOURCE_MAX_SECONDS = 240
+
+
+def _check_hooks(path: Path, step: Mapping[str, Any], account_keys: list[str] | None) -> list[PlanIssue]:
+    """The accounts the preHooks / postHooks of a layer or a wave name (their schema is the model's)."""
+    issues: list[PlanIssue] = []
+    for when in ("preHooks", "postHooks"):
+        for index, hook in enumerate(_list(step.get(when))):
+            account = _mapping(hook).get("account")
+            if isinstance(account, str) and account_keys is not None and account not in account_keys:
+                issues.append(_issue((*path, when, index, "account"), _not_an_account(account, account_keys)))
+    return issues
+
+
+def _account_keys(plan_data: Any) -> list[str] | None:
+    accounts = _mapping(plan_data).get("accounts")
+    return [str(key) for key in accounts] if isinstance(accounts, Mapping) else None
 
 
 def check_drs_parameters(
@@ -129,12 +153,7 @@ def check_drs_parameters(
     """The problems of the parameters of the `drs.recovery` resource at phases.PHASE.layers.N.resources.M: their
     schema, their waves as a graph, and the protection groups they name. `plan_data` is the whole plan as written."""
     path: Path = ("phases", phase, "layers", layer_index, "resources", resource_index, "parameters")
-    issues: list[PlanIssue] = []
-    try:
-        DrsRecoveryParameters.model_validate(params)
-    except ValidationError as exc:
-        for loc, message in describe_errors(exc.errors(include_url=False), DrsRecoveryParameters):
-            issues.append(_issue((*path, *loc), message))
+    issues = check_parameters(DrsRecoveryParameters, params, path)
     waves = params.get("waves") if isinstance(params, Mapping) else None
     if not isinstance(waves, list):
         return issues
@@ -142,6 +161,8 @@ def check_drs_parameters(
         ((*path, "waves", index), wave) for index, wave in enumerate(waves) if isinstance(wave, Mapping)
     ]
     issues += _check_wave_graph(waves_at)
+    for wave_path, wave in waves_at:
+        issues += _check_hooks(wave_path, wave, _account_keys(plan_data))
     groups = _mapping(_mapping(plan_data).get("protectionGroups"))
     recovered_by = _groups_of_drs_resources_before(plan_data, phase, layer_index, resource_index)
     wave_of: dict[str, str] = {}
@@ -164,6 +185,26 @@ def check_drs_parameters(
                 issues.append(_issue(where, f"protection group {group!r} is already recovered in {phase} by "
                                             f"{recovered_by[group]}: a phase recovers each group once"))
             wave_of.setdefault(group, wave_name)
+    return issues
+
+
+def check_parameters(model: Any, params: Any, path: Path) -> list[PlanIssue]:
+    """A module's parameters against its model. A value given as a reference (`!Import x`, `resolve:ssm:/y`) is
+    only known at run time, so errors about it are left to the resolve activity; the other fields are still checked."""
+    issues: list[PlanIssue] = []
+    references: set[Path] = set()
+    for loc, found in find_references(params):
+        if isinstance(found, Reference):
+            references.add(loc)
+        else:
+            issues.append(_issue((*path, *loc), str(found)))
+            references.add(loc)  # reported once, as a malformed reference, not again as a wrong type
+    try:
+        model.model_validate(dict(params) if isinstance(params, Mapping) else params)
+    except ValidationError as exc:
+        for loc, message in describe_errors(exc.errors(include_url=False), model):
+            if not under_reference(loc, references):
+                issues.append(_issue((*path, *loc), message))
     return issues
 
 

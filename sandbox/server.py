@@ -18,8 +18,11 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from sandbox import moto_fixes
 from sandbox.admin import PREFIX as ADMIN_PREFIX
 from sandbox.admin import AdminApp
+from sandbox.arc.app import ArcApp
+from sandbox.arc.models import reset_arc_world
 from sandbox.drs.app import DrsApp
 from sandbox.drs.models import drs_world, reset_world
+from sandbox.opensearch import OpenSearchApp, is_domain_host
 
 log = structlog.get_logger("sandbox")
 
@@ -41,12 +44,18 @@ class SandboxApp:
         moto_fixes.apply()
         self.moto = DomainDispatcherApplication(create_backend_app)
         reset_world(time_scale=time_scale, seed=seed)
-        self.emulators: dict[str, WsgiApp] = {"drs": DrsApp(), **(emulators or {})}
+        reset_arc_world()
+        arc = {service: ArcApp(service) for service in ("route53-recovery-control-config", "route53-recovery-cluster")}
+        self.emulators: dict[str, WsgiApp] = {"drs": DrsApp(), **arc, **(emulators or {})}
         self.admin = AdminApp(base_url or (lambda: "http://127.0.0.1"))
+        self.opensearch_domains = OpenSearchApp()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").startswith(ADMIN_PREFIX):
             return self.admin(environ, start_response)
+        # A domain's own REST API is signed for `es` like the control plane: its endpoint in Host tells them apart.
+        if is_domain_host(environ.get("HTTP_HOST", "")):
+            return self.opensearch_domains(environ, start_response)
         # DRS time moves on whatever is asked: a client that started a job and polls only EC2 must still see the
         # recovery instances appear, as it would on AWS.
         drs_world().advance()

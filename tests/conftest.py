@@ -22,8 +22,11 @@ from workflows.lifecycle import SEARCH_ATTRIBUTES
 
 def pytest_configure(config: pytest.Config) -> None:
     from tests import aws_calls
+    from tests.identity_helpers import test_idp
 
     aws_calls.install()
+    # Every worker of the session, in-process or a subprocess, trusts the test identity provider.
+    os.environ["DR_AUTH_TRUST_FILE"] = str(test_idp().trust_file)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -111,9 +114,6 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="session")
 async def worker(temporal_env: WorkflowEnvironment, sandbox: SandboxServer) -> AsyncIterator[DrTestWorker]:
-    from tests.identity_helpers import test_idp
-
-    os.environ["DR_AUTH_TRUST_FILE"] = str(test_idp().trust_file)
     aws = AwsClients()
     with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         running = build_worker(temporal_env.client, TEST_TASK_QUEUE, aws, executor)

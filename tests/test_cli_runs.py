@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.identity_helpers import token_for
 from tests.conftest import TEST_TASK_QUEUE
 
 DRCTL = os.path.join(sysconfig.get_path("scripts"), "drctl")
@@ -26,7 +27,8 @@ async def _drctl(*args: str, env: dict[str, str], timeout: float = 120) -> tuple
 @pytest.fixture
 def temporal_cli_env(worker, temporal_env) -> dict[str, str]:
     return {"TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-            "TEMPORAL_TASK_QUEUE": TEST_TASK_QUEUE, "USER": "cli-tester"}
+            "TEMPORAL_TASK_QUEUE": TEST_TASK_QUEUE, "USER": "cli-tester",
+            "DRCTL_TOKEN": token_for("cli-tester@example.com", ["operator"])}
 
 
 PLAN = """\

@@ -9,7 +9,7 @@ import pytest
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 
 from plans.model import Mode
-from tests.lifecycle_helpers import control, finish, resource, send, start_run, status_of, wait_until
+from tests.lifecycle_helpers import audit_of, control, finish, resource, send, start_run, status_of, wait_until
 from tests.test_drs_recovery import child_state, drs_plan, estate
 from workflows.lifecycle import DR_STATUS
 from workflows.models import RunOptions, RunStatus, StepStatus
@@ -57,7 +57,7 @@ async def test_a_paused_wave_is_a_lifecycle_gate_and_its_approve_releases_it(wor
     assert servers.outputs["waves"] == {"db": "SUCCEEDED", "web": "SUCCEEDED"}
     assert [(g.id, g.decision, g.actor) for g in state.gates] == [
         ("ACTIVATE/servers/servers/wave:web", "approved", "manager@example.com")]
-    approvals = [a for a in state.audit if a.action == "approve"]
+    approvals = [a for a in await audit_of(handle) if a.action == "approve"]
     assert len(approvals) == 1 and "wave web" in approvals[0].detail
     child = await child_state(worker, handle.id, "ACTIVATE")
     waves = {w.name: w for w in child.waves}
@@ -80,7 +80,7 @@ async def test_rejecting_a_wave_gate_fails_the_wave_and_the_run(worker, world):
     assert servers.status is StepStatus.FAILED and "rejected by owner@example.com: web tier frozen" in servers.error
     assert servers.outputs["waves"] == {"db": "SUCCEEDED", "web": "FAILED"}
     assert [(g.decision, g.reason) for g in state.gates] == [("rejected", "web tier frozen")]
-    rejections = [a for a in state.audit if a.action == "reject"]
+    rejections = [a for a in await audit_of(handle) if a.action == "reject"]
     assert len(rejections) == 1 and rejections[0].actor == "owner@example.com"
     assert rejections[0].reason == "web tier frozen" and "wave web" in rejections[0].detail
 
@@ -90,15 +90,19 @@ async def test_rejecting_a_wave_gate_fails_the_wave_and_the_run(worker, world):
     assert not web.servers  # nothing was launched for it
 
 
-async def test_approving_at_the_child_also_decides_the_lifecycle_gate(worker, world):
+async def test_approving_at_the_child_is_refused_with_a_pointer_to_the_run(worker, world):
+    """One place decides approvals (tokens, roles, four-eyes): the lifecycle run, not its DRS child."""
     handle, _ = await start_and_wait_for_the_gate(worker, world, "drs-gate-child")
     child = worker.client.get_workflow_handle(f"{handle.id}/ACTIVATE/servers/servers")
-    await send(child, "approve", control(actor="drs-admin@example.com", gate="web"))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await send(child, "approve", control(actor="drs-admin@example.com", gate="web"))
+    assert handle.id in str(refused.value.cause)
+    assert (await status_of(handle)).pending_gate() is not None
+    await send(handle, "approve", control(actor="drs-admin@example.com"))
     result = await finish(handle)
     assert result.status is RunStatus.COMPLETED, result.message
     state = await status_of(handle)
     assert [(g.decision, g.actor) for g in state.gates] == [("approved", "drs-admin@example.com")]
-    assert any(a.action == "approve" and "at the DRS child" in a.detail for a in state.audit)
     assert resource(state, "ACTIVATE", "servers", "servers").outputs["launched"] == 5
 
 

@@ -18,8 +18,8 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.aws import AwsClients
+from activities.callback import CallbackActivities
 from activities.drs_activities import DrsActivities
-from activities.identity import load_trust
 from activities.runtime import DrActivities
 from workflows.drs_recovery import DrsRecoveryWorkflow
 from workflows.lifecycle import DrLifecycleWorkflow
@@ -92,7 +92,7 @@ def build_worker(client: Client, task_queue: str, aws: AwsClients,
         client,
         task_queue=task_queue,
         workflows=[DrLifecycleWorkflow, DrsRecoveryWorkflow],
-        activities=[*DrActivities(aws).all(), *DrsActivities(aws).all(), load_trust],
+        activities=[*DrActivities(aws).all(), *DrsActivities(aws).all(), *CallbackActivities(aws).all()],
         activity_executor=executor,
         workflow_runner=workflow_runner(),
         max_concurrent_activities=ACTIVITY_THREADS,

@@ -12,9 +12,21 @@ from pydantic import BaseModel, Field
 
 from activities.drs_contract import DrsTarget, GroupRequest, QuotaLimits
 from plans.drs import DrsRecoveryParameters
-from plans.model import Mode, Phase, Plan, Resource
+from plans.hooks import Hook
+from plans.model import Account, Mode, Phase, Plan, Regions, Resource
+from workflows.models import HookState
 
 DRS_WORKFLOW_TYPE = "DrsRecoveryWorkflow"
+
+
+class HookTarget(BaseModel):
+    """A wave's hook with the account and region it runs in (its own, else its wave's first group's)."""
+
+    hook: Hook
+    when: str  # pre | post
+    account_key: str
+    account: Account
+    region: str
 
 
 class DrsRecoveryInput(BaseModel):
@@ -26,6 +38,8 @@ class DrsRecoveryInput(BaseModel):
     params: DrsRecoveryParameters
     groups: dict[str, GroupRequest]
     since: datetime  # when the parent run started: bounds searches for jobs an earlier attempt started
+    regions: Regions | None = None
+    wave_hooks: dict[str, list[HookTarget]] = Field(default_factory=dict)  # ACTIVATE only
 
     def targets(self) -> dict[str, DrsTarget]:
         return {g.target.key: g.target for g in self.groups.values()}
@@ -50,8 +64,18 @@ def drs_input_for(plan: Plan, resource: Resource, phase: Phase, mode: Mode, exec
             # The plan's launch settings name recovery-region resources (subnets, security groups): not for a failback.
             launch_settings=None if mode is Mode.FAILBACK else group.launch_settings,
         )
+    wave_hooks: dict[str, list[HookTarget]] = {}
+    for wave in params.waves if phase is Phase.ACTIVATE else []:
+        first = groups[wave.protection_groups[0]].target
+        for when, hooks in (("pre", wave.pre_hooks), ("post", wave.post_hooks)):
+            for hook in hooks:
+                key = hook.account or first.account_key
+                wave_hooks.setdefault(wave.name, []).append(HookTarget(
+                    hook=hook, when=when, account_key=key, account=plan.accounts[key],
+                    region=hook.region or first.region))
     return DrsRecoveryInput(execution_id=execution_id, plan_name=plan.name, resource=resource.name, phase=phase,
-                            mode=mode, params=params, groups=groups, since=since)
+                            mode=mode, params=params, groups=groups, since=since, regions=plan.regions,
+                            wave_hooks=wave_hooks)
 
 
 class ServerStatus(StrEnum):
@@ -113,6 +137,8 @@ class WaveRecord(BaseModel):
     ended_at: datetime | None = None
     message: str = ""
     servers: list[str] = Field(default_factory=list)
+    pre_hooks: list[HookState] = Field(default_factory=list)
+    post_hooks: list[HookState] = Field(default_factory=list)
 
 
 class ChunkRecord(BaseModel):

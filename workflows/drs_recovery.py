@@ -17,6 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, FailureError
 
 from workflows.drs_phases import HEARTBEAT, RESOLVE, RETRY, SHORT, DrsPhasesMixin
+from workflows.hooks import WaveHooksMixin
 
 with workflow.unsafe.imports_passed_through():
     from activities.drs_contract import (
@@ -52,7 +53,7 @@ WATCH_SECONDS = 15.0
 
 
 @workflow.defn(name=DRS_WORKFLOW_TYPE)
-class DrsRecoveryWorkflow(DrsPhasesMixin):
+class DrsRecoveryWorkflow(DrsPhasesMixin, WaveHooksMixin):
     @workflow.init
     def __init__(self, input: DrsRecoveryInput) -> None:
         self._input = input
@@ -65,6 +66,7 @@ class DrsRecoveryWorkflow(DrsPhasesMixin):
         self._approved: set[str] = set()
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._wake = False
+        self._init_wave_hooks()
 
     @workflow.run
     async def run(self, input: DrsRecoveryInput) -> DrsRecoveryResult:
@@ -138,6 +140,8 @@ class DrsRecoveryWorkflow(DrsPhasesMixin):
                 record.status = WaveStatus.AWAITING_APPROVAL
             else:
                 self._wake = True  # decided while the parent was being told: approved goes on, rejected has ended
+            return
+        if not self._wave_hooks_ready(record):
             return
         record.status, record.started_at = WaveStatus.RUNNING, workflow.now()
         groups = [self._input.groups[g] for g in wave.protection_groups]
@@ -281,9 +285,10 @@ class DrsRecoveryWorkflow(DrsPhasesMixin):
             self._end_wave(record, WaveStatus.FAILED, f"{summary}; {len(optional_failed)}/{len(optional)} optional "
                            f"servers failed, more than the {limit:g}% allowed")
         elif optional_failed:
-            self._end_wave(record, WaveStatus.PARTIAL, f"{summary}; {len(optional_failed)} optional failed (allowed)")
+            self._wave_launched(record, WaveStatus.PARTIAL, f"{summary}; {len(optional_failed)} optional failed "
+                                "(allowed)")
         else:
-            self._end_wave(record, WaveStatus.SUCCEEDED, summary)
+            self._wave_launched(record, WaveStatus.SUCCEEDED, summary)
 
     def _end_wave(self, record: WaveRecord, status: WaveStatus, message: str) -> None:
         record.status, record.message, record.ended_at = status, message, workflow.now()

@@ -14,10 +14,13 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 
+from workflows.hooks import LayerHooksMixin
+from workflows.lifecycle_callback import LifecycleCallbackMixin
 from workflows.lifecycle_control import LifecycleControlMixin
 
 with workflow.unsafe.imports_passed_through():
     from activities.contract import (
+        RESOURCE_RESOLVE,
         RESOURCE_START,
         RESOURCE_WAIT,
         VALIDATE_PLAN,
@@ -29,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from plans.drs import DRS_ACTION
     from plans.approvals import ApprovalPolicy
     from plans.model import Layer, Mode, Phase, Resource
+    from plans.references import has_references
     from workflows.drs_models import DRS_WORKFLOW_TYPE, DrsRecoveryResult, drs_input_for
     from workflows.identity import LOAD_TRUST, TrustConfig
     from workflows.rbac import START_ACTION
@@ -43,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
         StepStatus,
     )
-    from workflows.state import close, failed_resources, new_state, result_of, rollup
+    from workflows.state import close, failed_resources, layer_rollup, new_state, result_of, rollup
 
 DR_PLAN = SearchAttributeKey.for_keyword("DrPlan")
 DR_MODE = SearchAttributeKey.for_keyword("DrMode")
@@ -70,7 +74,7 @@ AWS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficie
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class DrLifecycleWorkflow(LifecycleControlMixin):
+class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHooksMixin):
     @workflow.init
     def __init__(self, input: LifecycleInput) -> None:
         self._input = input
@@ -89,6 +93,7 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
             DR_INITIATOR.value_set(input.initiator),
         ])
         self._publish()
+        self._callback_begin()
         try:
             if not await self._admit_initiator(input):
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -106,8 +111,10 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
             # Cancelled through Temporal itself (`temporal workflow cancel`): record it, then let Temporal know.
             self._state.cancel_requested = True
             self._finish(RunStatus.CANCELLED, "cancelled through Temporal")
+            await self._callback_end()
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._callback_end()
         result = result_of(self._state)
         if self._state.status is RunStatus.FAILED:
             raise ApplicationError(result.message, result.model_dump(mode="json"), type="DrRunFailed",
@@ -168,6 +175,9 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
     async def _run_layer(self, phase: Phase, layer: Layer, layer_state: LayerState) -> None:
         layer_state.status = StepStatus.RUNNING
         layer_state.started_at = workflow.now()
+        if layer.pre_hooks and not await self._run_layer_hooks(phase, layer, layer_state, "pre"):
+            layer_state.status, layer_state.ended_at = layer_rollup(layer_state), workflow.now()
+            return  # failed or cancelled: its resources never start (SKIPPED when the run closes)
         limit = self._input.options.max_parallel_resources or self._input.plan.defaults.max_parallel_resources
         slots = asyncio.Semaphore(limit)
 
@@ -197,8 +207,12 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
 
         await asyncio.gather(*(one(r, s) for r, s in zip(layer.resources, layer_state.resources, strict=True)))
         layer_state.ended_at = workflow.now()
-        layer_state.status = rollup([r.status for r in layer_state.resources],
-                                    tolerate_failures=layer.continue_on_error)
+        layer_state.status = layer_rollup(layer_state)
+        if layer.post_hooks and layer_state.status in (StepStatus.SUCCEEDED, StepStatus.PARTIAL) \
+                and await self._boundary():
+            await self._run_layer_hooks(phase, layer, layer_state, "post")
+            layer_state.ended_at = workflow.now()
+            layer_state.status = layer_rollup(layer_state)
 
     async def _run_resource(self, phase: Phase, layer: Layer, resource: Resource, state: ResourceState) -> None:
         plan = self._input.plan
@@ -211,6 +225,11 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
         activity_id = f"{phase.value}/{layer.name}/{resource.name}"
         state.status = StepStatus.RUNNING
         state.started_at = workflow.now()
+        if has_references(resource.parameters):
+            resolved = await self._resolve_references(call, state, activity_id)
+            if resolved is None:
+                return
+            resource, call = resolved, call.model_copy(update={"resource": resolved})
         if resource.action == DRS_ACTION:
             await self._run_drs(phase, resource, state, f"{self._state.workflow_id}/{activity_id}")
             return
@@ -239,6 +258,29 @@ class DrLifecycleWorkflow(LifecycleControlMixin):
             workflow.logger.warning("resource %s failed: %s", activity_id, state.error)
         except (asyncio.CancelledError, CancelledError):
             self._end(state, StepStatus.CANCELLED, "cancelled; the AWS operation it started may still be running")
+            raise
+
+    async def _resolve_references(self, call: ResourceCall, state: ResourceState, activity_id: str) -> Resource | None:
+        """The resource with its `!Import` / `resolve:ssm:` values, read at start time (they may change between
+        runs); None when they cannot be (the state says why). The values stay out of the status: only the
+        activity's history holds them."""
+        try:
+            return await workflow.execute_activity(
+                RESOURCE_RESOLVE, call, result_type=Resource, activity_id=f"{activity_id}/resolve",
+                start_to_close_timeout=START_TIMEOUT, retry_policy=AWS_RETRY,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, CancelledError):
+                self._end(state, StepStatus.CANCELLED, "cancelled while resolving its references")
+                return None
+            state.error = str(cause) if cause else str(err)
+            state.error_type = getattr(cause, "type", None) or type(cause).__name__
+            self._end(state, StepStatus.FAILED)
+            workflow.logger.warning("resource %s: references not resolved: %s", activity_id, state.error)
+            return None
+        except (asyncio.CancelledError, CancelledError):
+            self._end(state, StepStatus.CANCELLED, "cancelled while resolving its references")
             raise
 
     async def _run_drs(self, phase: Phase, resource: Resource, state: ResourceState, child_id: str) -> None:

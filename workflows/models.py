@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from plans.model import PHASE_ORDER, Mode, Phase, Plan
+from workflows.callback_contract import CallbackOptions, CallbackState
 from workflows.identity import TrustConfig
 
 WORKFLOW_TYPE = "DrLifecycleWorkflow"
@@ -25,6 +26,7 @@ class RunOptions(BaseModel):
     phases: list[Phase] | None = None
     max_parallel_resources: int | None = Field(default=None, ge=1, le=100)  # default: the plan's
     start_paused: bool = False  # stop at the first boundary and wait for `resume`
+    callback: CallbackOptions | None = None  # a Step Functions task token to answer (docs/step-functions.md)
 
 
 class LifecycleInput(BaseModel):
@@ -107,6 +109,28 @@ class ResourceState(BaseModel):
     handle: dict[str, Any] = Field(default_factory=dict)
 
 
+class HookState(BaseModel):
+    """One pre- or post-hook of a layer or a DRS wave (plans.hooks), as the status shows it."""
+
+    name: str
+    when: str  # pre | post
+    kind: str  # ssmAutomation | lambda
+    target: str  # the document or function, with its version or qualifier
+    account: str
+    region: str
+    on_failure: str = "fail"  # fail | continue
+    timeout_seconds: int
+    runs: bool = True  # False: the plan's `modes` leave it out of this run's mode (SKIPPED from the start)
+    status: StepStatus = StepStatus.PENDING
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    message: str = ""
+    error: str | None = None
+    error_type: str | None = None
+    outputs: dict[str, Any] = Field(default_factory=dict)  # automation outputs / Lambda payload, clipped
+    handle: dict[str, Any] = Field(default_factory=dict)
+
+
 class LayerState(BaseModel):
     name: str
     status: StepStatus = StepStatus.PENDING
@@ -114,6 +138,8 @@ class LayerState(BaseModel):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     resources: list[ResourceState]
+    pre_hooks: list[HookState] = Field(default_factory=list)
+    post_hooks: list[HookState] = Field(default_factory=list)
 
 
 class PhaseState(BaseModel):
@@ -204,6 +230,7 @@ class LifecycleState(BaseModel):
     initiator_roles: list[str] = Field(default_factory=list)
     cancel_requested: bool = False
     error: str | None = None
+    callback: CallbackState | None = None  # the Step Functions caller, when the run was started with a task token
 
     def pending_gate(self) -> Gate | None:
         return next((g for g in self.gates if g.decision is None), None)

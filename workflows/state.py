@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from plans.model import Layer, Plan, Resource
+from plans.model import Hook, Layer, Mode, Plan, Resource
 from workflows.models import (
+    HookState,
     LayerState,
     LifecycleInput,
     LifecycleResult,
@@ -18,6 +19,7 @@ from workflows.models import (
     RunStatus,
     StepStatus,
 )
+from workflows.hooks import hook_state, layer_hook_target
 
 
 def new_state(run_input: LifecycleInput, workflow_id: str, now: datetime) -> LifecycleState:
@@ -30,17 +32,22 @@ def new_state(run_input: LifecycleInput, workflow_id: str, now: datetime) -> Lif
         paused=run_input.options.start_paused,
         started_at=now,
         phases=[
-            PhaseState(phase=phase, layers=[_layer_state(plan, layer) for layer in plan.layers(phase)])
+            PhaseState(phase=phase, layers=[_layer_state(plan, layer, run_input.mode)
+                                            for layer in plan.layers(phase)])
             for phase in run_input.selected_phases()
         ],
     )
 
 
-def _layer_state(plan: Plan, layer: Layer) -> LayerState:
+def _layer_state(plan: Plan, layer: Layer, mode: Mode) -> LayerState:
     def account_id(resource: Resource) -> str:
         # The plan is re-validated by an activity after start; until then an unknown key must not crash the task.
         key = plan.account_key_for(resource)
         return plan.accounts[key].id if key in plan.accounts else key
+
+    def hook(hook: Hook, when: str) -> HookState:
+        key, region = layer_hook_target(plan, layer, hook)
+        return hook_state(hook, when, plan.accounts[key].id if key in plan.accounts else key, region, mode)
 
     return LayerState(
         name=layer.name,
@@ -49,7 +56,19 @@ def _layer_state(plan: Plan, layer: Layer) -> LayerState:
             ResourceState(name=r.name, action=r.action, account=account_id(r), region=plan.region_for(r))
             for r in layer.resources
         ],
+        pre_hooks=[hook(h, "pre") for h in layer.pre_hooks],
+        post_hooks=[hook(h, "post") for h in layer.post_hooks],
     )
+
+
+def layer_rollup(layer: LayerState) -> StepStatus:
+    """A layer's status from its resources' and its hooks': a failed hook fails the layer unless its onFailure is
+    continue (then the layer is PARTIAL), whatever the layer's continueOnError says about its resources."""
+    hooks = [*layer.pre_hooks, *layer.post_hooks]
+    statuses = [rollup([r.status for r in layer.resources], tolerate_failures=layer.continue_on_error)]
+    statuses += [StepStatus.PARTIAL if h.status is StepStatus.FAILED and h.on_failure == "continue" else h.status
+                 for h in hooks if h.runs and h.status is not StepStatus.PENDING]  # not run (yet): no say
+    return rollup(statuses)
 
 
 def rollup(statuses: list[StepStatus], tolerate_failures: bool = False) -> StepStatus:
@@ -77,12 +96,12 @@ def close(state: LifecycleState, status: RunStatus, message: str, now: datetime)
     """End the run: whatever never started is SKIPPED, and every layer and phase gets its final status."""
     for phase_state in state.phases:
         for layer_state in phase_state.layers:
-            for resource in layer_state.resources:
-                if resource.status is StepStatus.PENDING:
-                    resource.status = StepStatus.SKIPPED
+            for step in [*layer_state.resources, *layer_state.pre_hooks, *layer_state.post_hooks]:
+                if step.status is StepStatus.PENDING:
+                    step.status = StepStatus.SKIPPED
             if layer_state.status in (StepStatus.PENDING, StepStatus.RUNNING):
-                layer_state.status = _final(layer_state.started_at, [r.status for r in layer_state.resources],
-                                            layer_state.continue_on_error)
+                layer_state.status = StepStatus.SKIPPED if layer_state.started_at is None else \
+                    layer_rollup(layer_state)
         if phase_state.status in (StepStatus.PENDING, StepStatus.RUNNING):
             phase_state.status = _final(phase_state.started_at, [layer.status for layer in phase_state.layers])
             if phase_state.started_at and phase_state.ended_at is None:
@@ -98,10 +117,15 @@ def _final(started_at: datetime | None, children: list[StepStatus], tolerate_fai
 
 
 def failed_resources(state: LifecycleState) -> list[str]:
+    """Failed resources, and failed hooks (named "<when>-hook <name>")."""
     return [
         f"{p.phase.value}/{layer.name}/{r.name}: {r.error}"
         for p in state.phases for layer in p.layers for r in layer.resources
         if r.status is StepStatus.FAILED
+    ] + [
+        f"{p.phase.value}/{layer.name}/{h.when}-hook {h.name}: {h.error}"
+        for p in state.phases for layer in p.layers for h in [*layer.pre_hooks, *layer.post_hooks]
+        if h.status is StepStatus.FAILED
     ]
 
 

@@ -7,6 +7,21 @@ from typing import Any
 
 def apply() -> None:
     _promote_read_replica_detaches()
+    _remove_cross_region_replica()
+
+
+def _remove_cross_region_replica() -> None:
+    """moto 5.2.5: a source lists a cross-region replica by ARN (same-region ones by identifier), but removing a
+    deleted replica looks for the identifier only: DeleteDBInstance of a cross-region replica fails with a 500 after
+    the replica is already gone, and its source keeps listing it."""
+    from moto.rds.models import DBInstance
+
+    def remove_replica(self: Any, replica: Any) -> None:
+        for name in (replica.db_instance_arn, replica.db_instance_identifier):
+            if name in self.replicas:
+                self.replicas.remove(name)
+
+    DBInstance.remove_replica = remove_replica  # type: ignore[method-assign]
 
 
 def _promote_read_replica_detaches() -> None:

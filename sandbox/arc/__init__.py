@@ -1,0 +1,1 @@
+"""Route 53 Application Recovery Controller (routing control): control plane and cluster data plane."""

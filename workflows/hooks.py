@@ -1,0 +1,267 @@
+"""Running hooks (plans.hooks) from workflow code: a layer's in DrLifecycleWorkflow, a DRS wave's in
+DrsRecoveryWorkflow.
+
+A hook is a resource of a `hook.*` module run through the generic start/wait activities, so retries, heartbeats and
+the module's own idempotency (an SSM ClientToken, a Lambda invocation id) are those of any resource. Its timeout is
+enforced by the module (it stops an automation that overruns) and, as a backstop, here; a forced cancel stops a
+running automation through `hook.ssm_automation_stop`. Hooks of one layer or wave run one after the other, in order.
+Deterministic workflow code: no I/O, time from `workflow.now()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contract import RESOURCE_START, RESOURCE_WAIT, Operation, ResourceCall, WaitRequest
+    from plans.hooks import LAMBDA_ACTION, SSM_AUTOMATION_STOP_ACTION, Hook
+    from plans.model import Account, Layer, Mode, Phase, Plan, Regions, Resource
+    from workflows.drs_models import HookTarget, WaveRecord, WaveStatus
+    from workflows.models import HookState, LayerState, StepStatus
+
+# The module enforces a hook's timeout; this much later the workflow gives up on it too (a worker lost mid-wait).
+GRACE = timedelta(seconds=60)
+START_TIMEOUT = timedelta(minutes=5)
+HEARTBEAT = timedelta(minutes=2)
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
+                    maximum_interval=timedelta(minutes=1), maximum_attempts=8)
+
+
+def hook_state(hook: Hook, when: str, account_id: str, region: str, mode: Mode) -> HookState:
+    state = HookState(name=hook.name, when=when, kind=hook.kind, target=hook.target, account=account_id,
+                      region=region, on_failure=hook.on_failure, timeout_seconds=hook.timeout_seconds)
+    if hook.modes is not None and mode.value not in hook.modes:
+        state.runs, state.status = False, StepStatus.SKIPPED
+        state.message = f"not run in a {mode.value} run (modes: {', '.join(hook.modes)})"
+    return state
+
+
+def layer_hook_target(plan: Plan, layer: Layer, hook: Hook) -> tuple[str, str]:
+    """(account key, region) of a layer's hook: its own, else the one all the layer's resources share, else the
+    plan's default account and recovery region."""
+    accounts = {plan.account_key_for(r) for r in layer.resources}
+    regions = {plan.region_for(r) for r in layer.resources}
+    account = hook.account or (accounts.pop() if len(accounts) == 1 else
+                               plan.defaults.account or next(iter(plan.accounts)))
+    return account, hook.region or (regions.pop() if len(regions) == 1 else plan.regions.recovery)
+
+
+def hook_call(hook: Hook, *, execution_id: str, plan_name: str, mode: Mode, phase: Phase, step: str,
+              account_key: str, account: Account, region: str, regions: Regions) -> ResourceCall:
+    """The resource call that runs `hook`; `step` (the layer, or "<resource>/wave:<wave>") keeps its
+    idempotency token apart from other steps' hooks of the same name."""
+    resource = Resource(name=hook.name, action=hook.action, parameters=hook.module_parameters(),
+                        account=account_key, region=region)
+    return ResourceCall(execution_id=execution_id, plan_name=plan_name, mode=mode, phase=phase, layer=step,
+                        resource=resource, account_key=account_key, account=account, region=region, regions=regions)
+
+
+def failed_hook(states: Sequence[HookState], policy: str) -> HookState | None:
+    return next((h for h in states if h.status in (StepStatus.FAILED, StepStatus.CANCELLED)
+                 and h.on_failure == policy), None)
+
+
+def describe_failure(hook: HookState) -> str:
+    return f"{hook.when}-hook {hook.name} {hook.status.value.lower()}: {hook.error or hook.message}"
+
+
+async def run_hooks(items: Sequence[tuple[Hook, ResourceCall, HookState]], id_prefix: str,
+                    tasks: dict[str, asyncio.Task[None]] | None = None) -> bool:
+    """Run hooks in order; False when one with onFailure "fail" failed (the rest are then SKIPPED)."""
+    for index, (hook, call, state) in enumerate(items):
+        if not state.runs:
+            continue
+        activity_id = f"{id_prefix}/{state.when}-hook/{hook.name}"
+        task = asyncio.create_task(run_hook(hook, call, state, activity_id))
+        if tasks is not None:
+            tasks[activity_id] = task  # a forced cancel of the run reaches it
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the whole run is being cancelled through Temporal
+        finally:
+            if tasks is not None:
+                tasks.pop(activity_id, None)
+        if state.status in (StepStatus.FAILED, StepStatus.CANCELLED) and hook.on_failure == "fail":
+            for _, _, rest in items[index + 1:]:
+                rest.status = StepStatus.SKIPPED
+            return False
+    return True
+
+
+async def run_hook(hook: Hook, call: ResourceCall, state: HookState, activity_id: str) -> None:
+    state.status, state.started_at = StepStatus.RUNNING, workflow.now()
+    try:
+        await asyncio.wait_for(_start_and_wait(hook, call, state, activity_id),
+                               timeout=(timedelta(seconds=hook.timeout_seconds) + GRACE).total_seconds())
+        _end(state, StepStatus.SUCCEEDED)
+    except asyncio.TimeoutError:
+        state.error, state.error_type = f"did not finish within {hook.timeout_seconds} s", "HookTimeout"
+        _end(state, StepStatus.FAILED)
+        await _stop(call, state, activity_id, "timeout")
+    except ActivityError as err:
+        cause = err.cause
+        if isinstance(cause, CancelledError):
+            _end(state, StepStatus.CANCELLED, "cancelled")
+            return
+        state.error = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        state.error_type = getattr(cause, "type", None) or type(cause).__name__
+        details = cause.details if isinstance(cause, ApplicationError) else ()
+        if details and isinstance(details[0], dict) and isinstance(details[0].get("outputs"), dict):
+            state.outputs = details[0]["outputs"]
+        _end(state, StepStatus.FAILED)
+        workflow.logger.warning("hook %s failed: %s", activity_id, state.error)
+    except (asyncio.CancelledError, CancelledError):
+        _end(state, StepStatus.CANCELLED, "cancelled")
+        await _stop(call, state, activity_id, "run cancelled")
+        raise
+
+
+async def _start_and_wait(hook: Hook, call: ResourceCall, state: HookState, activity_id: str) -> None:
+    # A Lambda invoke answers within the start activity; it must be allowed the hook's whole timeout to do so.
+    start_timeout = timedelta(seconds=hook.timeout_seconds) + GRACE if hook.action == LAMBDA_ACTION \
+        else START_TIMEOUT
+    operation = await workflow.execute_activity(
+        RESOURCE_START, call, result_type=Operation, activity_id=f"{activity_id}/start",
+        start_to_close_timeout=start_timeout, retry_policy=RETRY)
+    _observe(state, operation)
+    while not operation.done:
+        operation = await workflow.execute_activity(
+            RESOURCE_WAIT, WaitRequest(call=call, operation=operation), result_type=Operation,
+            activity_id=f"{activity_id}/wait", start_to_close_timeout=timedelta(seconds=hook.timeout_seconds) + GRACE,
+            heartbeat_timeout=HEARTBEAT, retry_policy=RETRY)
+        _observe(state, operation)
+
+
+async def _stop(call: ResourceCall, state: HookState, activity_id: str, reason: str) -> None:
+    """Stop a running automation; a Lambda invocation cannot be stopped (it ends at its own timeout)."""
+    execution_id = state.handle.get("automationExecutionId")
+    if not execution_id:
+        if call.resource.action == LAMBDA_ACTION:
+            state.message = "the invocation may run on until the function's own timeout"
+        return
+    stop = call.model_copy(update={"resource": Resource(
+        name=call.resource.name, action=SSM_AUTOMATION_STOP_ACTION,
+        parameters={"automationExecutionId": execution_id, "reason": reason})})
+    try:
+        await workflow.execute_activity(RESOURCE_START, stop, result_type=Operation, activity_id=f"{activity_id}/stop",
+                                        start_to_close_timeout=timedelta(minutes=1), retry_policy=RETRY)
+        state.message = f"automation {execution_id} stopped ({reason})"
+    except ActivityError as err:
+        state.message = f"automation {execution_id} could not be stopped: {err.cause or err}"
+
+
+def _observe(state: HookState, operation: Operation) -> None:
+    state.message, state.handle, state.outputs = operation.message, operation.handle, operation.outputs
+
+
+def _end(state: HookState, status: StepStatus, message: str | None = None) -> None:
+    state.status, state.ended_at = status, workflow.now()
+    if message is not None:
+        state.message = message
+
+
+# ---- a layer's hooks (DrLifecycleWorkflow) ---------------------------------------------------------------------
+
+class LayerHooksMixin:
+    _input: Any
+    _state: Any
+    _tasks: dict[str, asyncio.Task[None]]
+
+    async def _run_layer_hooks(self, phase: Phase, layer: Layer, layer_state: LayerState, when: str) -> bool:
+        """Run the layer's pre- or post-hooks; False when the layer must fail (a hook with onFailure fail)."""
+        plan, hooks = self._input.plan, layer.pre_hooks if when == "pre" else layer.post_hooks
+        states = layer_state.pre_hooks if when == "pre" else layer_state.post_hooks
+        items = []
+        for hook, state in zip(hooks, states, strict=True):
+            account_key, region = layer_hook_target(plan, layer, hook)
+            if account_key not in plan.accounts:  # the worker's plan check names it; never fail the task
+                state.status, state.error, state.error_type = StepStatus.FAILED, \
+                    f"unknown account {account_key!r}", "InvalidParameters"
+                return hook.on_failure != "fail"
+            items.append((hook, hook_call(
+                hook, execution_id=self._state.workflow_id, plan_name=plan.name, mode=self._input.mode, phase=phase,
+                step=layer.name, account_key=account_key, account=plan.accounts[account_key], region=region,
+                regions=plan.regions), state))
+        return await run_hooks(items, f"{phase.value}/{layer.name}", self._tasks)
+
+
+# ---- a DRS wave's hooks (DrsRecoveryWorkflow, ACTIVATE) ---------------------------------------------------------
+
+class WaveHooksMixin:
+    _input: Any
+    _state: Any
+    _wake: bool
+    _end_wave: Callable[[WaveRecord, WaveStatus, str], None]  # DrsRecoveryWorkflow's
+
+    def _init_wave_hooks(self) -> None:
+        self._hook_tasks: dict[tuple[str, str], asyncio.Task[Any]] = {}
+        for record in self._state.waves:
+            for target in self._input.wave_hooks.get(record.name, []):
+                states = record.pre_hooks if target.when == "pre" else record.post_hooks
+                states.append(hook_state(target.hook, target.when, target.account.id, target.region,
+                                         self._input.mode))
+
+    def _wave_hooks_ready(self, record: WaveRecord) -> bool:
+        """Whether the wave may start its jobs: its pre-hooks ran and none with onFailure fail failed. The first
+        call starts them; the wave stays PENDING meanwhile, and their end wakes the main loop."""
+        if not any(h.runs for h in record.pre_hooks):
+            return True
+        task = self._hook_tasks.get((record.name, "pre"))
+        if task is None:
+            self._hook_tasks[(record.name, "pre")] = asyncio.create_task(self._wave_hooks(record, "pre"))
+            return False
+        if not task.done():
+            return False
+        failed = failed_hook(record.pre_hooks, "fail")
+        if failed is not None:
+            self._end_wave(record, WaveStatus.FAILED, f"not started: {describe_failure(failed)}")
+            return False
+        return True
+
+    def _wave_launched(self, record: WaveRecord, status: WaveStatus, message: str) -> None:
+        """Called instead of ending a wave whose servers launched: its post-hooks run first."""
+        if not any(h.runs for h in record.post_hooks) and failed_hook(record.pre_hooks, "continue") is None:
+            self._end_wave(record, status, message)
+            return
+        if (record.name, "post") in self._hook_tasks:
+            return  # running: their end closes the wave
+
+        async def post() -> None:
+            await self._wave_hooks(record, "post")
+            hooks = [*record.pre_hooks, *record.post_hooks]
+            failed, tolerated = failed_hook(hooks, "fail"), failed_hook(hooks, "continue")
+            if failed is not None:
+                self._end_wave(record, WaveStatus.FAILED, f"{message}; {describe_failure(failed)}")
+            elif tolerated is not None:
+                self._end_wave(record, WaveStatus.PARTIAL, f"{message}; {describe_failure(tolerated)} "
+                                                                "(onFailure continue)")
+            else:
+                self._end_wave(record, status, message)
+
+        record.message = f"{message}; post-hooks running" if any(h.runs for h in record.post_hooks) else message
+        self._hook_tasks[(record.name, "post")] = asyncio.create_task(post())
+
+    async def _wave_hooks(self, record: WaveRecord, when: str) -> bool:
+        targets: list[HookTarget] = [t for t in self._input.wave_hooks.get(record.name, []) if t.when == when]
+        states = record.pre_hooks if when == "pre" else record.post_hooks
+        items = [(t.hook, hook_call(
+            t.hook, execution_id=self._input.execution_id, plan_name=self._input.plan_name, mode=self._input.mode,
+            phase=self._input.phase, step=f"{self._input.resource}/wave:{record.name}", account_key=t.account_key,
+            account=t.account, region=t.region, regions=self._input.regions), s) for t, s in zip(targets, states,
+                                                                                                strict=True)]
+        try:
+            return await run_hooks(items, f"wave/{record.name}")
+        finally:
+            self._wake = True
+
