@@ -36,7 +36,6 @@ class FrameworkName:
     listed: frozenset[str] = frozenset()  # our parameters that are lists: a single Framework value becomes [value]
     region_param: tuple[str, ...] = ()  # Framework parameters naming the region the resource acts in
     drs: bool = False  # DRS: the servers become a protection group of the plan (see plans/manifest.py)
-    guess: bool = False  # the action is not on this branch yet: its parameter names are a best guess
 
 
 _ALIAS_ONLY = (("No", "no", "false", "False"), "route53.record switches simple records; an alias record (Alias: "
@@ -129,9 +128,12 @@ NAMES: dict[str, FrameworkName] = {
     ),
     "OpenSearchService": FrameworkName(
         action="opensearch.domain",
-        params={"DomainName": "domainName", "DataNodeType": "dataNodeType", "DataNodeCount": "dataNodeCount",
-                "MasterNodeType": "masterNodeType", "MasterNodeCount": "masterNodeCount"},
-        guess=True,
+        params={"DomainName": "domainName", "RepositoryName": "repository", "SnapshotName": "snapshot",
+                "Indices": "indices"},
+        fixed={"method": "snapshotRestore"},
+        refused={key: "opensearch.domain restores into an existing recovery domain: size that domain beforehand "
+                      "(a run that creates or resizes a domain takes far longer than a failover should)"
+                 for key in ("DataNodeType", "DataNodeCount", "MasterNodeType", "MasterNodeCount")},
     ),
     "DRS": FrameworkName(
         action="drs.recovery",

@@ -184,7 +184,8 @@ SAMPLES: dict[str, tuple[Any, dict[str, Any]]] = {
     "LambdaFunction": ({"FunctionName": "f", "Payload": {"k": "v"}}, {"functionName": "f", "payload": {"k": "v"}}),
     "MemoryDB": ({"ClusterName": "m", "SnapshotName": "nightly"},
                  {"clusterName": "m", "snapshotName": "nightly", "method": "snapshot-restore"}),
-    "OpenSearchService": ({"DomainName": "d", "DataNodeCount": 3}, {"domainName": "d", "dataNodeCount": 3}),
+    "OpenSearchService": ({"DomainName": "dom", "RepositoryName": "r", "SnapshotName": "s"},
+                          {"domainName": "dom", "repository": "r", "snapshot": "s", "method": "snapshotRestore"}),
     "DRS": ({"HostNames": ["web-1"], "Tags": {"Tier": "web"}},
             {"waves": [{"name": "servers", "protectionGroups": ["servers"]}]}),
 }
