@@ -28,7 +28,7 @@ class ApprovalPolicy(BaseModel):
     # Only these roles' approvals count (each approver must also be allowed to approve this run at all);
     # empty: every role allowed to approve.
     roles: list[Role] = Field(default_factory=list)
-    timeout_minutes: int | None = Field(default=None, ge=1, le=7 * 24 * 60)
+    timeout_minutes: float | None = Field(default=None, ge=0.1, le=7 * 24 * 60)
     # What a timeout does: abort ends the run as REJECTED; continue goes on, and only a drill may do that.
     on_timeout: Literal["abort", "continue"] = "abort"
 

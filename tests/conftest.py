@@ -22,11 +22,11 @@ from workflows.lifecycle import SEARCH_ATTRIBUTES
 
 def pytest_configure(config: pytest.Config) -> None:
     from tests import aws_calls
-    from tests.identity_helpers import test_idp
+    from tests.identity_helpers import session_idp
 
     aws_calls.install()
     # Every worker of the session, in-process or a subprocess, trusts the test identity provider.
-    os.environ["DR_AUTH_TRUST_FILE"] = str(test_idp().trust_file)
+    os.environ["DR_AUTH_TRUST_FILE"] = str(session_idp().trust_file)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

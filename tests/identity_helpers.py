@@ -10,9 +10,9 @@ from drctl.dev_idp import DevIdentityProvider
 
 
 @functools.cache
-def test_idp() -> DevIdentityProvider:
+def session_idp() -> DevIdentityProvider:
     return DevIdentityProvider.create(Path(tempfile.mkdtemp(prefix="dr-test-auth-")))
 
 
 def token_for(subject: str, roles: list[str] | tuple[str, ...] = ("admin",), **claims: object) -> str:
-    return test_idp().token(subject, list(roles), **claims)
+    return session_idp().token(subject, list(roles), **claims)

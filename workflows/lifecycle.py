@@ -353,7 +353,7 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
 
     def _gate_timed_out(self, gate: Gate) -> bool:
         gate.decision, gate.decided_at = "timed-out", workflow.now()
-        waited = f"no decision within {(gate.decided_at - gate.requested_at).total_seconds() / 60:.0f} min"
+        waited = f"no decision within {(gate.decided_at - gate.requested_at).total_seconds() / 60:.3g} min"
         # Going on without the approvals is a drill's privilege: a real failover never proceeds unapproved.
         if gate.on_timeout == "continue" and self._input.mode is Mode.DRILL:
             gate.reason = f"{waited}; the plan lets a drill continue"
