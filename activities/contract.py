@@ -16,6 +16,7 @@ VALIDATE_PLAN = "dr.plan.validate"
 RESOURCE_START = "dr.resource.start"
 RESOURCE_WAIT = "dr.resource.wait"
 RESOURCE_STATUS = "dr.resource.status"
+NOTIFY = "dr.notify.publish"
 # Resolves a resource's `!Import` / `resolve:ssm:` references just before it starts; takes a ResourceCall and returns
 # the Resource with the values in place. Only resources with references call it.
 RESOURCE_RESOLVE = "dr.resource.resolve"
@@ -66,3 +67,15 @@ class PlanIssue(BaseModel):
 
     def where(self) -> str:
         return ".".join(str(p) for p in self.path) or "(plan)"
+
+
+class NotifyRequest(BaseModel):
+    """One notification to the plan's SNS topic."""
+
+    topic_arn: str
+    region: str
+    account: Account | None = None  # None: the worker's own credentials
+    event: str
+    subject: str
+    message: str
+    attributes: dict[str, str]

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from plans.approvals import ApprovalPolicy
+from plans.notifications import Notifications
 from plans.drs import LaunchSettings, ProtectionGroup, ServerLaunchSettings, ServerSelection
 from plans.hooks import Hook, check_hook_names
 
@@ -186,6 +187,7 @@ class Plan(PlanModel):
     phases: dict[Phase, PhasePlan]
     # DRS source servers recovered together, by group name; `drs.recovery` resources name them in their waves.
     protection_groups: dict[Annotated[str, Field(pattern=NAME.pattern)], ProtectionGroup] = Field(default_factory=dict)
+    notifications: Notifications | None = None  # an SNS topic told of approvals needed, pauses and the outcome
 
     @field_validator("api_version")
     @classmethod

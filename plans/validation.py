@@ -42,6 +42,9 @@ def check_plan_data(data: Any) -> list[PlanIssue]:
     # Several accounts and no default: a resource without an account would land in whichever account comes first.
     ambiguous = account_keys is not None and len(account_keys) > 1 and default_account is None
     issues += _check_protection_groups(data, account_keys, ambiguous)
+    notify_account = _mapping(data.get("notifications")).get("account")
+    if isinstance(notify_account, str) and account_keys is not None and notify_account not in account_keys:
+        issues.append(_issue(("notifications", "account"), _not_an_account(notify_account, account_keys)))
 
     phases = data.get("phases")
     if not isinstance(phases, Mapping):

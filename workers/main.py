@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.aws import AwsClients
 from activities.callback import CallbackActivities
 from activities.drs_activities import DrsActivities
+from activities.notify import NotifyActivities
 from activities.runtime import DrActivities
 from workflows.drs_recovery import DrsRecoveryWorkflow
 from workflows.lifecycle import DrLifecycleWorkflow
@@ -92,7 +93,8 @@ def build_worker(client: Client, task_queue: str, aws: AwsClients,
         client,
         task_queue=task_queue,
         workflows=[DrLifecycleWorkflow, DrsRecoveryWorkflow],
-        activities=[*DrActivities(aws).all(), *DrsActivities(aws).all(), *CallbackActivities(aws).all()],
+        activities=[*DrActivities(aws).all(), *DrsActivities(aws).all(), *CallbackActivities(aws).all(),
+                    *NotifyActivities(aws).all()],
         activity_executor=executor,
         workflow_runner=workflow_runner(),
         max_concurrent_activities=ACTIVITY_THREADS,

@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from workflows.hooks import LayerHooksMixin
 from workflows.lifecycle_callback import LifecycleCallbackMixin
 from workflows.lifecycle_control import LifecycleControlMixin
+from workflows.notifications import NotificationsMixin
 
 with workflow.unsafe.imports_passed_through():
     from activities.contract import (
@@ -74,7 +75,7 @@ AWS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficie
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHooksMixin):
+class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHooksMixin, NotificationsMixin):
     @workflow.init
     def __init__(self, input: LifecycleInput) -> None:
         self._input = input
@@ -95,18 +96,8 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
         self._publish()
         self._callback_begin()
         try:
-            if not await self._admit_initiator(input):
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                return result_of(self._state)
-            issues = await workflow.execute_activity(
-                VALIDATE_PLAN, input.plan, result_type=list[PlanIssue],
-                start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY,
-            )
-            if issues:
-                details = "; ".join(f"{i.where()}: {i.message}" for i in issues)
-                self._finish(RunStatus.FAILED, f"plan rejected by the worker: {details}")
-            else:
-                await self._run_phases()
+            if await self._admit_initiator(input):
+                await self._validate_and_run(input)
         except asyncio.CancelledError:
             # Cancelled through Temporal itself (`temporal workflow cancel`): record it, then let Temporal know.
             self._state.cancel_requested = True
@@ -114,12 +105,24 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
             await self._callback_end()
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._notify_outcome()
         await self._callback_end()
         result = result_of(self._state)
         if self._state.status is RunStatus.FAILED:
             raise ApplicationError(result.message, result.model_dump(mode="json"), type="DrRunFailed",
                                    non_retryable=True)
         return result
+
+    async def _validate_and_run(self, input: LifecycleInput) -> None:
+        issues = await workflow.execute_activity(
+            VALIDATE_PLAN, input.plan, result_type=list[PlanIssue],
+            start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY,
+        )
+        if issues:
+            details = "; ".join(f"{i.where()}: {i.message}" for i in issues)
+            self._finish(RunStatus.FAILED, f"plan rejected by the worker: {details}")
+        else:
+            await self._run_phases()
 
     async def _admit_initiator(self, input: LifecycleInput) -> bool:
         """The worker's trust configuration, then the initiator's token: nothing runs for a caller who may not
@@ -339,6 +342,7 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
         self._state.gates.append(gate)
         self._refresh_status()
         self._publish()
+        await self._notify_approval_needed(gate)
         try:
             await workflow.wait_condition(lambda: gate.decision is not None or self._state.cancel_requested,
                                           timeout=timeout)

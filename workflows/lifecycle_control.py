@@ -69,7 +69,9 @@ class LifecycleControlMixin(GovernanceMixin):
             return ControlResult(accepted=False, status=self._state.status, message="the run is already paused")
         self._state.paused = True
         self._refresh_status()
-        return self._accepted(request, principal, "pause", "paused: running operations finish, nothing new starts")
+        answer = self._accepted(request, principal, "pause", "paused: running operations finish, nothing new starts")
+        await self._notify_paused(principal.subject, request.reason)
+        return answer
 
     @pause.validator
     def _check_pause(self, request: ControlRequest) -> None:

@@ -210,6 +210,14 @@ class AuditEntry(BaseModel):
     token_sha256: str | None = None
 
 
+class NotificationRecord(BaseModel):
+    event: str
+    at: datetime
+    gate: str | None = None
+    message_id: str | None = None  # SNS's, once delivered
+    error: str | None = None  # why it was not delivered (the run went on regardless)
+
+
 class LifecycleState(BaseModel):
     """The one serializable model of a run; the `status` query returns it whole."""
 
@@ -225,6 +233,7 @@ class LifecycleState(BaseModel):
     phases: list[PhaseState]
     gates: list[Gate] = Field(default_factory=list)
     audit: list[AuditEntry] = Field(default_factory=list)
+    notifications: list[NotificationRecord] = Field(default_factory=list)
     denied_attempts: int = 0  # all of them, also those beyond the audit trail's cap on denied entries
     trust: TrustConfig | None = None  # what the worker trusted at start; every later message is checked against it
     initiator_roles: list[str] = Field(default_factory=list)
