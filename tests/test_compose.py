@@ -225,6 +225,9 @@ def test_worker_environment(services: dict[str, dict[str, Any]]) -> None:
     assert host_and_port(env["AWS_ENDPOINT_URL"]) == ("sandbox", "4566")
     assert env["AWS_DEFAULT_REGION"]
     assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]
+    # Tokens are verified in the workflow: the worker must know whom to trust.
+    mounts = {v.split(":")[1]: v for v in services["worker"].get("volumes", [])}
+    assert env["DR_AUTH_TRUST_FILE"].startswith("/etc/dr-auth/") and mounts["/etc/dr-auth"].endswith(":ro")
 
 
 def test_worker_starts_after_its_dependencies(services: dict[str, dict[str, Any]]) -> None:

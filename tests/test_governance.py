@@ -198,3 +198,12 @@ def _forged(subject: str) -> str:
     idp = session_idp()
     claims = {"iss": idp.issuer, "aud": idp.audience, "sub": subject, "roles": ["admin"], "exp": 4_000_000_000}
     return jwt.encode(claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": idp.key_id})
+
+
+def test_the_readme_shows_the_grants_as_they_are():
+    from pathlib import Path
+
+    from workflows.rbac import permission_table
+
+    readme = Path(__file__).resolve().parent.parent.joinpath("README.md").read_text()
+    assert "\n".join(permission_table()) in readme, "README's roles table differs from workflows/rbac.py GRANTS"

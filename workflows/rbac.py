@@ -39,7 +39,7 @@ GRANTS: dict[Role, dict[Action, frozenset[str]]] = {
     Role.ADMIN: {action: _BOTH for action in Action},
     Role.RECOVERY_MANAGER: {action: _BOTH for action in Action},
     Role.PLAN_MANAGER: {
-        Action.START_DRILL: _DRILL_ONLY, Action.APPROVE: _DRILL_ONLY, Action.PAUSE_RESUME: _DRILL_ONLY,
+        Action.START_DRILL: _DRILL_ONLY, Action.APPROVE: _DRILL_ONLY, Action.PAUSE_RESUME: _BOTH,
         Action.CANCEL: _DRILL_ONLY, Action.SKIP_STEP: _DRILL_ONLY, Action.TERMINATE_DRILL_EARLY: _DRILL_ONLY,
         Action.VIEW: _BOTH,
     },
@@ -66,3 +66,19 @@ def roles_allowed(action: Action, mode: Mode) -> list[str]:
     """For error messages: who could have done it."""
     scope = scope_of(mode)
     return [role.value for role, grants in GRANTS.items() if scope in grants.get(action, frozenset())]
+
+
+def permission_table() -> list[str]:
+    """The grants as the README's Markdown table (a test keeps the README in step with GRANTS)."""
+    starts = {action: mode for mode, action in START_ACTION.items()}
+    lines = ["| action | " + " | ".join(role.value for role in Role) + " |", "|---|" + "---|" * len(Role)]
+    for action in Action:
+        cells = []
+        for role in Role:
+            scopes = GRANTS[role].get(action, frozenset())
+            if action in starts:
+                cells.append("yes" if scope_of(starts[action]) in scopes else "—")
+            else:
+                cells.append({_BOTH: "drill + real", _DRILL_ONLY: "drill only"}.get(scopes, "—"))
+        lines.append(f"| {action.value} | " + " | ".join(cells) + " |")
+    return lines
