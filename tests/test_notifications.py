@@ -74,7 +74,8 @@ async def test_a_failed_run_is_announced_with_what_failed(worker):
                         "recoveryValue": "x.example.com"}}]}]},
         name="notify-fail", notifications={"topicArn": topic, "events": ["failed"]})
     handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.PLANNED)
-    await wait_until(handle, lambda s: s.status.finished, timeout=60)
+    # The outcome is announced after the run's state says it ended: wait for the notification itself.
+    await wait_until(handle, lambda s: any(n.message_id for n in s.notifications), timeout=60)
     [failed] = received(sqs, queue)
     assert event_of(failed) == "failed" and failed["Subject"] == "FAILED: planned of notify-fail"
     assert "Failed: ACTIVATE/broken/no-such-record" in failed["Message"]
