@@ -20,6 +20,23 @@ from sandbox.server import SandboxServer
 from workers.main import ACTIVITY_THREADS, build_worker
 from workflows.lifecycle import SEARCH_ATTRIBUTES
 
+def pytest_configure(config: pytest.Config) -> None:
+    from tests import aws_calls
+
+    aws_calls.install()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    from tests import aws_calls
+
+    aws_calls.set_current_test(item.nodeid)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The IAM policy check compares the templates with the calls every other test made: it runs last.
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_iam_policies.py"))
+
+
 HUB_ACCOUNT = "123456789012"  # moto's default account: what the plain sandbox credentials map to
 APP_ACCOUNT = "210987654321"
 OTHER_ACCOUNT = "333333333333"
