@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean iam-calls
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# Re-record deploy/iam/calls.json: the whole suite, so every call any test makes the orchestrator do is in it.
+iam-calls: $(STAMP)
+	DR_IAM_CALLS_WRITE=1 $(VENV)/bin/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache *.egg-info

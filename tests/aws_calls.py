@@ -1,49 +1,119 @@
 """Every AWS API call the orchestrator's own code makes during the test session, as IAM would name it.
 
-Recorded through botocore's event hooks on the clients `AwsClients` hands to activities (test code that inspects
-AWS through its own sessions is not recorded), so `tests/test_iam_policies.py` can hold the IAM templates in
-deploy/iam/ to exactly what the code calls.
+Recorded through botocore's event hooks, so `tests/test_iam_policies.py` can hold the IAM templates in deploy/iam/
+to exactly what the code calls. A client is recorded when orchestrator code created it, whatever path it took:
+`AwsClients.client`, the clients modules build on an account's session (Lambda hooks, ARC cluster endpoints), and
+the hub's own STS / SSM / Step Functions clients. Which code created the client says whose identity it uses:
+"hub" is the worker's own role (AssumeRole, ExternalId parameters, callbacks to hub state machines), "target" is
+the role the worker assumes in an account (everything a module does). Test code inspecting AWS through its own
+sessions is not recorded. The OpenSearch REST API is signed by hand, so it is recorded where it is signed.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from typing import Any
 
-from activities.aws import AwsClients
+import botocore.session
 
 # botocore's signing names that differ from the IAM service prefix.
 _IAM_PREFIX = {"monitoring": "cloudwatch", "email": "ses"}
+# Operations whose IAM action has another name than the API operation.
+_IAM_ACTION = {"lambda:Invoke": "lambda:InvokeFunction"}
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# (file relative to the repository, function) that creates a client -> the identity the client signs with.
+_HUB_CREATORS = {("activities/aws.py", "_sts_client"), ("activities/aws.py", "_ssm_parameter"),
+                 ("activities/callback.py", "_client")}
+_ORCHESTRATOR_DIRS = ("activities/", "workers/", "workflows/", "drctl/")
+# Everything else of ours that may be on the stack; a virtualenv inside the checkout (make test's .venv) is not.
+_OUR_DIRS = (*_ORCHESTRATOR_DIRS, "plans/", "sandbox/", "tests/")
 
 _lock = threading.Lock()
-_recorded: dict[tuple[str, str], set[str]] = {}  # (hub|target, "service:Operation") -> test ids
+_recorded: dict[tuple[str, str], set[str]] = {}  # (hub|target, "service:Action") -> test ids
 _current_test = "(session)"
 _installed = False
 
 
+def iam_action(signing_name: str, operation: str) -> str:
+    name = f"{_IAM_PREFIX.get(signing_name, signing_name)}:{operation}"
+    return _IAM_ACTION.get(name, name)
+
+
+def record(kind: str, action: str) -> None:
+    with _lock:
+        _recorded.setdefault((kind, action), set()).add(_current_test)
+
+
+def _caller() -> tuple[str, str] | None:
+    """(file, function) of the innermost frame in this repository, outside this recorder."""
+    found = _caller_frame()
+    return found[0] if found else None
+
+
+def _caller_frame() -> tuple[tuple[str, str], Any] | None:
+    frame: Any = sys._getframe(2)
+    while frame is not None:
+        path = os.path.relpath(frame.f_code.co_filename, _ROOT)
+        if path.startswith(_OUR_DIRS) and path != "tests/aws_calls.py":
+            return (path, frame.f_code.co_name), frame
+        frame = frame.f_back
+    return None
+
+
+def _kind(creator: tuple[str, str], frame: Any) -> str:
+    if creator in _HUB_CREATORS:
+        return "hub"
+    # Notifications without a plan account publish with the worker's own credentials (the hub role's sns:Publish);
+    # a plan account without a role is different: the README has the target role deployed in the hub account too.
+    while frame is not None:
+        if os.path.relpath(frame.f_code.co_filename, _ROOT) == "activities/notify.py":
+            account = frame.f_locals.get("request")
+            return "hub" if account is not None and account.account is None else "target"
+        frame = frame.f_back
+    return "target"
+
+
+def _orchestrator(caller: tuple[str, str] | None) -> bool:
+    return caller is not None and caller[0].startswith(_ORCHESTRATOR_DIRS)
+
+
 def install() -> None:
-    """Wrap AwsClients.client once: every new client reports its calls."""
+    """Hook client creation once: every client orchestrator code creates reports its calls."""
     global _installed
     if _installed:
         return
-    original = AwsClients.client
+    original = botocore.session.Session.create_client
 
-    def client(self: AwsClients, service: str, account: Any, region: str) -> Any:
-        made = original(self, service, account, region)
-        if not getattr(made, "_dr_recorded", False):
-            kind = "hub" if account.role_name is None else "target"
-            prefix = made.meta.service_model.signing_name
-            prefix = _IAM_PREFIX.get(prefix, prefix)
+    def create_client(self: botocore.session.Session, *args: Any, **kwargs: Any) -> Any:
+        made = original(self, *args, **kwargs)
+        found = _caller_frame()
+        creator = found[0] if found else None
+        if found and _orchestrator(creator):
+            kind = _kind(*found)
+            signing_name = made.meta.service_model.signing_name
 
-            def record(model: Any, **_: Any) -> None:
-                with _lock:
-                    _recorded.setdefault((kind, f"{prefix}:{model.name}"), set()).add(_current_test)
+            def before_call(model: Any, **_: Any) -> None:
+                # Tests also use the orchestrator's clients to look at AWS: only the orchestrator's calls count.
+                if _orchestrator(_caller()):
+                    record(kind, iam_action(signing_name, model.name))
 
-            made.meta.events.register("before-call", record)
-            made._dr_recorded = True
+            made.meta.events.register("before-call", before_call)
         return made
 
-    AwsClients.client = client  # type: ignore[method-assign]
+    botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
+
+    from activities import opensearch_rest
+
+    original_call = opensearch_rest.DomainRest.call
+
+    def call(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        record("target", f"es:ESHttp{method.capitalize()}")
+        return original_call(self, method, *args, **kwargs)
+
+    opensearch_rest.DomainRest.call = call  # type: ignore[method-assign]
     _installed = True
 
 
