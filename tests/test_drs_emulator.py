@@ -242,7 +242,8 @@ def test_terminate_recovery_instances_runs_a_terminate_job_that_terminates_ec2(w
 
 def test_reverse_replication_creates_a_failback_server_in_the_original_region(world):
     (server_id,) = servers(world, 1, source_region="us-east-1")
-    world.set_durations(resync=50)  # one second at this scale: long enough to observe the initial sync
+    # 5 s at this scale: long enough to observe the initial sync even on a loaded machine.
+    world.set_durations(resync=200)
     client = drs()
     wait_job(client, start(client, [server_id])["jobID"])
     (instance,) = client.describe_recovery_instances()["items"]
@@ -256,8 +257,11 @@ def test_reverse_replication_creates_a_failback_server_in_the_original_region(wo
     assert reversed_server["sourceCloudProperties"]["originRegion"] == REGION
     assert reversed_server["dataReplicationInfo"]["dataReplicationState"] == "INITIAL_SYNC"
     assert reversed_server["dataReplicationInfo"]["etaDateTime"]
-    time.sleep(1.1)
-    (reversed_server,) = east.describe_source_servers()["items"]
+    deadline = time.monotonic() + 15
+    while reversed_server["dataReplicationInfo"]["dataReplicationState"] == "INITIAL_SYNC":
+        assert time.monotonic() < deadline, "the failback server never finished its initial sync"
+        time.sleep(0.5)
+        (reversed_server,) = east.describe_source_servers()["items"]
     assert reversed_server["dataReplicationInfo"]["dataReplicationState"] == "CONTINUOUS"
     original = client.describe_source_servers()["items"][0]
     assert original["reversedDirectionSourceServerArn"] == reversed_arn

@@ -44,7 +44,6 @@ UNREACHED: dict[str, dict[str, tuple[str, str, str]]] = {
 IMPLICIT: dict[str, dict[str, str]] = {
     "hub": {
         "kms:Decrypt": "GetParameter(WithDecryption) of a SecureString under a customer managed key (optional)",
-        "sns:Publish": "run notifications to the operators' topic; only granted when NotificationTopicArn is set",
     },
     "target": {
         # DRS StartRecovery / TerminateRecoveryInstances / ReverseReplication dependent actions (AWS Service
