@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from plans.approvals import ApprovalPolicy
 from plans.hooks import Hook, check_hook_names
 
 DRS_ACTION = "drs.recovery"
@@ -179,7 +180,8 @@ class Wave(DrsModel):
     protection_groups: list[Name] = Field(min_length=1)
     # Waves run as soon as all those they depend on have succeeded; waves with no path between them run together.
     depends_on: list[Name] = Field(default_factory=list)
-    pause_before: bool = False  # an operator resumes the run before this wave starts
+    pause_before: bool = False  # an operator approves before this wave starts (one approval)
+    approval: ApprovalPolicy | None = None  # who must approve before this wave starts (implies pauseBefore)
     timeout_seconds: int = Field(default=7200, ge=60, le=7 * 24 * 3600)
     # Any critical server failing fails the wave; optional servers may fail up to this share of them.
     max_failed_percent: float = Field(default=0, ge=0, le=100)
@@ -191,7 +193,14 @@ class Wave(DrsModel):
     @model_validator(mode="after")
     def _unique_hooks(self) -> Wave:
         check_hook_names(self.pre_hooks, self.post_hooks)
+        if self.approval is not None and self.approval.timeout_minutes is not None:
+            raise ValueError("a wave's approval has no timeout (its DRS recovery waits for the run's decision); "
+                             "put a timed approval on the layer instead")
         return self
+
+    @property
+    def gated(self) -> bool:
+        return self.pause_before or self.approval is not None
 
 
 class DrsRecoveryParameters(DrsModel):

@@ -121,3 +121,35 @@ async def test_cancel_while_a_wave_awaits_approval_ends_the_run(worker, world):
     state = await status_of(handle)
     assert state.status.finished and state.gates[0].decision == "rejected"
     assert "drill window closed" in state.gates[0].reason
+
+
+async def test_a_wave_approval_policy_needs_n_approvals_from_its_roles(worker, world):
+    app = estate(world, {"db": 1, "web": 2})
+    plan = drs_plan("wave-two-of", app, waves=[
+        {"name": "db", "protectionGroups": ["db"]},
+        {"name": "web", "protectionGroups": ["web"], "dependsOn": ["db"],
+         "approval": {"approvals": 2, "roles": ["recovery-manager"]}},
+    ], groups={"db": {"tags": {"Tier": "db"}}, "web": {"tags": {"Tier": "web"}}}, cleanup=False)
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.PLANNED,
+                             options=RunOptions(phases=["ACTIVATE"]))
+    gate = (await wait_until(handle, lambda s: s.status is RunStatus.AWAITING_APPROVAL, timeout=60)).pending_gate()
+    assert gate.required == 2 and gate.roles == ["recovery-manager"]
+    admin = await send(handle, "approve", control("root@example.com", roles=("admin",)))
+    assert not admin.accepted and "counts only approvals of recovery-manager" in admin.message
+    first = await send(handle, "approve", control("rm1@example.com", roles=("recovery-manager",)))
+    assert first.accepted and "1 of 2" in first.message
+    child = await child_state(worker, handle.id, "ACTIVATE")
+    assert {w.name: w.status.value for w in child.waves}["web"] == "AWAITING_APPROVAL"  # one is not enough
+    assert (await send(handle, "approve", control("rm2@example.com", roles=("recovery-manager",)))).accepted
+    result = await finish(handle)
+    assert result.status is RunStatus.COMPLETED, result.message
+    assert resource(await status_of(handle), "ACTIVATE", "servers", "servers").outputs["launched"] == 3
+
+
+def test_a_wave_approval_cannot_time_out():
+    from pydantic import ValidationError
+
+    from plans.drs import Wave
+
+    with pytest.raises(ValidationError, match="has no timeout"):
+        Wave.model_validate({"name": "w", "protectionGroups": ["g"], "approval": {"timeoutMinutes": 5}})

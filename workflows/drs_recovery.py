@@ -132,10 +132,12 @@ class DrsRecoveryWorkflow(DrsPhasesMixin, WaveHooksMixin):
         limit = self._input.params.max_concurrent_waves
         if limit and sum(w.status is WaveStatus.RUNNING for w in self._state.waves) >= limit:
             return
-        if wave.pause_before and record.name not in self._approved:
+        if wave.gated and record.name not in self._approved:
             # The lifecycle learns of the gate first (its approve/reject decide it), then the wave shows as waiting.
             await self._tell_parent("child_gate", ChildGate(
-                child_workflow_id=workflow.info().workflow_id, wave=record.name, gate_id=self._gate_id(record.name)))
+                child_workflow_id=workflow.info().workflow_id, wave=record.name, gate_id=self._gate_id(record.name),
+                required=wave.approval.approvals if wave.approval else 1,
+                roles=[r.value for r in wave.approval.roles] if wave.approval else []))
             if record.status is WaveStatus.PENDING and record.name not in self._approved:
                 record.status = WaveStatus.AWAITING_APPROVAL
             else:
@@ -333,7 +335,7 @@ class DrsRecoveryWorkflow(DrsPhasesMixin, WaveHooksMixin):
         """The lifecycle's gate for this wave was rejected: the wave fails, its dependants are skipped. Ignored
         once the wave was approved or has moved on."""
         record = next((w for w in self._state.waves if w.name == decision.wave), None)
-        if record is None or record.name in self._approved or not self._waves[record.name].pause_before or \
+        if record is None or record.name in self._approved or not self._waves[record.name].gated or \
                 record.status not in (WaveStatus.PENDING, WaveStatus.AWAITING_APPROVAL):
             return
         self._end_wave(record, WaveStatus.FAILED, f"rejected by {decision.actor}: {decision.reason}")

@@ -161,16 +161,18 @@ class LifecycleControlMixin(GovernanceMixin):
         return answer
 
     @workflow.signal(name="child_gate")
-    def child_gate(self, signal: ChildGate) -> None:
+    async def child_gate(self, signal: ChildGate) -> None:
         """A DRS child's wave waits for approval: it becomes a gate of this run. Repeats are ignored."""
         if self._state.status.finished or any(
                 g.decision is None and g.id == signal.gate_id and g.child_workflow_id == signal.child_workflow_id
                 for g in self._state.gates):
             return
-        self._state.gates.append(Gate(id=signal.gate_id, requested_at=workflow.now(),
-                                      child_workflow_id=signal.child_workflow_id, wave=signal.wave))
+        gate = Gate(id=signal.gate_id, requested_at=workflow.now(), child_workflow_id=signal.child_workflow_id,
+                    wave=signal.wave, required=signal.required, roles=signal.roles)
+        self._state.gates.append(gate)
         self._refresh_status()
         self._publish()
+        await self._notify_approval_needed(gate)
 
     def _child_gate(self, child_workflow_id: str, wave: str | None = None) -> Gate | None:
         return next((g for g in self._state.gates if g.decision is None and g.child_workflow_id == child_workflow_id

@@ -185,6 +185,8 @@ class ChildGate(BaseModel):
     child_workflow_id: str
     wave: str
     gate_id: str
+    required: int = 1  # the wave's approval policy
+    roles: list[str] = Field(default_factory=list)
 
 
 class WaveDecision(BaseModel):
