@@ -27,7 +27,7 @@ from pydantic import Field
 from activities.aws import aws_call, fatal
 from activities.context import TAG_EXECUTION
 from activities.contract import Operation
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.registry import ModuleParameters, StateMachineModule, register
 from plans.model import Mode, Phase
 
 _DB_ID = r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$"
@@ -50,14 +50,10 @@ class AuroraGlobalParameters(ModuleParameters):
 
 
 @register
-class AuroraGlobalDatabase(ServiceModule):
+class AuroraGlobalDatabase(StateMachineModule):
     action = "aurora.global_database"
     summary = "Switch over (planned) or fail over (disaster) an Aurora global database to the recovery region"
     Parameters = AuroraGlobalParameters
-    phases = frozenset({Phase.INSTANTIATE, Phase.ACTIVATE, Phase.CLEANUP, Phase.REPLICATE})
-
-    def start(self, ctx: Any, params: AuroraGlobalParameters) -> Operation:
-        return self.poll(ctx, params, {})
 
     def status(self, ctx: Any, params: AuroraGlobalParameters) -> dict[str, Any]:
         found = _describe_global(ctx, params.global_cluster_identifier)
@@ -65,7 +61,7 @@ class AuroraGlobalDatabase(ServiceModule):
             return {"globalCluster": params.global_cluster_identifier, "exists": False}
         return {"globalCluster": params.global_cluster_identifier, "exists": True, **_report(found)}
 
-    def poll(self, ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+    def step(self, ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
         phase = ctx.call.phase
         if phase is Phase.INSTANTIATE:
             return _preflight(ctx, params)

@@ -29,7 +29,7 @@ from pydantic import Field
 from activities.aws import aws_call, aws_errors, fatal
 from activities.context import TAG_EXECUTION
 from activities.contract import Operation
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.registry import ModuleParameters, StateMachineModule, register
 from plans.model import Mode, Phase
 
 _GROUP_ID = r"^[a-zA-Z][a-zA-Z0-9-]{0,39}$"
@@ -52,17 +52,10 @@ class GlobalDatastoreParameters(ModuleParameters):
 
 
 @register
-class ElastiCacheGlobalDatastore(ServiceModule):
+class ElastiCacheGlobalDatastore(StateMachineModule):
     action = "elasticache.global_datastore"
     summary = "Fail an ElastiCache global datastore over to the recovery region (or detach its secondary in a disaster)"
     Parameters = GlobalDatastoreParameters
-    phases = frozenset({Phase.INSTANTIATE, Phase.ACTIVATE, Phase.CLEANUP, Phase.REPLICATE})
-
-    def start(self, ctx: Any, params: GlobalDatastoreParameters) -> Operation:
-        return self._step(ctx, params)
-
-    def poll(self, ctx: Any, params: GlobalDatastoreParameters, handle: dict[str, Any]) -> Operation:
-        return self._step(ctx, params)
 
     def status(self, ctx: Any, params: GlobalDatastoreParameters) -> dict[str, Any]:
         group = _group(ctx, ctx.recovery_region, params.replication_group_id)
@@ -70,7 +63,7 @@ class ElastiCacheGlobalDatastore(ServiceModule):
         return {"datastore": datastore and datastore["Status"], "role": _role(group),
                 "groupStatus": group and group["Status"], "endpoint": _endpoint(group)}
 
-    def _step(self, ctx: Any, params: GlobalDatastoreParameters) -> Operation:
+    def step(self, ctx: Any, params: GlobalDatastoreParameters, handle: dict[str, Any]) -> Operation:
         phase, drill = ctx.call.phase, ctx.is_drill
         if phase is Phase.INSTANTIATE or (phase is Phase.ACTIVATE and drill and params.drill_method == "check"):
             return _preflight(ctx, params)

@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 from activities.aws import aws_call, aws_errors, fatal
 from activities.context import TAG_EXECUTION
 from activities.contract import Operation
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.registry import ModuleParameters, StateMachineModule, register
 from plans.model import Phase
 
 _NAME = r"^[a-zA-Z][a-zA-Z0-9-]{0,39}$"
@@ -54,24 +54,17 @@ class MemoryDbClusterParameters(ModuleParameters):
 
 
 @register
-class MemoryDbCluster(ServiceModule):
+class MemoryDbCluster(StateMachineModule):
     action = "memorydb.cluster"
     summary = "Verify a MemoryDB multi-region member (failover is DNS) or restore a cluster from a snapshot"
     Parameters = MemoryDbClusterParameters
-    phases = frozenset({Phase.INSTANTIATE, Phase.ACTIVATE, Phase.CLEANUP, Phase.REPLICATE})
-
-    def start(self, ctx: Any, params: MemoryDbClusterParameters) -> Operation:
-        return self._step(ctx, params)
-
-    def poll(self, ctx: Any, params: MemoryDbClusterParameters, handle: dict[str, Any]) -> Operation:
-        return self._step(ctx, params)
 
     def status(self, ctx: Any, params: MemoryDbClusterParameters) -> dict[str, Any]:
         cluster = _cluster(ctx, ctx.recovery_region, params.cluster_name)
         return {"cluster": params.cluster_name, "exists": cluster is not None,
                 "status": cluster and cluster["Status"], "endpoint": _endpoint(cluster)}
 
-    def _step(self, ctx: Any, params: MemoryDbClusterParameters) -> Operation:
+    def step(self, ctx: Any, params: MemoryDbClusterParameters, handle: dict[str, Any]) -> Operation:
         phase = ctx.call.phase
         if params.method == "multi-region":
             if phase in (Phase.INSTANTIATE, Phase.ACTIVATE):

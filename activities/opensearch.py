@@ -26,7 +26,7 @@ from activities import opensearch_snapshot as snapshot
 from activities.aws import fatal
 from activities.contract import Operation
 from activities.opensearch_rest import busy, describe, rest_for, wait
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.registry import ModuleParameters, StateMachineModule, register
 from plans.model import Phase
 
 
@@ -63,17 +63,10 @@ class OpenSearchDomainParameters(ModuleParameters):
 
 
 @register
-class OpenSearchDomain(ServiceModule):
+class OpenSearchDomain(StateMachineModule):
     action = "opensearch.domain"
     summary = "Restore an OpenSearch domain's indices from a snapshot, or promote cross-cluster replication followers"
     Parameters = OpenSearchDomainParameters
-    phases = frozenset({Phase.INSTANTIATE, Phase.ACTIVATE, Phase.CLEANUP, Phase.REPLICATE})
-
-    def start(self, ctx: Any, params: OpenSearchDomainParameters) -> Operation:
-        return self._step(ctx, params, {})
-
-    def poll(self, ctx: Any, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
-        return self._step(ctx, params, handle)
 
     def status(self, ctx: Any, params: OpenSearchDomainParameters) -> dict[str, Any]:
         status = describe(ctx, params.domain_name, ctx.recovery_region)
@@ -86,7 +79,7 @@ class OpenSearchDomain(ServiceModule):
             report["snapshot"] = snapshot.newest(rest, params)
         return report
 
-    def _step(self, ctx: Any, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
+    def step(self, ctx: Any, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
         phase = ctx.call.phase
         status = describe(ctx, params.domain_name, ctx.recovery_region)
         if phase is Phase.INSTANTIATE and busy(status):

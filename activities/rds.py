@@ -19,7 +19,7 @@ from pydantic import Field
 from activities.aws import aws_call, fatal, unreachable
 from activities.context import TAG_EXECUTION
 from activities.contract import Operation
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.registry import ModuleParameters, StateMachineModule, register
 from plans.model import Mode, Phase
 
 _DB_ID = r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$"
@@ -43,17 +43,10 @@ class RdsReadReplicaParameters(ModuleParameters):
 
 
 @register
-class RdsReadReplica(ServiceModule):
+class RdsReadReplica(StateMachineModule):
     action = "rds.read_replica"
     summary = "Promote a cross-region RDS read replica; replicate back to the old primary region"
     Parameters = RdsReadReplicaParameters
-    phases = frozenset({Phase.INSTANTIATE, Phase.ACTIVATE, Phase.CLEANUP, Phase.REPLICATE})
-
-    def start(self, ctx: Any, params: RdsReadReplicaParameters) -> Operation:
-        return self._step(ctx, params, {})
-
-    def poll(self, ctx: Any, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
-        return self._step(ctx, params, handle)
 
     def status(self, ctx: Any, params: RdsReadReplicaParameters) -> dict[str, Any]:
         replica = _describe(_rds(ctx, ctx.recovery_region), params.replica_identifier)
@@ -61,7 +54,7 @@ class RdsReadReplica(ServiceModule):
             return {"identifier": params.replica_identifier, "exists": False}
         return {"identifier": params.replica_identifier, "exists": True, **_report(ctx, replica)}
 
-    def _step(self, ctx: Any, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
+    def step(self, ctx: Any, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
         phase = ctx.call.phase
         if phase is Phase.INSTANTIATE:
             return _preflight(ctx, params)

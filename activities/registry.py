@@ -62,6 +62,23 @@ class ServiceModule(ABC):
         """The live state of the resource, whatever the phase: used by status checks and readiness."""
 
 
+class StateMachineModule(ServiceModule):
+    """A module whose phases are state machines driven by what AWS reports, not by what was remembered: start and
+    poll are one `step`, and the handle only carries what a step cannot read back (e.g. which operation it began)."""
+
+    phases: ClassVar[frozenset[Phase]] = frozenset(_PHASE_METHODS)
+
+    @abstractmethod
+    def step(self, ctx: Any, params: Any, handle: dict[str, Any]) -> Operation:
+        """Look at the resource, do the next thing this phase needs (idempotently), say where it stands."""
+
+    def start(self, ctx: Any, params: Any) -> Operation:
+        return self.step(ctx, params, {})
+
+    def poll(self, ctx: Any, params: Any, handle: dict[str, Any]) -> Operation:
+        return self.step(ctx, params, handle)
+
+
 _REGISTRY: dict[str, ServiceModule] = {}
 _builtins_loaded = False
 
