@@ -72,7 +72,13 @@ class ProgressPrinter:
                 self.hooks(key, layer.post_hooks, " " * 8)
         gate = state.pending_gate()
         if gate:
-            self._line(f"gate/{gate.id}", "pending", "", lambda g=gate: f"  ⏸ waiting for approval at {g.id}")
+            # The approvals so far are the detail: each new one prints a line ("1 of 2 approvals: alice").
+            got = f"{len(gate.approvals)} of {gate.required} approvals" + (
+                f": {', '.join(a.actor for a in gate.approvals)}" if gate.approvals else "")
+            who = f" from {'/'.join(gate.roles)}" if gate.roles else ""
+            self._line(f"gate/{gate.id}", "pending", got, lambda g=gate, t=got, w=who:
+                       f"  ⏸ waiting for approval at {g.id}{w} ({t})" if g.required > 1 or g.approvals
+                       else f"  ⏸ waiting for approval at {g.id}{w}")
         self._line("run", state.status.value, "", lambda: f"run {state.status.value.lower()}"
                    + (f": {state.error}" if state.error else ""))
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from drctl.progress import ProgressPrinter
 from plans.approvals import Role
 from plans.model import Mode
 from tests.identity_helpers import session_idp, token_for
@@ -131,7 +132,12 @@ async def test_four_eyes_no_double_approval_and_role_restricted_gates(worker):
     assert first.accepted and "1 of 2" in first.message
     again = await send(handle, "approve", control("rm1@example.com", roles=("recovery-manager",)))
     assert not again.accepted and "already approved" in again.message
-    assert (await status_of(handle)).status is RunStatus.AWAITING_APPROVAL
+    state = await status_of(handle)
+    assert state.status is RunStatus.AWAITING_APPROVAL
+    lines: list[str] = []
+    ProgressPrinter(echo=lines.append).update(state)
+    assert "  ⏸ waiting for approval at ACTIVATE/gated from recovery-manager (1 of 2 approvals: rm1@example.com)" \
+        in lines
     assert (await send(handle, "approve", control("rm2@example.com", roles=("recovery-manager",)))).accepted
     assert (await result_of(handle)).status is RunStatus.COMPLETED
     denied = [(e.actor, e.reason.split(":")[0]) for e in await audit_of(handle) if not e.accepted]
