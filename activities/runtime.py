@@ -6,6 +6,7 @@ state changed (so the workflow's status query shows progress), resuming from its
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -37,11 +38,18 @@ from plans.model import Plan, Resource
 
 log = structlog.get_logger("dr.activities")
 
+# Caps how long a wait sleeps between looks whatever a module asks for. Unset in production (modules know their
+# service's pace); the sandbox, whose operations finish in seconds, sets it low so local runs are not paced by it.
+POLL_CAP_ENV = "DR_POLL_CAP_SECONDS"
+
+
 class DrActivities:
     """Holds the process-wide AWS client cache; one instance per worker."""
 
-    def __init__(self, aws: AwsClients) -> None:
+    def __init__(self, aws: AwsClients, poll_cap_seconds: float | None = None) -> None:
         self.aws = aws
+        cap = poll_cap_seconds if poll_cap_seconds is not None else os.environ.get(POLL_CAP_ENV)
+        self.poll_cap_seconds = float(cap) if cap else None
 
     def all(self) -> list[Any]:
         from activities.identity import load_trust
@@ -82,7 +90,10 @@ class DrActivities:
                 ctx.log.info("resource.progress", done=operation.done, message=operation.message,
                              polls=progress.polls)
                 return operation
-            if activity.wait_for_cancelled_sync(timedelta(seconds=operation.poll_interval_seconds)):
+            interval = operation.poll_interval_seconds
+            if self.poll_cap_seconds is not None:
+                interval = min(interval, self.poll_cap_seconds)
+            if activity.wait_for_cancelled_sync(timedelta(seconds=interval)):
                 ctx.log.warning("resource.wait_cancelled", polls=progress.polls)
                 raise CancelledError("wait cancelled; the AWS operation itself may still be running")
 

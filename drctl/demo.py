@@ -81,7 +81,8 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
         click.echo(f"• Development identity provider: {idp.trust_file} (tokens: `drctl auth token`)")
         click.echo("• Worker on task queue dr-orchestrator")
         worker_env = {**aws_env, "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "TEMPORAL_NAMESPACE": "default",
-                      "DR_AUTH_TRUST_FILE": str(idp.trust_file.resolve())}
+                      "DR_AUTH_TRUST_FILE": str(idp.trust_file.resolve()),
+                      "DR_POLL_CAP_SECONDS": "1"}  # the sandbox finishes operations in seconds
         worker = ManagedProcess("worker", [venv_tool("drctl"), "worker"], logs / "worker.log", env=worker_env)
         children.append(worker)
         _wait_for_line(worker, "worker.started", 60)

@@ -27,6 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
     aws_calls.install()
     # Every worker of the session, in-process or a subprocess, trusts the test identity provider.
     os.environ["DR_AUTH_TRUST_FILE"] = str(session_idp().trust_file)
+    # The sandbox finishes operations in seconds: waits look again every second, not at the modules' AWS pace.
+    os.environ.setdefault("DR_POLL_CAP_SECONDS", "1")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
