@@ -132,7 +132,7 @@ def status(workflow_id: str) -> None:
 
 
 def _control_command(update: str, needs_reason: bool, help_text: str) -> click.Command:
-    @click.command(update, help=help_text)
+    @click.command(update.replace("_", "-"), help=help_text)
     @click.argument("workflow_id")
     @click.option("--reason", default="", required=needs_reason, help="Why (kept in the audit trail).")
     @click.option("--token", envvar="DRCTL_TOKEN", show_envvar=True, default=None,
@@ -165,6 +165,8 @@ for _name, _needs_reason, _help in (
     ("pause", False, "Pause at the next boundary; running operations finish."),
     ("resume", False, "Resume a paused run."),
     ("cancel", False, "Cancel: nothing new starts (--force also stops running operations)."),
+    ("switch_ungraceful", True, "A planned failover goes on as a disaster recovery: resources started from now on "
+                                "fail over ungracefully."),
 ):
     drill.add_command(_control_command(_name, _needs_reason, _help))
 

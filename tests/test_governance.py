@@ -24,6 +24,7 @@ from tests.lifecycle_helpers import (
     wait_until,
 )
 from workflows.models import LifecycleResult, RunOptions, RunStatus
+from workflows.lifecycle import DR_MODE
 from workflows.rbac import START_ACTION, Action, allowed
 
 ROLES = [role.value for role in Role]
@@ -213,3 +214,30 @@ def test_the_readme_shows_the_grants_as_they_are():
 
     readme = Path(__file__).resolve().parent.parent.joinpath("README.md").read_text()
     assert "\n".join(permission_table()) in readme, "README's roles table differs from workflows/rbac.py GRANTS"
+
+
+async def test_a_planned_failover_switches_to_ungraceful_for_what_starts_next(worker):
+    from tests.test_hooks import lambda_function
+
+    function = lambda_function()
+    probe = {"action": "hook.lambda", "parameters": {"functionName": function, "payload": {"check": "${dr.mode}"}}}
+    plan = make_plan({"ACTIVATE": [
+        {"name": "first", "resources": [{"name": "before", **probe}]},
+        {"name": "second", "approvalRequired": True, "resources": [{"name": "after", **probe}]},
+    ]}, name="switch-ungraceful")
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.PLANNED, initiator=INITIATOR)
+    await wait_until(handle, lambda s: s.pending_gate() is not None, timeout=30)
+    denied = await send(handle, "switch_ungraceful", control("op@example.com", roles=("operator",), reason="x"))
+    assert not denied.accepted and "may not switch-ungraceful" in denied.message
+    switched = await send(handle, "switch_ungraceful", control("rm@example.com", roles=("recovery-manager",),
+                                                               reason="primary region stopped answering"))
+    assert switched.accepted
+    assert (await handle.describe()).typed_search_attributes.get(DR_MODE) == "disaster"
+    await send(handle, "approve", control("rm@example.com", roles=("recovery-manager",)))
+    assert (await result_of(handle)).status is RunStatus.COMPLETED
+    state = await status_of(handle)
+    seen = {r.name: r.outputs["payload"]["checked"] for p in state.phases for x in p.layers for r in x.resources}
+    assert seen == {"before": "planned", "after": "disaster"} and state.mode is Mode.DISASTER
+    assert state.switched_to_ungraceful_at is not None
+    trail = [(e.action, e.accepted) for e in await audit_of(handle) if e.action == "switch-ungraceful"]
+    assert trail == [("switch-ungraceful", False), ("switch-ungraceful", True)]

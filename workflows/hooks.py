@@ -190,7 +190,7 @@ class LayerHooksMixin:
                     f"unknown account {account_key!r}", "InvalidParameters"
                 return hook.on_failure != "fail"
             items.append((hook, hook_call(
-                hook, execution_id=self._state.workflow_id, plan_name=plan.name, mode=self._input.mode, phase=phase,
+                hook, execution_id=self._state.workflow_id, plan_name=plan.name, mode=self._state.mode, phase=phase,
                 step=layer.name, account_key=account_key, account=plan.accounts[account_key], region=region,
                 regions=plan.regions), state))
         return await run_hooks(items, f"{phase.value}/{layer.name}", self._tasks)

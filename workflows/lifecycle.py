@@ -221,7 +221,7 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
         plan = self._input.plan
         account_key = plan.account_key_for(resource)
         call = ResourceCall(
-            execution_id=self._state.workflow_id, plan_name=plan.name, mode=self._input.mode, phase=phase,
+            execution_id=self._state.workflow_id, plan_name=plan.name, mode=self._state.mode, phase=phase,
             layer=layer.name, resource=resource, account_key=account_key, account=plan.accounts[account_key],
             region=plan.region_for(resource), regions=plan.regions,
         )
@@ -289,7 +289,7 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
     async def _run_drs(self, phase: Phase, resource: Resource, state: ResourceState, child_id: str) -> None:
         """DRS recovery is a child workflow: waves, jobs and per-server state would overflow this history."""
         try:
-            child_input = drs_input_for(self._input.plan, resource, phase, self._input.mode,
+            child_input = drs_input_for(self._input.plan, resource, phase, self._state.mode,
                                         self._state.workflow_id, self._state.started_at)
         except (ValueError, KeyError) as exc:  # the worker's plan check reports the details; never fail the task
             state.error, state.error_type = f"invalid drs.recovery parameters: {exc}", "InvalidParameters"

@@ -7,11 +7,15 @@ A mixin of the workflow class (same state, same determinism rules), kept apart s
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError, FailureError
 
 from workflows.governance import GovernanceMixin
 
+_DR_MODE = SearchAttributeKey.for_keyword("DrMode")  # as workflows.lifecycle names it (imported from there: a cycle)
+
 with workflow.unsafe.imports_passed_through():
+    from plans.model import Mode
     from workflows.identity import Principal, verify_token
     from workflows.rbac import Action, allowed, roles_allowed
     from workflows.models import (
@@ -124,6 +128,27 @@ class LifecycleControlMixin(GovernanceMixin):
         self._require_active()
         if self._state.cancel_requested and not request.force:
             raise ValueError("cancel was already requested (use force to stop in-flight operations)")
+
+    @workflow.update(name="switch_ungraceful")
+    async def switch_ungraceful(self, request: ControlRequest) -> ControlResult:
+        """A planned failover that cannot finish gracefully (the primary stopped answering) goes on as a disaster
+        recovery: every resource started from now on fails over ungracefully; what is done stays done."""
+        principal = await self._authorize(request, Action.SWITCH_UNGRACEFUL, "switch-ungraceful")
+        if principal is None:
+            return self._denied_result(self._last_denial)
+        if self._state.mode is not Mode.PLANNED:
+            return ControlResult(accepted=False, status=self._state.status,
+                                 message=f"the run is already {self._state.mode.value}")
+        self._state.mode, self._state.switched_to_ungraceful_at = Mode.DISASTER, workflow.now()
+        workflow.upsert_search_attributes([_DR_MODE.value_set(Mode.DISASTER.value)])
+        return self._accepted(request, principal, "switch-ungraceful",
+                              "switched to ungraceful: resources started from now on act as in a disaster")
+
+    @switch_ungraceful.validator
+    def _check_switch_ungraceful(self, request: ControlRequest) -> None:
+        self._require_active()
+        if self._state.mode is not Mode.PLANNED:
+            raise ValueError(f"only a planned failover can switch to ungraceful (this run is {self._state.mode.value})")
 
     async def _decide(self, request: ControlRequest, action: str, decision: str) -> ControlResult:
         principal = await self._authorize(request, Action.APPROVE, action)

@@ -225,7 +225,8 @@ class LifecycleState(BaseModel):
 
     workflow_id: str
     plan_name: str
-    mode: Mode
+    mode: Mode  # what resources started from now on do: a planned run may switch to disaster (ungraceful)
+    switched_to_ungraceful_at: datetime | None = None
     initiator: str
     status: RunStatus = RunStatus.RUNNING
     paused: bool = False
