@@ -139,7 +139,9 @@ def _control_command(update: str, needs_reason: bool, help_text: str) -> click.C
                   help="Your signed identity token (JWT): the run checks your roles.")
     @click.option("--gate", default=None, help="approve/reject: the gate id (default: the pending one).")
     @click.option("--force", is_flag=True, help="cancel: also stop in-flight operations.")
-    def command(workflow_id: str, reason: str, token: str | None, gate: str | None, force: bool) -> None:
+    @click.option("--step", default=None, help="skip: PHASE/layer or PHASE/layer/resource, not started yet.")
+    def command(workflow_id: str, reason: str, token: str | None, gate: str | None, force: bool,
+                step: str | None) -> None:
         from workflows.models import ControlRequest, ControlResult
 
         token = _require_token(token)
@@ -147,7 +149,7 @@ def _control_command(update: str, needs_reason: bool, help_text: str) -> click.C
         async def send() -> None:
             client, _ = await _client()
             request = ControlRequest(actor=_claimed_subject(token), reason=reason, gate=gate, force=force,
-                                     token=token)
+                                     step=step, token=token)
             result = await client.get_workflow_handle(workflow_id).execute_update(
                 update, request, result_type=ControlResult)
             click.echo(f"{result.message} (run is {result.status.value})")
@@ -165,6 +167,7 @@ for _name, _needs_reason, _help in (
     ("pause", False, "Pause at the next boundary; running operations finish."),
     ("resume", False, "Resume a paused run."),
     ("cancel", False, "Cancel: nothing new starts (--force also stops running operations)."),
+    ("skip", False, "Skip a layer or resource that has not started (--step PHASE/layer[/resource])."),
     ("switch_ungraceful", True, "A planned failover goes on as a disaster recovery: resources started from now on "
                                 "fail over ungracefully."),
 ):

@@ -241,3 +241,33 @@ async def test_a_planned_failover_switches_to_ungraceful_for_what_starts_next(wo
     assert state.switched_to_ungraceful_at is not None
     trail = [(e.action, e.accepted) for e in await audit_of(handle) if e.action == "switch-ungraceful"]
     assert trail == [("switch-ungraceful", False), ("switch-ungraceful", True)]
+
+
+async def test_skipping_steps_that_have_not_started(worker):
+    plan = make_plan({"ACTIVATE": [
+        {"name": "gated", "approvalRequired": True, "resources": [wait_resource("a", 1), wait_resource("b", 1)]},
+        {"name": "later", "resources": [wait_resource("c", 1)]},
+    ]}, name="skip-steps")
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.PLANNED, initiator=INITIATOR)
+    await wait_until(handle, lambda s: s.pending_gate() is not None)
+    denied = await send(handle, "skip", control("op@example.com", roles=("operator",), step="ACTIVATE/gated/b"))
+    assert not denied.accepted and "may not skip-step" in denied.message
+    manager = control("rm@example.com", roles=("recovery-manager",), reason="b is decommissioned")
+    assert (await send(handle, "skip", manager.model_copy(update={"step": "ACTIVATE/gated/b"}))).accepted
+    assert (await send(handle, "skip", manager.model_copy(update={"step": "ACTIVATE/later"}))).accepted
+    from temporalio.client import WorkflowUpdateFailedError
+
+    with pytest.raises(WorkflowUpdateFailedError):  # not a step of this run
+        await send(handle, "skip", manager.model_copy(update={"step": "ACTIVATE/nope"}))
+    await send(handle, "approve", control("rm@example.com", roles=("recovery-manager",)))
+    assert (await result_of(handle)).status is RunStatus.COMPLETED
+    state = await status_of(handle)
+    activate = next(p for p in state.phases if p.phase.value == "ACTIVATE")
+    gated, later = activate.layers
+    assert [(r.name, r.status.value, r.skipped_by) for r in gated.resources] == [
+        ("a", "SUCCEEDED", None), ("b", "SKIPPED", "rm@example.com")]
+    assert gated.resources[1].message == "skipped by rm@example.com: b is decommissioned"
+    assert gated.status.value == "SUCCEEDED" and later.status.value == "SKIPPED" and later.skipped_by
+    assert later.resources[0].started_at is None and activate.status.value == "SUCCEEDED"
+    skips = [(e.actor, e.accepted) for e in await audit_of(handle) if e.action == "skip"]
+    assert skips == [("op@example.com", False), ("rm@example.com", True), ("rm@example.com", True)]

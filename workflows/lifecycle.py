@@ -48,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
         StepStatus,
     )
-    from workflows.state import close, failed_resources, layer_rollup, new_state, result_of, rollup
+    from workflows.state import close, failed_resources, layer_rollup, new_state, phase_rollup, result_of
 
 DR_PLAN = SearchAttributeKey.for_keyword("DrPlan")
 DR_MODE = SearchAttributeKey.for_keyword("DrMode")
@@ -157,6 +157,8 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
             for layer, layer_state in zip(self._input.plan.layers(phase), phase_state.layers, strict=True):
                 if not await self._boundary():
                     break
+                if layer_state.skipped_by:
+                    continue
                 if layer.approval_policy and not await self._gate(f"{phase.value}/{layer.name}",
                                                                   layer.approval_policy):
                     break
@@ -164,7 +166,7 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
                 if layer_state.status is StepStatus.FAILED:
                     break
             phase_state.ended_at = workflow.now()
-            phase_state.status = rollup([layer.status for layer in phase_state.layers])
+            phase_state.status = phase_rollup(phase_state)
             if phase_state.status is StepStatus.FAILED:
                 self._finish(RunStatus.FAILED, f"phase {phase.value} failed: {self._failure_summary()}")
                 return
@@ -186,7 +188,7 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
 
         async def one(resource: Resource, resource_state: ResourceState) -> None:
             async with slots:
-                if layer_state.status is StepStatus.FAILED or not await self._boundary():
+                if layer_state.status is StepStatus.FAILED or not await self._boundary() or resource_state.skipped_by:
                     return
                 key = f"{phase.value}/{layer.name}/{resource.name}"
                 task = asyncio.create_task(self._run_resource(phase, layer, resource, resource_state))

@@ -24,7 +24,10 @@ with workflow.unsafe.imports_passed_through():
         ControlRequest,
         ControlResult,
         Gate,
+        LayerState,
         LifecycleState,
+        ResourceState,
+        StepStatus,
         WaveDecision,
     )
 
@@ -128,6 +131,50 @@ class LifecycleControlMixin(GovernanceMixin):
         self._require_active()
         if self._state.cancel_requested and not request.force:
             raise ValueError("cancel was already requested (use force to stop in-flight operations)")
+
+    @workflow.update(name="skip")
+    async def skip(self, request: ControlRequest) -> ControlResult:
+        """Skip a layer or a resource that has not started: it never runs, and its absence fails nothing."""
+        principal = await self._authorize(request, Action.SKIP_STEP, "skip")
+        if principal is None:
+            return self._denied_result(self._last_denial)
+        layer, resource = self._skippable(request.step or "")
+        if layer is None:
+            return ControlResult(accepted=False, status=self._state.status,
+                                 message=f"{request.step} has started or ended: it can no longer be skipped")
+        note = f"skipped by {principal.subject}" + (f": {request.reason}" if request.reason else "")
+        for step in [resource] if resource is not None else layer.resources:
+            step.skipped_by, step.status, step.message = principal.subject, StepStatus.SKIPPED, note
+        if all(r.skipped_by for r in layer.resources) and layer.status is StepStatus.PENDING:
+            layer.skipped_by, layer.status = principal.subject, StepStatus.SKIPPED
+        return self._accepted(request, principal, "skip", f"{request.step} will not run", detail=request.step or "")
+
+    @skip.validator
+    def _check_skip(self, request: ControlRequest) -> None:
+        self._require_active()
+        if not request.step:
+            raise ValueError("name the step to skip: PHASE/layer or PHASE/layer/resource")
+        if self._skippable(request.step)[0] is None:
+            raise ValueError(f"{request.step} is not a layer or resource of this run that has yet to start")
+
+    def _skippable(self, step: str) -> tuple[LayerState | None, ResourceState | None]:
+        """The pending layer (and resource) `step` names, or (None, None)."""
+        parts = step.split("/")
+        if len(parts) not in (2, 3):
+            return None, None
+        phase = next((p for p in self._state.phases if p.phase.value == parts[0]), None)
+        layer = next((x for x in phase.layers if x.name == parts[1]), None) if phase else None
+        if layer is None or layer.skipped_by:
+            return None, None
+        if len(parts) == 2:
+            return (layer, None) if layer.status is StepStatus.PENDING else (None, None)
+        # A resource of a running layer may still be waiting for a free slot (maxParallelResources).
+        if layer.status not in (StepStatus.PENDING, StepStatus.RUNNING):
+            return None, None
+        resource = next((r for r in layer.resources if r.name == parts[2]), None)
+        if resource is None or resource.status is not StepStatus.PENDING:
+            return None, None
+        return layer, resource
 
     @workflow.update(name="switch_ungraceful")
     async def switch_ungraceful(self, request: ControlRequest) -> ControlResult:

@@ -59,6 +59,7 @@ class ControlRequest(BaseModel):
     token: str | None = Field(default=None, max_length=16384, repr=False)
     reason: str = Field(default="", max_length=2000)
     gate: str | None = None  # approve/reject: the gate id shown by `status`; default: the pending one
+    step: str | None = None  # skip: "PHASE/layer" or "PHASE/layer/resource", not started yet
     force: bool = False  # cancel: also stop in-flight operations instead of letting them finish
 
 
@@ -107,6 +108,7 @@ class ResourceState(BaseModel):
     error_type: str | None = None
     outputs: dict[str, Any] = Field(default_factory=dict)
     handle: dict[str, Any] = Field(default_factory=dict)
+    skipped_by: str | None = None  # an operator skipped it before it started (it does not count in rollups)
 
 
 class HookState(BaseModel):
@@ -134,6 +136,7 @@ class HookState(BaseModel):
 class LayerState(BaseModel):
     name: str
     status: StepStatus = StepStatus.PENDING
+    skipped_by: str | None = None  # an operator skipped it before it started (it does not count in rollups)
     continue_on_error: bool = False
     started_at: datetime | None = None
     ended_at: datetime | None = None

@@ -64,11 +64,20 @@ def _layer_state(plan: Plan, layer: Layer, mode: Mode) -> LayerState:
 def layer_rollup(layer: LayerState) -> StepStatus:
     """A layer's status from its resources' and its hooks': a failed hook fails the layer unless its onFailure is
     continue (then the layer is PARTIAL), whatever the layer's continueOnError says about its resources."""
+    if layer.skipped_by or all(r.skipped_by for r in layer.resources):
+        return StepStatus.SKIPPED
     hooks = [*layer.pre_hooks, *layer.post_hooks]
-    statuses = [rollup([r.status for r in layer.resources], tolerate_failures=layer.continue_on_error)]
+    counted = [r.status for r in layer.resources if not r.skipped_by]  # an operator's skip is not a stop
+    statuses = [rollup(counted, tolerate_failures=layer.continue_on_error)]
     statuses += [StepStatus.PARTIAL if h.status is StepStatus.FAILED and h.on_failure == "continue" else h.status
                  for h in hooks if h.runs and h.status is not StepStatus.PENDING]  # not run (yet): no say
     return rollup(statuses)
+
+
+def phase_rollup(phase: PhaseState) -> StepStatus:
+    """A phase's status from its layers', leaving out layers an operator skipped."""
+    counted = [layer.status for layer in phase.layers if not layer.skipped_by]
+    return rollup(counted) if counted or not phase.layers else StepStatus.SKIPPED
 
 
 def rollup(statuses: list[StepStatus], tolerate_failures: bool = False) -> StepStatus:
@@ -103,7 +112,8 @@ def close(state: LifecycleState, status: RunStatus, message: str, now: datetime)
                 layer_state.status = StepStatus.SKIPPED if layer_state.started_at is None else \
                     layer_rollup(layer_state)
         if phase_state.status in (StepStatus.PENDING, StepStatus.RUNNING):
-            phase_state.status = _final(phase_state.started_at, [layer.status for layer in phase_state.layers])
+            phase_state.status = _final(phase_state.started_at,
+                                        [layer.status for layer in phase_state.layers if not layer.skipped_by])
             if phase_state.started_at and phase_state.ended_at is None:
                 phase_state.ended_at = now
     state.status = status
