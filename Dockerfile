@@ -3,7 +3,7 @@
 #   docker build -t dr-orchestrator:dev .
 #   docker run --rm dr-orchestrator:dev --help
 #
-# Two stages: `build` installs the package (with the `sandbox` extra) into a virtualenv, `runtime` copies only that
+# Two stages: `build` installs the package (with the `sandbox` extra) from uv.lock into a virtualenv, `runtime` copies only that
 # virtualenv onto a clean base, so pip, wheel caches and the source tree stay out of the final image.
 
 FROM python:3.11.13-slim-bookworm AS build
@@ -17,12 +17,19 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 
-# Dependencies first, read straight from pyproject.toml, so editing the code does not reinstall them.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['sandbox']))" > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+# uv, at the version the lock names and checked against its hashes, installs everything else from uv.lock.
+COPY tools/bootstrap.txt /tmp/bootstrap.txt
+RUN pip install --require-hashes --no-deps -r /tmp/bootstrap.txt
+ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy
 
-# Then the project itself (README.md is optional: the wildcard tolerates its absence).
+# Dependencies first, exactly as locked (without the project), so editing the code does not reinstall them.
+COPY pyproject.toml uv.lock ./
+RUN uv sync --locked --no-dev --extra sandbox --no-install-project
+
+# Then the project itself, not editable: the runtime stage gets no source tree (README.md is optional).
 COPY README.md* ./
 COPY workflows/ workflows/
 COPY activities/ activities/
@@ -30,7 +37,7 @@ COPY workers/ workers/
 COPY plans/ plans/
 COPY sandbox/ sandbox/
 COPY drctl/ drctl/
-RUN pip install ".[sandbox]" \
+RUN uv sync --locked --no-dev --extra sandbox --no-editable \
     && drctl --help > /dev/null
 
 

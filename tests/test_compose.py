@@ -320,10 +320,12 @@ def test_dockerfile_runtime_contract() -> None:
 def test_dockerfile_installs_the_package_with_the_sandbox_extra() -> None:
     instructions = dockerfile_instructions()
     copied = " ".join(args for keyword, args in instructions if keyword == "COPY")
-    for needed in ("pyproject.toml", *PACKAGES):
+    for needed in ("pyproject.toml", "uv.lock", *PACKAGES):
         assert re.search(rf"(^|\s){re.escape(needed)}/?(\s|$)", copied), f"{needed} is not copied into the image"
     runs = " ".join(args for keyword, args in instructions if keyword == "RUN")
-    assert re.search(r"pip install [^&]*\"?\.\[sandbox\]\"?", runs)
+    # Installed from the lock, never resolved afresh at build time.
+    assert re.search(r"uv sync --locked [^&]*--extra sandbox", runs)
+    assert "pip install --require-hashes" in runs
 
 
 def test_dockerfile_packages_match_pyproject() -> None:
