@@ -9,7 +9,7 @@ import threading
 
 import click
 
-from drctl.errors import fail
+from drctl.errors import EXIT_FAILED, fail
 
 
 @click.group()
@@ -30,8 +30,13 @@ def sandbox() -> None:
 def serve(host: str, port: int, scenario: str, time_scale: float, seed: int | None) -> None:
     """Serve the sandbox on one URL; point AWS_ENDPOINT_URL at it."""
     from sandbox import scenario as scenarios
-    from sandbox.server import SandboxServer
+    from sandbox.moto_fixes import UnsupportedMoto
 
+    try:
+        from sandbox.server import SandboxServer  # applies the fixes to moto: refused when moto changed under them
+    except UnsupportedMoto as exc:
+        click.echo(str(exc), err=True)  # the line says it all (moto's version, the patch); no traceback
+        raise SystemExit(EXIT_FAILED) from None
     if scenario != "none" and scenario not in scenarios.available() and not scenario.endswith((".yaml", ".yml")):
         fail(f"no scenario {scenario!r}; known: {', '.join(scenarios.available())} (or a YAML file, or 'none')")
     try:

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
-from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from sandbox import moto_fixes
@@ -23,6 +22,14 @@ from sandbox.arc.models import reset_arc_world
 from sandbox.drs.app import DrsApp
 from sandbox.drs.models import drs_world, reset_world
 from sandbox.opensearch import OpenSearchApp, is_domain_host
+
+with moto_fixes.patching("sandbox/server"):
+    # MotoRequestHandler (moto >= 5.2.5) keeps the headers with underscores that werkzeug's own handler drops.
+    from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+
+# The sandbox is moto with these fixes. They are applied (and checked) on import, so a moto that changed under them
+# stops whatever imports the sandbox (a test session, `drctl sandbox serve`) with one line, before any request.
+moto_fixes.apply()
 
 log = structlog.get_logger("sandbox")
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from moto.autoscaling.exceptions import ValidationError
+from moto.autoscaling.models import FakeAutoScalingGroup
+
+from sandbox.moto_fixes._guard import require
+
 
 def apply() -> None:
     _update_validates_bounds_and_keeps_what_is_omitted()
@@ -12,10 +17,9 @@ def apply() -> None:
 def _update_validates_bounds_and_keeps_what_is_omitted() -> None:
     """moto 5.2.5 accepts a desired capacity outside [min, max] (AWS answers ValidationError), and an update that omits
     MixedInstancesPolicy drops the group's policy (AWS keeps every setting the request leaves out)."""
-    from moto.autoscaling.exceptions import ValidationError
-    from moto.autoscaling.models import FakeAutoScalingGroup
-
-    original = FakeAutoScalingGroup.update
+    # The keyword arguments read and passed on below must still be moto's names for them.
+    original = require(FakeAutoScalingGroup, "update", "desired_capacity", "max_size", "min_size",
+                       "mixed_instances_policy")
 
     def update(self: Any, *args: Any, **kwargs: Any) -> None:
         desired, max_size, min_size = (kwargs.get(k) for k in ("desired_capacity", "max_size", "min_size"))

@@ -25,6 +25,11 @@ import zipfile
 from datetime import UTC, datetime
 from typing import Any
 
+from moto.awslambda.exceptions import LambdaClientError
+from moto.awslambda.models import LambdaFunction
+
+from sandbox.moto_fixes._guard import require
+
 _MARK = "\x1edr-sandbox-result "
 _RUNNER = r"""
 import importlib, json, sys, time, traceback
@@ -101,9 +106,7 @@ def _log(request_id: str, function: Any, output: str, started: float) -> str:
 
 
 def apply() -> None:
-    from moto.awslambda.models import LambdaFunction
-
-    original = LambdaFunction.invoke
+    original = require(LambdaFunction, "invoke", "body", "request_headers", "response_headers")
 
     def invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -> Any:
         invocation = request_headers.get("x-amz-invocation-type", "RequestResponse")
@@ -113,8 +116,6 @@ def apply() -> None:
         try:
             json.loads(event or b"{}")
         except ValueError:
-            from moto.awslambda.exceptions import LambdaClientError
-
             raise LambdaClientError("InvalidRequestContentException",
                                     "Could not parse request body into json") from None
         payload, function_error, log = run_python_handler(self, event)

@@ -16,6 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from moto.core.responses import ActionResult
+from moto.elasticache.exceptions import ElastiCacheException, ReplicationGroupNotFound
+from moto.elasticache.models import ElastiCacheBackend, elasticache_backends
+from moto.elasticache.responses import ElastiCacheResponse
+
+from sandbox.moto_fixes._guard import require
+
 _LOOKS = 3  # describes until a simulated change is finished
 _lock = threading.RLock()
 
@@ -86,22 +93,29 @@ def region_prefix(region: str) -> str:
     return "".join(chr(ord("a") + int(digest[i : i + 2], 16) % 26) for i in range(0, 10, 2))
 
 
-def apply() -> None:
-    from moto.elasticache.models import ElastiCacheBackend
-    from moto.elasticache.responses import ElastiCacheResponse
+# The backend methods wrapped below, with the parameters the wrappers read or pass on by name.
+_WRAPPED = {"create_replication_group": ("global_replication_group_id", "cache_node_type", "engine", "engine_version",
+                                         "snapshot_name"),
+            "describe_replication_groups": ("replication_group_id",),
+            "delete_replication_group": ("replication_group_id", "retain_primary_cluster"),
+            "create_snapshot": ("replication_group_id",),
+            "describe_snapshots": ()}
 
+
+def apply() -> None:
+    originals = {name: require(ElastiCacheBackend, name, *params) for name, params in _WRAPPED.items()}
+    for used in ("elasticache_backend", "_get_param", "_get_bool_param"):  # what the added handlers read
+        require(ElastiCacheResponse, used)
     for name in ("create_global_replication_group", "describe_global_replication_groups",
                  "failover_global_replication_group", "disassociate_global_replication_group"):
         setattr(ElastiCacheResponse, name, globals()[f"_response_{name}"])
-    _wrap_backend(ElastiCacheBackend)
+    _wrap_backend(ElastiCacheBackend, originals)
 
 
 # --- errors (codes and HTTP statuses come from the model's error shapes) --------------------------------------------
 
 
 def _error(code: str, message: str) -> Exception:
-    from moto.elasticache.exceptions import ElastiCacheException
-
     return ElastiCacheException(code, message)
 
 
@@ -119,8 +133,6 @@ def _invalid_global_state(datastore: _GlobalDatastore) -> Exception:
 
 def _home(account_id: str) -> Any:
     """Account-wide state hangs on the account's us-east-1 backend, so moto's reset clears it with everything else."""
-    from moto.elasticache.models import elasticache_backends
-
     backend = elasticache_backends[account_id]["us-east-1"]
     if not hasattr(backend, "dr_global_datastores"):
         backend.dr_global_datastores = {}
@@ -150,8 +162,6 @@ def _tick(account_id: str) -> None:
 
 
 def _group(account_id: str, region: str, replication_group_id: str) -> Any:
-    from moto.elasticache.models import elasticache_backends
-
     return elasticache_backends[account_id][region].replication_groups.get(replication_group_id)
 
 
@@ -178,9 +188,6 @@ def _set_membership(group: Any, global_id: str | None, role: str | None) -> None
 
 
 def _response_create_global_replication_group(self: Any) -> Any:
-    from moto.core.responses import ActionResult
-    from moto.elasticache.exceptions import ReplicationGroupNotFound
-
     suffix = self._get_param("GlobalReplicationGroupIdSuffix")
     primary_id = self._get_param("PrimaryReplicationGroupId")
     backend = self.elasticache_backend
@@ -214,8 +221,6 @@ def _response_create_global_replication_group(self: Any) -> Any:
 
 
 def _response_describe_global_replication_groups(self: Any) -> Any:
-    from moto.core.responses import ActionResult
-
     global_id = self._get_param("GlobalReplicationGroupId")
     show = bool(self._get_bool_param("ShowMemberInfo"))
     account_id = self.current_account
@@ -229,8 +234,6 @@ def _response_describe_global_replication_groups(self: Any) -> Any:
 
 
 def _response_failover_global_replication_group(self: Any) -> Any:
-    from moto.core.responses import ActionResult
-
     global_id = self._get_param("GlobalReplicationGroupId")
     region = self._get_param("PrimaryRegion")
     new_primary_id = self._get_param("PrimaryReplicationGroupId")
@@ -263,8 +266,6 @@ def _response_failover_global_replication_group(self: Any) -> Any:
 
 
 def _response_disassociate_global_replication_group(self: Any) -> Any:
-    from moto.core.responses import ActionResult
-
     global_id = self._get_param("GlobalReplicationGroupId")
     group_id = self._get_param("ReplicationGroupId")
     region = self._get_param("ReplicationGroupRegion")
@@ -299,12 +300,9 @@ def _response_disassociate_global_replication_group(self: Any) -> Any:
 # --- replication groups and snapshots -------------------------------------------------------------------------------
 
 
-def _wrap_backend(backend_class: Any) -> None:
-    create_group = backend_class.create_replication_group
-    describe_groups = backend_class.describe_replication_groups
-    delete_group = backend_class.delete_replication_group
-    create_snapshot = backend_class.create_snapshot
-    describe_snapshots = backend_class.describe_snapshots
+def _wrap_backend(backend_class: Any, originals: dict[str, Any]) -> None:
+    create_group, describe_groups, delete_group, create_snapshot, describe_snapshots = (
+        originals[name] for name in _WRAPPED)
 
     def create_replication_group(self: Any, **kwargs: Any) -> Any:
         """A secondary of a global datastore takes the datastore's node type and engine and joins it; a group

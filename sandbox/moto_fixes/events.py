@@ -10,18 +10,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from moto.core.utils import unix_time
+from moto.events.models import Replay, ReplayState, Rule, events_backends
+from moto.moto_api._internal import mock_random as random
+
+from sandbox.moto_fixes._guard import require
+
 
 def apply() -> None:
-    _disabled_rules_match_nothing()
+    # Checked first, so a moto without them is refused before anything here is patched.
+    send_to_targets = require(Rule, "send_to_targets", "transform_input")
+    require(Replay, "replay_events", "archive")
+    _disabled_rules_match_nothing(send_to_targets)
     _replay_honours_window_and_filter_arns()
 
 
-def _disabled_rules_match_nothing() -> None:
+def _disabled_rules_match_nothing(original: Any) -> None:
     """moto 5.2.5 delivers events to a rule's targets whatever the rule's State; on AWS a DISABLED rule matches no
     event (ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS is enabled)."""
-    from moto.events.models import Rule
-
-    original = Rule.send_to_targets
 
     def send_to_targets(self: Any, *args: Any, **kwargs: Any) -> None:
         if self.state == "DISABLED":
@@ -35,9 +41,6 @@ def _replay_honours_window_and_filter_arns() -> None:
     """moto 5.2.5 replays every archived event, whatever EventStartTime/EventEndTime say, to every rule of the bus,
     ignoring Destination.FilterArns. AWS replays the events whose time lies in the window, only to the listed rules
     when FilterArns is given; replayed events carry `replay-name`, which archive rules exclude."""
-    from moto.core.utils import unix_time
-    from moto.events.models import ReplayState, Replay, events_backends
-    from moto.moto_api._internal import mock_random as random
 
     def replay_events(self: Any, archive: Any) -> None:
         backend = events_backends[self.account_id][self.region]

@@ -14,29 +14,39 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
+from moto.awslambda import urls
+from moto.awslambda.exceptions import InvalidParameterValueException
+from moto.awslambda.models import EventSourceMapping, LambdaBackend
+from moto.awslambda.responses import LambdaResponse
+from moto.core.exceptions import JsonRESTError
+
+from sandbox.moto_fixes._guard import require
+
 _PATH = r"{0}/(?P<api_version>[^/]+)/functions/(?P<function_name>[\w_:%-]+)/provisioned-concurrency/?$"
 
 
 def apply() -> None:
-    from moto.awslambda import urls
-    from moto.awslambda.responses import LambdaResponse
-
-    urls.url_paths.setdefault(_PATH, LambdaResponse.dispatch)
+    # Checked first, so a moto without them is refused before anything here is patched.
+    url_paths, dispatch = require(urls, "url_paths"), require(LambdaResponse, "dispatch")
+    wrapped = (require(LambdaBackend, "update_event_source_mapping", "uuid", "spec"),
+               require(EventSourceMapping, "get_configuration"),
+               require(LambdaBackend, "delete_alias", "name", "function_name"),
+               require(LambdaBackend, "delete_function", "function_name", "qualifier"))
+    for used in ("backend", "_get_param"):  # what the added handlers read (path and body are set per request)
+        require(LambdaResponse, used)
+    url_paths.setdefault(_PATH, dispatch)
     LambdaResponse.put_provisioned_concurrency_config = _put  # type: ignore[attr-defined]
     LambdaResponse.get_provisioned_concurrency_config = _get  # type: ignore[attr-defined]
     LambdaResponse.delete_provisioned_concurrency_config = _delete  # type: ignore[attr-defined]
     LambdaResponse.list_provisioned_concurrency_configs = _list  # type: ignore[attr-defined]
-    _configs_go_with_their_alias_or_function()
-    _mappings_pass_through_enabling_and_disabling()
+    _configs_go_with_their_alias_or_function(*wrapped[2:])
+    _mappings_pass_through_enabling_and_disabling(*wrapped[:2])
 
 
-def _mappings_pass_through_enabling_and_disabling() -> None:
+def _mappings_pass_through_enabling_and_disabling(update: Any, configuration: Any) -> None:
     """moto 5.2.5 switches a mapping's State straight to Enabled/Disabled. On AWS, UpdateEventSourceMapping answers
     Enabling/Disabling and the mapping settles a little later, which is what a caller must wait for. Here the
     transitional state is what the update's answer and the next read report; the read after that sees it settled."""
-    from moto.awslambda.models import EventSourceMapping, LambdaBackend
-
-    update, configuration = LambdaBackend.update_event_source_mapping, EventSourceMapping.get_configuration
 
     def update_event_source_mapping(self: Any, uuid: str, spec: dict[str, Any]) -> Any:
         mapping = self.get_event_source_mapping(uuid)
@@ -57,11 +67,8 @@ def _mappings_pass_through_enabling_and_disabling() -> None:
     EventSourceMapping.get_configuration = get_configuration  # type: ignore[method-assign]
 
 
-def _configs_go_with_their_alias_or_function() -> None:
+def _configs_go_with_their_alias_or_function(delete_alias: Any, delete_function: Any) -> None:
     """On AWS, deleting an alias (or the function) deletes the provisioned concurrency configured on it."""
-    from moto.awslambda.models import LambdaBackend
-
-    delete_alias, delete_function = LambdaBackend.delete_alias, LambdaBackend.delete_function
 
     def delete_alias_and_config(self: Any, name: str, function_name: str) -> None:
         delete_alias(self, name, function_name)
@@ -89,8 +96,6 @@ def _configs(backend: Any) -> dict[tuple[str, str], dict[str, Any]]:
 
 def _target(response: Any) -> tuple[Any, str, str]:
     """The function and qualifier the request names; unknown function or alias: ResourceNotFoundException."""
-    from moto.awslambda.exceptions import InvalidParameterValueException
-
     name = unquote(response.path.rstrip("/").split("/")[-2])
     qualifier = response._get_param("Qualifier")
     if not qualifier:
@@ -121,8 +126,6 @@ def _now() -> str:
 
 
 def _put(self: Any) -> Any:
-    from moto.awslambda.exceptions import InvalidParameterValueException
-
     _, name, qualifier = _target(self)
     requested = json.loads(self.body or "{}").get("ProvisionedConcurrentExecutions")
     if not isinstance(requested, int) or requested < 1:
@@ -135,8 +138,6 @@ def _put(self: Any) -> Any:
 def _get(self: Any) -> Any:
     if self._get_param("List") == "ALL":
         return _list(self)
-    from moto.core.exceptions import JsonRESTError
-
     _, name, qualifier = _target(self)
     config = _configs(self.backend).get((name, qualifier))
     if config is None:

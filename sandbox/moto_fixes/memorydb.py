@@ -10,11 +10,16 @@ A regional cluster joining, or restored from a snapshot, is `creating` for a few
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from moto.core.responses import ActionResult
+from moto.memorydb.exceptions import MemoryDBClientError
+from moto.memorydb.models import memorydb_backends
+from moto.memorydb.responses import MemoryDBResponse
+
+from sandbox.moto_fixes._guard import UnsupportedMoto, require
 from sandbox.moto_fixes.elasticache import region_prefix
 
 _LOOKS = 3
@@ -55,55 +60,47 @@ class _MultiRegionCluster:
 
 
 def apply() -> None:
-    from moto.memorydb.models import MemoryDBCluster
-    from moto.memorydb.responses import MemoryDBResponse
-
-    create_cluster, describe_clusters, delete_cluster = (
-        MemoryDBResponse.create_cluster, MemoryDBResponse.describe_clusters, MemoryDBResponse.delete_cluster)
-    to_dict = MemoryDBCluster.to_dict
-
-    def cluster_to_dict(self: Any) -> dict[str, Any]:
-        out = to_dict(self)
-        if getattr(self, "multi_region_cluster_name", None):
-            out["MultiRegionClusterName"] = self.multi_region_cluster_name
-        return out
+    # moto renders a cluster in its own way (5.2.5: MemoryDBCluster.to_dict; 5.2.6: inline in each handler): the
+    # handlers are wrapped and what they rendered gets the fields moto lacks, so either rendering will do.
+    create_cluster = require(MemoryDBResponse, "create_cluster")
+    describe_clusters = require(MemoryDBResponse, "describe_clusters")
+    delete_cluster = require(MemoryDBResponse, "delete_cluster")
+    for used in ("memorydb_backend", "_get_param"):
+        require(MemoryDBResponse, used)
+    require(ActionResult, "result")
 
     def create(self: Any) -> Any:
-        from moto.core.responses import ActionResult
-
-        params = json.loads(self.body or "{}")
         backend = self.memorydb_backend
         with _lock:
             multi = None
-            if params.get("MultiRegionClusterName"):
-                multi = _find(backend.account_id, params["MultiRegionClusterName"])
+            if self._get_param("MultiRegionClusterName"):
+                multi = _find(backend.account_id, self._get_param("MultiRegionClusterName"))
                 if multi.status != "available":
                     raise _error("InvalidMultiRegionClusterStateFault", f"{multi.name} is {multi.status}.")
                 if backend.region_name in multi.clusters:
                     raise _error("InvalidParameterValueException",
                                  f"{multi.name} already has a cluster in {backend.region_name}.")
-            snapshot = params.get("SnapshotName")
+            snapshot = self._get_param("SnapshotName")
             if snapshot and snapshot not in backend.snapshots:
                 raise _error("SnapshotNotFoundFault", f"Snapshot {snapshot} not found.")
-            create_cluster(self)
-            cluster = backend.clusters[params["ClusterName"]]
+            result = create_cluster(self)
+            cluster = backend.clusters[self._get_param("ClusterName")]
             if multi is not None:
                 cluster.multi_region_cluster_name = multi.name
                 multi.clusters[backend.region_name] = cluster.cluster_name
             if multi is not None or snapshot:
                 cluster.status = "creating"
                 cluster.dr_looks = _LOOKS
-            return ActionResult({"Cluster": cluster.to_dict()})
+            return _as_now(result, backend)
 
     def describe(self: Any) -> Any:
         with _lock:
             _tick(self.memorydb_backend.account_id)
-            return describe_clusters(self)
+            return _as_now(describe_clusters(self), self.memorydb_backend)
 
     def delete(self: Any) -> Any:
-        params = json.loads(self.body or "{}")
         with _lock:
-            cluster = self.memorydb_backend.clusters.get(params.get("ClusterName"))
+            cluster = self.memorydb_backend.clusters.get(self._get_param("ClusterName"))
             if cluster is not None and cluster.status != "available":
                 raise _error("InvalidClusterStateFault", f"Cluster {cluster.cluster_name} is {cluster.status}.")
             name = getattr(cluster, "multi_region_cluster_name", None)
@@ -111,7 +108,6 @@ def apply() -> None:
                 _multi(self.memorydb_backend.account_id)[name].clusters.pop(self.memorydb_backend.region_name, None)
             return delete_cluster(self)
 
-    MemoryDBCluster.to_dict = cluster_to_dict
     MemoryDBResponse.create_cluster = create
     MemoryDBResponse.describe_clusters = describe
     MemoryDBResponse.delete_cluster = delete
@@ -119,15 +115,31 @@ def apply() -> None:
     MemoryDBResponse.describe_multi_region_clusters = _describe_multi_region_clusters
 
 
-def _error(code: str, message: str) -> Exception:
-    from moto.memorydb.exceptions import MemoryDBClientError
+def _as_now(result: Any, backend: Any) -> Any:
+    """moto's answer ({"Cluster": {...}} or {"Clusters": [...]}) with each cluster's status as the sandbox has it
+    (creating while it joins or restores) and its MultiRegionClusterName, which moto does not know."""
+    found = result.result
+    shown = found.get("Clusters", [found.get("Cluster")]) if isinstance(found, dict) else None
+    if shown is None or not all(isinstance(out, dict) and "Name" in out for out in shown):
+        raise UnsupportedMoto("moto_fixes/memorydb", "reads the clusters in moto's answers, which moto now shapes "
+                              f"differently: {str(found)[:200]!r}")
+    for out in shown:
+        cluster = backend.clusters.get(out["Name"])
+        if cluster is None:
+            continue
+        out["Status"] = cluster.status
+        if getattr(cluster, "multi_region_cluster_name", None):
+            out["MultiRegionClusterName"] = cluster.multi_region_cluster_name
+    return result
 
+
+def _error(code: str, message: str) -> Exception:
+    # (code, message) on moto 5.2.5 (a JsonRESTError) and 5.2.6 (a ServiceException) alike. moto finds the service
+    # model (error shapes, HTTP status) from the exception's module, so a bare ServiceException would not do.
     return MemoryDBClientError(code, message)
 
 
 def _backend(account_id: str, region: str) -> Any:
-    from moto.memorydb.models import memorydb_backends
-
     return memorydb_backends[account_id][region]
 
 
@@ -148,8 +160,6 @@ def _find(account_id: str, name: str) -> _MultiRegionCluster:
 
 def _tick(account_id: str) -> None:
     """One look at the account's state: creations move on."""
-    from moto.memorydb.models import memorydb_backends
-
     for multi in _multi(account_id).values():
         multi.looks -= 1
         if multi.status == "creating" and multi.looks <= 0:
@@ -163,9 +173,9 @@ def _tick(account_id: str) -> None:
 
 
 def _create_multi_region_cluster(self: Any) -> Any:
-    from moto.core.responses import ActionResult
-
-    params = json.loads(self.body or "{}")
+    params = {k: self._get_param(k) for k in ("MultiRegionClusterNameSuffix", "Description", "NodeType", "Engine",
+                                              "EngineVersion", "NumShards", "TLSEnabled",
+                                              "MultiRegionParameterGroupName", "Tags")}
     backend = self.memorydb_backend
     with _lock:
         name = f"{region_prefix(backend.region_name)}-{params['MultiRegionClusterNameSuffix']}"
@@ -175,7 +185,7 @@ def _create_multi_region_cluster(self: Any) -> Any:
             name=name, account_id=backend.account_id, description=params.get("Description") or "",
             node_type=params["NodeType"], engine=params.get("Engine") or "valkey",
             engine_version=params.get("EngineVersion") or "7.3", num_shards=params.get("NumShards") or 1,
-            tls_enabled=params.get("TLSEnabled", True),
+            tls_enabled=params["TLSEnabled"] is not False,
             parameter_group=params.get("MultiRegionParameterGroupName") or "default.memorydb-valkey7.multiregion",
         )
         _multi(backend.account_id)[name] = multi
@@ -185,13 +195,10 @@ def _create_multi_region_cluster(self: Any) -> Any:
 
 
 def _describe_multi_region_clusters(self: Any) -> Any:
-    from moto.core.responses import ActionResult
-
-    params = json.loads(self.body or "{}")
     account_id = self.memorydb_backend.account_id
     with _lock:
         _tick(account_id)
-        name = params.get("MultiRegionClusterName")
+        name = self._get_param("MultiRegionClusterName")
         found = [_find(account_id, name)] if name else sorted(_multi(account_id).values(), key=lambda m: m.name)
-        details = bool(params.get("ShowClusterDetails"))
+        details = bool(self._get_param("ShowClusterDetails"))
         return ActionResult({"MultiRegionClusters": [m.to_dict(details) for m in found]})

@@ -14,10 +14,24 @@ import threading
 import uuid
 from typing import Any
 
+import moto.es.urls
+import moto.opensearch.urls
+from moto.opensearch.exceptions import ResourceNotFoundException
+from moto.opensearch.models import OpenSearchDomain, opensearch_backends
+from moto.opensearch.responses import OpenSearchServiceResponse
+
+from sandbox.moto_fixes._guard import require
+
 _lock = threading.Lock()
 
 
 def apply() -> None:
+    # Checked first, so a moto without them is refused before anything here is patched.
+    require(OpenSearchDomain, "__init__")
+    for urls in (moto.es.urls, moto.opensearch.urls):
+        require(urls, "url_paths")
+    for used in ("dispatch", "_get_param"):  # what the added handlers need
+        require(OpenSearchServiceResponse, used)
     _realistic_endpoints()
     _connections()
 
@@ -30,8 +44,6 @@ def _endpoint_token(arn: str) -> str:
 def _realistic_endpoints() -> None:
     """moto 5.2.5: the endpoint is `<name>.<region>.es.amazonaws.com`, the same for a domain of that name in every
     account; AWS answers `search-<name>-<token>.<region>.es.amazonaws.com` (`vpc-...` for a VPC domain)."""
-    from moto.opensearch.models import OpenSearchDomain
-
     if getattr(OpenSearchDomain, "_dr_endpoint_fix", False):
         return
     original = OpenSearchDomain.__init__
@@ -101,10 +113,6 @@ def _connections() -> None:
     """moto 5.2.5 has none of the cross-cluster connection operations. Shapes and status codes follow botocore's
     model: a new connection is PENDING_ACCEPTANCE (the leader's owner accepts it; AWS also validates first, which
     we skip) and ACTIVE once accepted."""
-    from moto.opensearch.exceptions import ResourceNotFoundException
-    from moto.opensearch.models import opensearch_backends
-    from moto.opensearch.responses import OpenSearchServiceResponse
-
     if hasattr(OpenSearchServiceResponse, "create_outbound_connection"):
         return
 
@@ -154,9 +162,6 @@ def _connections() -> None:
         return _describe(self, "RemoteDomainInfo", _inbound_view)
 
     # moto's server sends `es`-signed requests to the `es` backend's paths, which have no cross-cluster routes.
-    import moto.es.urls
-    import moto.opensearch.urls
-
     cc = "{0}/2021-01-01/opensearch/cc/"
     for urls in (moto.es.urls, moto.opensearch.urls):
         for path in ("outboundConnection$", "outboundConnection/search$", "inboundConnection/search$",

@@ -13,7 +13,15 @@ that waits is really made to wait, deterministically.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
+
+from moto.core.responses import ActionResult
+from moto.rds.exceptions import RDSClientError
+from moto.rds.models import GlobalCluster, RDSBackend, rds_backends
+from moto.rds.responses import RDSResponse
+
+from sandbox.moto_fixes._guard import require
 
 # What a DescribeGlobalClusters sees after the call: the state, then how many more describes it lasts.
 _SWITCHOVER_STEPS = ("pending", "switching-over", "switching-over")
@@ -22,8 +30,19 @@ _RESYNC_DESCRIBES = 3  # after a failover with data loss, the old primary is pen
 
 
 def apply() -> None:
-    from moto.rds.models import GlobalCluster, RDSBackend
-    from moto.rds.responses import RDSResponse
+    # What is replaced or wrapped, with the parameters the replacements take or pass on by name (moto calls them
+    # positionally from its responses), checked before anything here is patched.
+    for name, params in (("create_global_cluster", _create_global_cluster), ("create_db_cluster", ("kwargs",)),
+                         ("remove_from_global_cluster", _remove_from_global_cluster),
+                         ("delete_db_cluster", ("cluster_identifier", "snapshot_name")),
+                         ("restore_db_cluster_from_snapshot", _restore_db_cluster_from_snapshot),
+                         ("describe_db_cluster_snapshots", ())):
+        require(RDSBackend, name, *(params if isinstance(params, tuple) else _params(params)))
+    require(GlobalCluster, "__init__", "backend", "global_cluster_identifier", "engine", "engine_version",
+            "storage_encrypted", "deletion_protection")
+    require(GlobalCluster, "global_cluster_members")  # how moto renders GlobalClusterMembers: replaced below
+    require(RDSResponse, "describe_global_clusters")
+    require(RDSResponse, "backend")
 
     GlobalCluster.global_cluster_members = property(_global_cluster_members)  # type: ignore[assignment]
     GlobalCluster.failover_state = None  # type: ignore[attr-defined]
@@ -44,16 +63,17 @@ def apply() -> None:
 # --- errors, lookups ------------------------------------------------------------------------------------------------
 
 
+def _params(function: Any) -> tuple[str, ...]:
+    """The names of a replacement's parameters after `self`: moto's original must have the same."""
+    return tuple(inspect.signature(function).parameters)[1:]
+
+
 def _fault(code: str, message: str) -> Exception:
     # The HTTP status (404 for the NotFound faults, 400 otherwise) comes from botocore's model when moto serializes.
-    from moto.rds.exceptions import RDSClientError
-
     return RDSClientError(code, message)
 
 
 def _store(account_id: str) -> Any:
-    from moto.rds.models import rds_backends
-
     return rds_backends[account_id]["us-east-1"].global_clusters
 
 
@@ -66,8 +86,6 @@ def _global(account_id: str, identifier: str) -> Any:
 
 def _cluster(backend: Any, identifier: str) -> Any:
     """A cluster by ARN (any region of the account, as AWS asks for global operations) or by identifier (here)."""
-    from moto.rds.models import rds_backends
-
     if identifier.startswith("arn:"):
         parts = identifier.split(":")
         region, account, name = parts[3], parts[4], parts[-1]
@@ -224,8 +242,6 @@ def _create_global_cluster(self: Any, global_cluster_identifier: str, source_db_
                            deletion_protection: bool | None) -> Any:
     """moto 5.2.5 looks the source up in us-east-1 only, leaves it IsWriter false, records the global ARN as the
     cluster's GlobalClusterIdentifier, and silently replaces a global cluster of the same name."""
-    from moto.rds.models import GlobalCluster
-
     store = _store(self.account_id)
     if global_cluster_identifier in store:
         raise _fault("GlobalClusterAlreadyExistsFault", f"Global cluster {global_cluster_identifier} already exists.")
@@ -332,8 +348,6 @@ def _restore_db_cluster_from_snapshot(self: Any, from_snapshot_id: str, override
 
 def _describe_global_clusters_response(self: Any) -> Any:
     """moto 5.2.5 ignores GlobalClusterIdentifier and always lists every global cluster."""
-    from moto.core.responses import ActionResult
-
     identifier = self.params.get("GlobalClusterIdentifier")
     store = _store(self.current_account)
     clusters = [_global(self.current_account, identifier)] if identifier else list(store.values())
@@ -346,8 +360,6 @@ def _describe_global_clusters_response(self: Any) -> Any:
 
 
 def _switchover_response(self: Any) -> Any:
-    from moto.core.responses import ActionResult
-
     global_cluster = self.backend.switchover_global_cluster(
         self.params["GlobalClusterIdentifier"], self.params["TargetDbClusterIdentifier"]
     )
@@ -355,8 +367,6 @@ def _switchover_response(self: Any) -> Any:
 
 
 def _failover_response(self: Any) -> Any:
-    from moto.core.responses import ActionResult
-
     global_cluster = self.backend.failover_global_cluster(
         self.params["GlobalClusterIdentifier"],
         self.params["TargetDbClusterIdentifier"],

@@ -14,6 +14,14 @@ import threading
 import time
 from typing import Any
 
+from moto.core.responses import ActionResult
+from moto.core.utils import utcnow
+from moto.route53.exceptions import Route53ClientError
+from moto.route53.models import FakeZone, HealthCheck, Route53Backend
+from moto.route53.responses import Route53
+
+from sandbox.moto_fixes._guard import require
+
 _DOWN_NETWORKS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
 # The HealthCheckRegion enum of botocore's model: where Route 53 checks from when a check names no Regions.
 _CHECKER_REGIONS = ["us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1", "ap-southeast-2",
@@ -29,7 +37,15 @@ _change_numbers = itertools.count(1)
 
 
 def apply() -> None:
-    from moto.route53.responses import Route53
+    # Checked first, so a moto without them is refused before anything here is patched.
+    for name in ("update_health_check", "change_resource_record_sets", "get_change", "create_health_check",
+                 "get_health_check_status", "backend", "_get_param"):
+        require(Route53, name)
+    require(HealthCheck, "health_check_config")  # a property, wrapped
+    require(HealthCheck, "set_children")
+    require(HealthCheck, "set_regions")
+    require(Route53Backend, "change_resource_record_sets", "zoneid", "change_list")
+    require(FakeZone, "delete_rrset_by_id", "set_identifier")  # moto calls it once per DELETE with an identifier
 
     Route53.update_health_check = _update_health_check  # type: ignore[method-assign]
     _changes_propagate(Route53)
@@ -42,9 +58,6 @@ def _changes_propagate(route53: Any) -> None:
     """moto 5.2.5 answers every ChangeResourceRecordSets with one fixed change id, already INSYNC, so a client's
     INSYNC wait is never exercised. Here each change gets its own id and is PENDING for PROPAGATION_SECONDS, as on
     AWS. GetChange of an id moto made elsewhere (CreateHostedZone, ...) keeps moto's INSYNC answer."""
-    from moto.core.responses import ActionResult
-    from moto.core.utils import utcnow
-
     original = route53.change_resource_record_sets
 
     def change_resource_record_sets(self: Any) -> Any:
@@ -76,8 +89,6 @@ def _recovery_control_checks(route53: Any) -> None:
     """moto 5.2.5 drops HealthCheckConfig.RoutingControlArn, so a RECOVERY_CONTROL check (the Route 53 side of an ARC
     routing control) forgets its control. Kept here, echoed back, and the check's status follows the control's state
     in the sandbox's ARC emulator: On is healthy, Off (or unknown) unhealthy."""
-    from moto.route53.models import HealthCheck
-
     original = route53.create_health_check
 
     def create_health_check(self: Any) -> Any:
@@ -104,8 +115,6 @@ def _delete_one_record_set() -> None:
     """moto 5.2.5 deletes a record set that has a SetIdentifier by the identifier alone, so DELETE of api/"east" also
     deletes app/"east" and every other set named "east" in the zone. Route 53 deletes the one set whose name, type and
     identifier match. moto calls delete_rrset_by_id once per such DELETE, in batch order: each call takes the next."""
-    from moto.route53.models import FakeZone, Route53Backend
-
     original = Route53Backend.change_resource_record_sets
 
     def change_resource_record_sets(self: Any, zoneid: str, change_list: list[dict[str, Any]]) -> None:
@@ -135,8 +144,6 @@ def _routing_control_on(arn: str | None) -> bool:
 
 
 def _version_mismatch() -> Exception:
-    from moto.route53.exceptions import Route53ClientError
-
     return Route53ClientError(
         "HealthCheckVersionMismatch",
         "The value of HealthCheckVersion in the request doesn't match the value of HealthCheckVersion in the health "
@@ -148,8 +155,6 @@ def _update_health_check(self: Any) -> Any:
     """moto 5.2.5 passes ChildHealthChecks and Regions as [] when the request omits them, so any update (say, only
     Inverted) wipes a CALCULATED check's children and a check's regions; it never bumps HealthCheckVersion nor checks
     the one sent, so optimistic concurrency (HealthCheckVersionMismatch, 409) never fires; ResetElements is ignored."""
-    from moto.core.responses import ActionResult
-
     health_check = self.backend.get_health_check(self._get_param("HealthCheckId"))
     version = self._get_param("HealthCheckVersion")
     if version is not None and int(version) != health_check.health_check_version:
@@ -176,9 +181,6 @@ def _get_health_check_status(self: Any) -> Any:
     """moto 5.2.5 answers one canned "Success" from us-east-1 whatever the check. AWS answers one observation per
     checker region, each the checker's raw result: Inverted and Disabled change how Route 53 uses the check, not what
     checkers see. A CALCULATED check has no checkers; the sandbox reports its children's verdict as one observation."""
-    from moto.core.responses import ActionResult
-    from moto.core.utils import utcnow
-
     health_check = self.backend.get_health_check(self._get_param("HealthCheckId"))
     now = utcnow()
     if health_check.type_ == "CALCULATED":

@@ -19,17 +19,25 @@ import json
 import re
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from moto.core.responses import ActionResult, EmptyResult
 from moto.core.utils import utcnow
-from moto.ssm.exceptions import SSMException
+from moto.ssm.exceptions import InvalidDocument, SSMException
+from moto.ssm.models import SimpleSystemManagerBackend
+from moto.ssm.responses import SimpleSystemManagerResponse
+
+from sandbox.moto_fixes._guard import require
 
 _TERMINAL = {"Success", "Failed", "TimedOut", "Cancelled"}
 _STEP_SECONDS = 1.0  # how long a step that does not wait takes, so progress is visible
 _REFERENCE = re.compile(r"\{\{\s*([A-Za-z0-9_.:]+)\s*\}\}")
 _lock = threading.RLock()
+# What an Automation's PutParameter leaves at moto's defaults (moto's put_parameter takes every argument by name).
+_PUT_DEFAULTS = {"description": "", "allowed_pattern": None, "keyid": None, "tags": [], "data_type": "text",
+                 "tier": None, "policies": None}
 
 
 class AutomationDefinitionNotFound(SSMException):
@@ -163,10 +171,8 @@ class Automation:
                                   "Version": parameter.version}}
         if service == "ssm" and api == "PutParameter":
             stored = self.backend.put_parameter(
-                name=str(inputs["Name"]), description="", value=str(inputs["Value"]),
-                parameter_type=str(inputs.get("Type", "String")), allowed_pattern=None, keyid=None,
-                overwrite=str(inputs.get("Overwrite", False)).lower() == "true", tags=[], data_type="text",
-                tier=None, policies=None)
+                name=str(inputs["Name"]), value=str(inputs["Value"]), parameter_type=str(inputs.get("Type", "String")),
+                overwrite=str(inputs.get("Overwrite", False)).lower() == "true", **_PUT_DEFAULTS)
             return {"Version": stored.version if stored is not None else None, "Tier": "Standard"}
         raise SSMException("UnsupportedOperation", f"the sandbox does not run aws:executeAwsApi {service}:{api}")
 
@@ -273,13 +279,8 @@ def start_automation_execution(backend: Any, request: dict[str, Any]) -> str:
     with _lock:
         name = request["DocumentName"].split("/")[-1] if request["DocumentName"].startswith("arn:") \
             else request["DocumentName"]
-        documents = backend._documents.get(name)
-        if documents is None or documents.get_default_version().document_type != "Automation":
-            raise AutomationDefinitionNotFound(f"Document with name {name} does not exist.")
         version = request.get("DocumentVersion")
-        document = documents.find(version if version != "$DEFAULT" else None, strict=False)
-        if document is None:
-            raise AutomationDefinitionVersionNotFound(f"Document {name} with version {version} does not exist.")
+        document = _document(backend, name, version if version != "$DEFAULT" else None)
         parameters = _check_parameters(document, request.get("Parameters") or {})
         token = request.get("ClientToken")
         fingerprint = (name, version, repr(sorted(parameters.items())))
@@ -293,6 +294,30 @@ def start_automation_execution(backend: Any, request: dict[str, Any]) -> str:
         automation.fingerprint = fingerprint  # type: ignore[attr-defined]
         _automations(backend)[automation.id] = automation
         return automation.id
+
+
+@dataclass
+class _Document:
+    name: str
+    document_version: str
+    content_json: dict[str, Any]
+
+
+def _document(backend: Any, name: str, version: str | None) -> _Document:
+    """The document as moto's GetDocument has it (its backend's public API; content always as JSON)."""
+    try:
+        found = backend.get_document(name, None, None, "JSON")  # the default version: does the document exist?
+    except InvalidDocument:
+        raise AutomationDefinitionNotFound(f"Document with name {name} does not exist.") from None
+    if found["DocumentType"] != "Automation":
+        raise AutomationDefinitionNotFound(f"Document with name {name} does not exist.")
+    if version is not None:
+        try:
+            found = backend.get_document(name, version, None, "JSON")
+        except InvalidDocument:
+            raise AutomationDefinitionVersionNotFound(f"Document {name} with version {version} does not exist.") \
+                from None
+    return _Document(found["Name"], found["DocumentVersion"], json.loads(found["Content"]))
 
 
 def _check_parameters(document: Any, given: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -381,8 +406,11 @@ class _Responses:
 
 
 def apply() -> None:
-    from moto.ssm.responses import SimpleSystemManagerResponse
-
+    # What the automations use of moto's SSM backend (its public operations) and of its response handler.
+    require(SimpleSystemManagerBackend, "get_document")
+    require(SimpleSystemManagerBackend, "get_parameter")
+    require(SimpleSystemManagerBackend, "put_parameter", "name", "value", "parameter_type", "overwrite", *_PUT_DEFAULTS)
+    require(SimpleSystemManagerResponse, "ssm_backend")
     for name in ("start_automation_execution", "get_automation_execution", "describe_automation_executions",
                  "stop_automation_execution"):
         if name not in SimpleSystemManagerResponse.__dict__:  # moto gained it upstream: keep moto's

@@ -13,12 +13,33 @@ instead. Its credentials ("ak") map to moto's default account, so integrations a
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
+
+from moto.core.config import default_user_config
+from moto.core.responses import EmptyResult
+from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+from moto.stepfunctions.parser.asl.utils import boto_client
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+from moto.stepfunctions.responses import StepFunctionResponse
+
+from sandbox.moto_fixes._guard import UnsupportedMoto, require
 
 _port: str | None = None
 
 
 def apply() -> None:
+    # Checked first, so a moto without them is refused before anything here is patched.
+    if not isinstance(default_user_config.get("stepfunctions", {}), dict):
+        raise UnsupportedMoto("moto_fixes/stepfunctions", "sets moto's config stepfunctions.execute_state_machine, "
+                              "which moto no longer keeps as a section")
+    require(boto_client, "moto_server_port")
+    for name in ("start_execution", "send_task_failure", "stepfunction_backend", "_get_param"):
+        require(StepFunctionResponse, name)
+    require(StepFunctionsParserBackend, "start_execution", "state_machine_arn", "name")
+    require(StepFunctionsParserBackend, "send_task_failure", "task_token", "error", "cause")
+    require(CallbackEndpoint, "notify_heartbeat")
+    require(CallbackEndpoint, "get_outcome")
     _execute_state_machines()
     _integrations_call_the_sandbox()
     _unnamed_executions_get_a_name()
@@ -27,15 +48,10 @@ def apply() -> None:
 
 
 def _execute_state_machines() -> None:
-    from moto.core.config import default_user_config
-
     default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = True
 
 
 def _integrations_call_the_sandbox() -> None:
-    from moto.stepfunctions.parser.asl.utils import boto_client
-    from moto.stepfunctions.responses import StepFunctionResponse
-
     default_port = boto_client.moto_server_port
 
     def moto_server_port() -> str:
@@ -59,10 +75,6 @@ def _integrations_call_the_sandbox() -> None:
 def _unnamed_executions_get_a_name() -> None:
     """moto 5.2.5's parser backend names an execution started without `name` "None", so the second such start
     fails with ExecutionAlreadyExists. AWS names it with a UUID (StartExecutionInput.name is optional)."""
-    import uuid
-
-    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
-
     original = StepFunctionsParserBackend.start_execution
 
     def start_execution(self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any) -> Any:
@@ -74,9 +86,6 @@ def _unnamed_executions_get_a_name() -> None:
 def _send_task_failure_keeps_its_cause() -> None:
     """moto 5.2.5: the SendTaskFailure handler passes `error` but drops `cause`, so the TaskFailed event and the
     execution's failure never carry it. The parser backend takes `cause`; hand it over."""
-    from moto.core.responses import EmptyResult
-    from moto.stepfunctions.responses import StepFunctionResponse
-
     def send_task_failure(self: Any) -> Any:
         self.stepfunction_backend.send_task_failure(
             self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause"))
@@ -88,8 +97,6 @@ def _send_task_failure_keeps_its_cause() -> None:
 def _heartbeat_without_heartbeat_seconds_is_accepted() -> None:
     """moto 5.2.5 answers InvalidToken to SendTaskHeartbeat for a waiting task whose state sets no HeartbeatSeconds.
     AWS accepts it (the token is valid and the task open; there is just no heartbeat timeout to reset)."""
-    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
-
     original = CallbackEndpoint.notify_heartbeat
 
     def notify_heartbeat(self: Any) -> bool:
