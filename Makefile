@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 # installs exactly uv.lock (and fails if pyproject.toml has moved on without the lock).
 $(STAMP): pyproject.toml uv.lock tools/bootstrap.txt
 	@echo "==> installing into $(VENV) from uv.lock (first time: about 30 s)"
-	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/python || { echo "==> creating $(VENV) with $(PYTHON) (a few seconds)"; $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r tools/bootstrap.txt
 	$(UV) sync --locked --extra dev --group bootstrap
 	@touch $(STAMP)

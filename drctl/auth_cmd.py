@@ -10,6 +10,7 @@ from drctl.dev_idp import DevIdentityProvider, auth_dir
 from workflows.rbac import Role
 
 _ROLES = [role.value for role in Role]
+DEMO_AUTH_DIR = Path(".state/demo/auth")  # where `drctl demo` (default --state-dir) keeps its provider
 
 
 @click.group()
@@ -43,5 +44,8 @@ def token(subject: str, roles: tuple[str, ...], ttl_minutes: int, directory: Pat
     try:
         idp = DevIdentityProvider.load(directory or auth_dir())
     except FileNotFoundError as exc:
-        raise click.ClickException(str(exc)) from None
+        # The demo keeps its provider beside its state, not in the default folder; say where, rather than guess.
+        demo = DEMO_AUTH_DIR if directory is None and (DEMO_AUTH_DIR / "trust.json").exists() else None
+        hint = f" (the demo's is in {demo}: add --dir {demo})" if demo else ""
+        raise click.ClickException(f"{exc}{hint}") from None
     click.echo(idp.token(subject, sorted(set(roles)), ttl_seconds=ttl_minutes * 60))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import time
 from datetime import UTC, datetime
@@ -18,42 +19,27 @@ from typing import Any
 
 import click
 
+from drctl.demo_services import SANDBOX_CREDENTIALS, PortInUse, RequestedPorts, start_sandbox, start_temporal
 from drctl.dev_idp import DevIdentityProvider
-
-from drctl.processes import (
-    ManagedProcess,
-    free_port,
-    port_is_free,
-    temporal_dev_server_argv,
-    venv_tool,
-    wait_for_port,
-)
+from drctl.errors import EXIT_USAGE
+from drctl.processes import ManagedProcess, venv_tool, wait_for_line
 from drctl.progress import ProgressPrinter, follow, summary, ui_link
 
 DEMO_PLAN = Path(__file__).resolve().parent.parent / "plans" / "examples" / "three-tier.yaml"
 # The sandbox scenario holding the estate each example plan expects; any other plan gets --scenario or 'three-tier'.
 SCENARIO_FOR_PLAN = {"three-tier": "three-tier", "web-app": "demo"}
-SANDBOX_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def _preferred(port: int) -> int:
-    return port if port_is_free(port) else free_port()
+def token_hint(idp: DevIdentityProvider, subject: str) -> str:
+    """A shell line giving drctl a token of the demo's identity provider. Absolute paths, so that it works as
+    printed from any directory: drctl may not be on PATH, and `make -C` runs the demo elsewhere than the shell."""
+    drctl = shlex.quote(venv_tool("drctl"))
+    directory = shlex.quote(str(idp.directory.resolve()))
+    return f"export DRCTL_TOKEN=$({drctl} auth token {shlex.quote(subject)} --role operator --dir {directory})"
 
 
-def _wait_for_line(process: ManagedProcess, needle: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in process.log.read_text(errors="replace").splitlines():
-            if needle in line:
-                return line
-        if process.exited():
-            raise RuntimeError(f"{process.name} exited (code {process.popen.returncode}); see {process.log}")
-        time.sleep(0.1)
-    raise RuntimeError(f"{process.name} not ready within {timeout:.0f} s; see {process.log}")
-
-
-def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None = None) -> int:
+def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None = None,
+             ports: RequestedPorts = RequestedPorts()) -> int:
     started = time.monotonic()
     scenario = scenario or SCENARIO_FOR_PLAN.get(plan_file.stem, "three-tier")
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -62,43 +48,44 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
     # SIGTERM (e.g. from a CI runner) must clean up like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        temporal_port, ui_port = _preferred(7233), _preferred(8233)
-        click.echo(f"• Temporal dev server on 127.0.0.1:{temporal_port} (SQLite: {state_dir / 'temporal.db'})")
-        temporal = ManagedProcess("temporal", temporal_dev_server_argv(
-            state_dir / "temporal.db", temporal_port, ui_port, free_port(), free_port()), logs / "temporal.log")
-        children.append(temporal)
-        wait_for_port(temporal_port, 30, temporal)
-
-        sandbox_port = free_port()
-        click.echo(f"• Sandbox (local AWS) on 127.0.0.1:{sandbox_port}, scenario '{scenario}'")
-        sandbox = ManagedProcess("sandbox", [venv_tool("drctl"), "sandbox", "serve", "--port", str(sandbox_port),
-                                             "--scenario", scenario], logs / "sandbox.log", env=SANDBOX_CREDENTIALS)
-        children.append(sandbox)
-        _wait_for_line(sandbox, "sandbox ready at", 60)
-        aws_env = {**SANDBOX_CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{sandbox_port}"}
+        ports.check()
+        _, temporal_port, ui_port = start_temporal(state_dir / "temporal.db", logs / "temporal.log", ports,
+                                                   children, click.echo)
+        _, sandbox_url = start_sandbox(scenario, logs / "sandbox.log", ports, children, click.echo)
+        aws_env = {**SANDBOX_CREDENTIALS, "AWS_ENDPOINT_URL": sandbox_url}
 
         idp = DevIdentityProvider.ensure(state_dir / "auth")
-        click.echo(f"• Development identity provider: {idp.trust_file} (tokens: `drctl auth token`)")
-        click.echo("• Worker on task queue dr-orchestrator")
+        initiator = f"{os.environ.get('USER') or 'demo'}@demo.local"
+        click.echo(f"• Development identity provider in {idp.directory}; a token for drctl:\n"
+                   f"    {token_hint(idp, initiator)}")
+        click.echo("• Worker on task queue dr-orchestrator: starting …")
+        worker_started = time.monotonic()
         worker_env = {**aws_env, "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "TEMPORAL_NAMESPACE": "default",
                       "DR_AUTH_TRUST_FILE": str(idp.trust_file.resolve()),
                       "DR_POLL_CAP_SECONDS": "1"}  # the sandbox finishes operations in seconds
         worker = ManagedProcess("worker", [venv_tool("drctl"), "worker"], logs / "worker.log", env=worker_env)
         children.append(worker)
-        _wait_for_line(worker, "worker.started", 60)
+        wait_for_line(worker, "worker.started", 60)
+        click.echo(f"  ready in {time.monotonic() - worker_started:.1f} s")
 
         os.environ.update(aws_env)
+        # Loading the workflow code and reading production's state (to compare after the drill) takes a few seconds.
+        click.echo("• Drill: reading production's state, to compare after it …")
         ui_base = f"http://127.0.0.1:{ui_port}"
-        code = asyncio.run(_drill(f"127.0.0.1:{temporal_port}", plan_file, ui_base, idp))
+        code = asyncio.run(_drill(f"127.0.0.1:{temporal_port}", plan_file, ui_base, idp, initiator))
         click.echo(f"\nDemo finished in {time.monotonic() - started:.1f} s (logs in {logs}).")
         if keep and code == 0:
-            click.echo(f"Temporal UI stays at {ui_base} — press Ctrl-C to stop everything.")
+            click.echo(f"Temporal UI stays at {ui_base} — press Ctrl-C to stop everything. drctl in another shell:\n"
+                       f"    export TEMPORAL_ADDRESS=127.0.0.1:{temporal_port}\n    {token_hint(idp, initiator)}")
             while True:
                 time.sleep(3600)
         return code
     except KeyboardInterrupt:
         click.echo("\nInterrupted: stopping everything the demo started.", err=True)
         return 130
+    except PortInUse as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_USAGE
     except RuntimeError as exc:
         click.echo(f"demo failed: {exc}", err=True)
         return 1
@@ -111,10 +98,11 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         for child in reversed(children):
             child.stop()
-        click.echo(f"Stopped {len(children)} processes: " + ", ".join(f"{c.name} (pid {c.pid})" for c in children))
+        if children:
+            click.echo(f"Stopped {len(children)} processes: " + ", ".join(f"{c.name} (pid {c.pid})" for c in children))
 
 
-async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityProvider) -> int:
+async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityProvider, initiator: str) -> int:
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -125,7 +113,6 @@ async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityPr
 
     plan = load_plan(plan_file)
     client = await Client.connect(address, data_converter=pydantic_data_converter)
-    initiator = f"{os.environ.get('USER') or 'demo'}@demo.local"
     run_input = LifecycleInput(plan=plan, mode=Mode.DRILL, initiator=initiator,
                                token=idp.token(initiator, ["operator"], ttl_seconds=3600))
     workflow_id = workflow_id_for(plan.name, Mode.DRILL, datetime.now(UTC))
@@ -238,6 +225,17 @@ def _drill_instances(plan: Any, execution_id: str) -> tuple[int, list[str]]:
 @click.option("--scenario", default=None,
               help="Sandbox scenario to seed (default: the one matching the plan; 'three-tier' for the default plan).")
 @click.option("--keep", is_flag=True, help="After the drill, keep the dev server and UI up until Ctrl-C.")
-def demo(state_dir: Path, plan_file: Path, scenario: str | None, keep: bool) -> None:
-    """Run the end-to-end demo: dev server, sandbox, worker, a drill through all four phases."""
-    raise SystemExit(run_demo(state_dir, plan_file, keep, scenario))
+@click.option("--temporal-port", type=click.IntRange(1, 65535), default=None,
+              help="The dev server's gRPC port (default: 7233 if free, else any free port).")
+@click.option("--ui-port", type=click.IntRange(1, 65535), default=None,
+              help="The Temporal Web UI's port (default: 8233 if free, else any free port).")
+@click.option("--sandbox-port", type=click.IntRange(1, 65535), default=None,
+              help="The sandbox's port (default: any free port).")
+def demo(state_dir: Path, plan_file: Path, scenario: str | None, keep: bool, temporal_port: int | None,
+         ui_port: int | None, sandbox_port: int | None) -> None:
+    """Run the end-to-end demo: dev server, sandbox, worker, a drill through all four phases.
+
+    Ports given by option must be free (else an error); the others are chosen, and printed, so that a port taken
+    by another program, even while the demo starts, never makes it fail."""
+    raise SystemExit(run_demo(state_dir, plan_file, keep, scenario, RequestedPorts(temporal_port, ui_port,
+                                                                                   sandbox_port)))
