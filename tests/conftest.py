@@ -7,6 +7,7 @@ import os
 import sysconfig
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import boto3
 import pytest
@@ -37,9 +38,52 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     aws_calls.set_current_test(item.nodeid)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The IAM policy check compares the templates with the calls every other test made: it runs last.
-    items.sort(key=lambda item: item.nodeid.startswith("tests/test_iam_policies.py"))
+# ---- the AWS calls of the whole session against the IAM templates -------------------------------------------------
+# Each xdist worker records only its own tests' calls: it hands them to the controller when it finishes, and the
+# controller (or the only process, without xdist) checks them all once every test has run.
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    from tests import aws_calls
+
+    aws_calls.merge(getattr(node, "workeroutput", {}).get("aws_calls", []))
+    if error is not None:  # a crashed worker's calls are lost: the check would be on part of the session
+        node.config.stash[_IAM_INCOMPLETE] = True
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests import aws_calls
+
+    if hasattr(session.config, "workeroutput"):  # an xdist worker
+        session.config.workeroutput["aws_calls"] = aws_calls.export()
+        return
+    if exitstatus == pytest.ExitCode.INTERRUPTED or session.config.stash.get(_IAM_INCOMPLETE, False):
+        return
+    from tests.test_iam_policies import recorded, recorded_call_problems, write_calls
+
+    found = recorded()
+    writing = os.environ.get("DR_IAM_CALLS_WRITE") == "1"
+    problems = recorded_call_problems(found, writing)
+    if writing and exitstatus == pytest.ExitCode.OK and not problems:
+        write_calls(found)
+    elif writing:
+        problems.append("deploy/iam/calls.json not rewritten: the session did not pass, so its calls may be partial")
+    session.config.stash[_IAM_REPORT] = (sum(map(len, found.values())), problems)
+    if problems:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if _IAM_REPORT not in config.stash:
+        return
+    calls, problems = config.stash[_IAM_REPORT]
+    terminalreporter.section("IAM calls", red=bool(problems), green=not problems)
+    for line in problems or [f"{calls} distinct AWS calls recorded this session: all allowed and in calls.json"]:
+        terminalreporter.line(line)
+
+
+_IAM_REPORT = pytest.StashKey[tuple[int, list[str]]]()
+_IAM_INCOMPLETE = pytest.StashKey[bool]()
 
 
 HUB_ACCOUNT = "123456789012"  # moto's default account: what the plain sandbox credentials map to
