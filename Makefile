@@ -9,6 +9,12 @@ export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: demo test install clean iam-calls deps-latest lock
 
+# Test files run in parallel, each file whole on one pytest-xdist worker (its module fixtures and the order of its
+# tests as written); every worker has its own sandbox and Temporal servers. Most of a test's time is waiting on
+# AWS-like operations, so more workers than the 2 cores of a small machine still pay: TEST_WORKERS=1 to debug.
+TEST_WORKERS ?= 4
+PYTEST := $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 # uv comes first, at the locked version, checked against the hashes in tools/bootstrap.txt; then `uv sync --locked`
 # installs exactly uv.lock (and fails if pyproject.toml has moved on without the lock).
 $(STAMP): pyproject.toml uv.lock tools/bootstrap.txt
@@ -24,16 +30,18 @@ demo: $(STAMP)
 	$(VENV)/bin/drctl demo
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(PYTEST)
 
-# Re-record deploy/iam/calls.json: the whole suite, so every call any test makes the orchestrator do is in it.
+# Re-record deploy/iam/calls.json: the whole suite, so every call any test makes the orchestrator do is in it
+# (written at the end of the session from every worker's calls, when it passed); then the templates against it.
 iam-calls: $(STAMP)
-	DR_IAM_CALLS_WRITE=1 $(VENV)/bin/python -m pytest -q
+	DR_IAM_CALLS_WRITE=1 $(PYTEST) --ignore=tests/test_iam_policies.py
+	$(VENV)/bin/python -m pytest -q tests/test_iam_policies.py
 
 # The whole suite on the newest releases pyproject.toml's ranges allow, in a throwaway venv; prints what differs
 # from uv.lock. How the lock moves forward: see README, "Dependencies".
 deps-latest: $(STAMP)
-	tools/deps-latest
+	tools/deps-latest -n $(TEST_WORKERS) --dist loadfile
 
 # Re-resolve uv.lock after editing pyproject.toml (keeps every other pin), and the bootstrap file with it.
 lock: $(STAMP)

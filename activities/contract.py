@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from plans.model import Account, Mode, Phase, Regions, Resource
 
@@ -20,6 +21,21 @@ NOTIFY = "dr.notify.publish"
 # Resolves a resource's `!Import` / `resolve:ssm:` references just before it starts; takes a ResourceCall and returns
 # the Resource with the values in place. Only resources with references call it.
 RESOURCE_RESOLVE = "dr.resource.resolve"
+
+
+class ModuleParameters(BaseModel):
+    """Base for a module's parameter model: camelCase in plans, strict about unknown keys."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+# A timed wait between steps is a workflow timer, not an activity: the workflow reads these parameters itself.
+WAIT_ACTION = "control.wait"
+
+
+class WaitParameters(ModuleParameters):
+    seconds: int = Field(ge=1, le=24 * 3600)
+    reason: str = ""
 
 
 class ResourceCall(BaseModel):

@@ -1,25 +1,23 @@
-"""Control steps that touch no AWS service: a timed wait between layers (DNS TTL expiry, application warm-up)."""
+"""Control steps that touch no AWS service: a timed wait between layers (DNS TTL expiry, application warm-up).
+
+DrLifecycleWorkflow runs `control.wait` as a workflow timer (see workflows/lifecycle_wait.py): the module stays
+registered for plan validation, `drctl plan actions` and manifests, and its start/poll serve runs whose history
+began before the timer (the `control-wait-timer` patch keeps them on the activity path until they end).
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import Field
-
-from activities.contract import Operation
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.contract import WAIT_ACTION, Operation, WaitParameters
+from activities.registry import ServiceModule, register
 from plans.model import PHASE_ORDER
-
-
-class WaitParameters(ModuleParameters):
-    seconds: int = Field(ge=1, le=24 * 3600)
-    reason: str = ""
 
 
 @register
 class Wait(ServiceModule):
-    action = "control.wait"
+    action = WAIT_ACTION
     summary = "Wait a fixed time (e.g. for a DNS TTL to expire); pause and cancel reach it"
     Parameters = WaitParameters
     phases = frozenset(PHASE_ORDER)

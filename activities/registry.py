@@ -11,18 +11,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
-from activities.contract import Operation
+# ModuleParameters lives in the contract (workflows validate control.wait's parameters); modules take it from here.
+from activities.contract import ModuleParameters, Operation
 from plans.model import Phase
 
-
-class ModuleParameters(BaseModel):
-    """Base for a module's parameter model: camelCase in plans, strict about unknown keys."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
-
+__all__ = ["ModuleParameters", "ServiceModule", "StateMachineModule", "actions", "get", "register"]
 
 _PHASE_METHODS = {Phase.INSTANTIATE: "instantiate", Phase.ACTIVATE: "activate", Phase.CLEANUP: "cleanup",
                   Phase.REPLICATE: "replicate"}

@@ -1,7 +1,8 @@
 """Every AWS API call the orchestrator's own code makes during the test session, as IAM would name it.
 
 Recorded through botocore's event hooks, so `tests/test_iam_policies.py` can hold the IAM templates in deploy/iam/
-to exactly what the code calls. A client is recorded when orchestrator code created it, whatever path it took:
+to exactly what the code calls. Under pytest-xdist each worker records its own tests' calls and hands them to the
+controller when it finishes (`export` / `merge`, see conftest): the check runs there, on all of them. A client is recorded when orchestrator code created it, whatever path it took:
 `AwsClients.client`, the clients modules build on an account's session (Lambda hooks, ARC cluster endpoints), and
 the hub's own STS / SSM / Step Functions clients. Which code created the client says whose identity it uses:
 "hub" is the worker's own role (AssumeRole, ExternalId parameters, callbacks to hub state machines), "target" is
@@ -125,3 +126,15 @@ def set_current_test(test_id: str) -> None:
 def recorded() -> dict[tuple[str, str], set[str]]:
     with _lock:
         return {key: set(tests) for key, tests in _recorded.items()}
+
+
+def export() -> list[list[Any]]:
+    """This process's recording in a form execnet carries: how an xdist worker hands it to the controller."""
+    return [[kind, action, sorted(tests)] for (kind, action), tests in recorded().items()]
+
+
+def merge(exported: list[list[Any]]) -> None:
+    """Add another process's recording (an xdist worker's `export`) to this one's."""
+    with _lock:
+        for kind, action, tests in exported:
+            _recorded.setdefault((kind, action), set()).update(tests)

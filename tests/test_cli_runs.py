@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import reaper
 from tests.identity_helpers import token_for
 from tests.conftest import TEST_TASK_QUEUE
 
@@ -167,6 +168,7 @@ def test_demo_interrupted_mid_drill_still_stops_everything(tmp_path: Path):
         demo = subprocess.Popen([DRCTL, "demo", "--state-dir", str(tmp_path / "state")], stdout=out,
                                 stderr=subprocess.STDOUT, env={k: v for k, v in os.environ.items()
                                                                if not k.startswith("AWS_")})
+        reaper.watch(demo.pid)  # stopped (and it stops what it started) even if this session is killed outright
         try:
             deadline = time.monotonic() + 120
             while "• Worker" not in log.read_text() and time.monotonic() < deadline and demo.poll() is None:

@@ -154,7 +154,10 @@ SCALE_WAVES = [  # (wave, account, servers, depends on): 1,000 servers; the hub'
 
 
 async def test_a_thousand_servers_in_ten_waves_across_three_accounts(worker, world, capsys):
-    world.time_scale = 10  # slow enough that the web waves' jobs overlap
+    world.time_scale = 10
+    # Each job lasts about 4 s instead of 1: five web jobs must be running together for the quota to fill, and on
+    # a loaded machine (parallel test files) starting them took longer than a whole 1-second job.
+    world.set_durations(launch=30.0)
     ids = {"hub": HUB_ACCOUNT, "app": APP_ACCOUNT, "third": THIRD_ACCOUNT}
     app = f"scale-{uuid.uuid4().hex[:6]}"
     for wave, account, count, _ in SCALE_WAVES:

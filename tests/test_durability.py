@@ -14,6 +14,7 @@ import boto3
 
 from plans.model import Mode
 from sandbox.drs.models import reset_world
+from tests import reaper
 from tests.lifecycle_helpers import start_run, status_of
 from tests.test_drs_recovery import REGION, drs_plan, estate, jobs_of
 from workflows.drs_models import DrsRecoveryState
@@ -27,6 +28,7 @@ async def _worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
     out = log.open("ab")
     process = await asyncio.create_subprocess_exec(DRCTL, "worker", env={**os.environ, **env}, stdout=out,
                                                    stderr=out, start_new_session=True)
+    reaper.watch(process.pid)  # stopped even if this session is killed outright
     for _ in range(300):
         if "worker.started" in log.read_text():
             return process

@@ -1,18 +1,21 @@
 """The IAM templates in deploy/iam/ against the AWS calls the orchestrator makes.
 
-conftest orders this file last, so in a full run `tests.aws_calls` has recorded every call the other tests made the
-orchestrator's code do. Checks: cfn-lint is clean; every recorded call is allowed for its identity (hub / target);
-every allowed action is needed (recorded in deploy/iam/calls.json, or listed below with the reason no sandbox test
-records it); calls.json is not stale; no wildcard or administrator grants; resource scoping fits each action's ARN
-formats (from cfn-lint's IAM data, so offline). Run alone, the recorded-call checks are vacuous.
+Checks here: cfn-lint is clean; every allowed action is needed (recorded in deploy/iam/calls.json, or listed below
+with the reason no sandbox test records it) and every needed one allowed; no wildcard or administrator grants;
+resource scoping fits each action's ARN formats (from cfn-lint's IAM data, so offline).
 
-Refresh calls.json after adding or removing AWS calls: `make iam-calls` (the whole suite, DR_IAM_CALLS_WRITE=1).
+The calls themselves are checked once every test has run: `tests.aws_calls` records them in each process (each
+pytest-xdist worker), and at the end of the session conftest merges them and applies `recorded_call_problems`:
+every call the session made is allowed for its identity (hub / target) and is in calls.json. A failure there is
+reported under "IAM calls" in the summary and fails the session.
+
+Refresh calls.json after adding or removing AWS calls: `make iam-calls` (the whole suite with DR_IAM_CALLS_WRITE=1,
+which writes the merged recording at the end of a passing session, then this file against the new calls.json).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -138,6 +141,7 @@ def expand(pattern: str) -> list[str]:
 # --- the recorded calls -----------------------------------------------------------------------------------------
 
 def recorded() -> dict[str, set[str]]:
+    """The calls recorded in this process, merged with those of every xdist worker once they have finished."""
     found: dict[str, set[str]] = {kind: set() for kind in KINDS}
     for kind, action in aws_calls.recorded():
         found[kind].add(action)
@@ -152,12 +156,26 @@ def needed(kind: str) -> set[str]:
     return committed()[kind] | set(UNREACHED[kind]) | set(IMPLICIT[kind])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def write_calls_when_asked() -> None:
-    # `make iam-calls`: the whole suite has just run, so the recording is the complete list of calls.
-    if os.environ.get("DR_IAM_CALLS_WRITE") == "1":
-        calls = recorded()
-        CALLS_FILE.write_text(json.dumps({kind: sorted(calls[kind]) for kind in KINDS}, indent=2) + "\n")
+def recorded_call_problems(found: dict[str, set[str]], writing: bool) -> list[str]:
+    """What is wrong with the calls a session recorded: calls the templates do not allow, and (unless calls.json is
+    being rewritten from them) calls missing from calls.json."""
+    problems = []
+    for kind in KINDS:
+        patterns = allowed_patterns(kind)
+        denied = sorted(a for a in found[kind] if not any(matches(p, a) for p in patterns))
+        if denied:
+            problems.append(f"{TEMPLATES[kind].name} does not allow calls the {kind} identity makes: {denied}")
+        missing = sorted(found[kind] - committed()[kind])
+        if missing and not writing:
+            problems.append(
+                f"calls made this session are missing from deploy/iam/calls.json[{kind!r}]: {missing}; refresh it "
+                "with `make iam-calls` (the whole suite with DR_IAM_CALLS_WRITE=1) and review the templates")
+    return problems
+
+
+def write_calls(found: dict[str, set[str]]) -> None:
+    """`make iam-calls`: the whole suite has just passed, so the recording is the complete list of calls."""
+    CALLS_FILE.write_text(json.dumps({kind: sorted(found[kind]) for kind in KINDS}, indent=2) + "\n")
 
 
 # --- the checks -------------------------------------------------------------------------------------------------
@@ -168,20 +186,14 @@ def test_cfn_lint_is_clean(kind: str) -> None:
     assert not found, "\n".join(f"{m.rule.id} {m.message} ({m.filename}:{m.linenumber})" for m in found)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_every_recorded_call_is_allowed(kind: str) -> None:
-    patterns = allowed_patterns(kind)
-    denied = sorted(a for a in recorded()[kind] if not any(matches(p, a) for p in patterns))
-    assert not denied, f"{TEMPLATES[kind].name} does not allow calls the {kind} identity makes: {denied}"
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_every_recorded_call_is_in_calls_json(kind: str) -> None:
-    missing = sorted(recorded()[kind] - committed()[kind])
-    assert not missing, (
-        f"calls made this session are missing from deploy/iam/calls.json[{kind!r}]: {missing}; "
-        "refresh it with `make iam-calls` (the whole suite with DR_IAM_CALLS_WRITE=1) and review the templates"
-    )
+def test_the_session_check_finds_a_call_the_templates_do_not_allow() -> None:
+    """The end-of-session check (conftest) on a recording with a call no template grants, and one not in calls.json."""
+    found = {kind: set(committed()[kind]) for kind in KINDS}
+    found["target"].add("ec2:DeleteVpc")
+    problems = recorded_call_problems(found, writing=False)
+    assert len(problems) == 2 and all("ec2:DeleteVpc" in p for p in problems)
+    assert "target-role.yaml does not allow" in problems[0] and "missing from deploy/iam/calls.json" in problems[1]
+    assert recorded_call_problems({kind: set(committed()[kind]) for kind in KINDS}, writing=False) == []
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -44,8 +44,8 @@ async def test_phases_in_order_layers_in_order_resources_in_parallel(worker):
         assert earlier.ended_at <= later.started_at
     wide, after = state.phases[1].layers
     assert wide.ended_at <= after.started_at
-    # The three 2-second waits overlapped: the layer took far less than their sum.
-    assert (wide.ended_at - wide.started_at).total_seconds() < 5
+    # The three 2-second waits overlapped: each started before any ended (the order, not how long the layer took).
+    assert max(r.started_at for r in wide.resources) < min(r.ended_at for r in wide.resources)
     assert all(r.status is StepStatus.SUCCEEDED and r.started_at and r.ended_at for r in wide.resources)
     assert set(result.phase_durations_seconds) == {"INSTANTIATE", "ACTIVATE", "CLEANUP", "REPLICATE"}
 

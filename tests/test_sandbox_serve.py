@@ -21,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from drctl.processes import free_port
+from tests import reaper
 
 DRCTL = os.path.join(sysconfig.get_path("scripts"), "drctl")
 HUB, APP = "123456789012", "210987654321"
@@ -59,6 +60,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with log.open("w") as out:
         process = subprocess.Popen([DRCTL, "sandbox", "serve", "--port", str(port), "--seed", "11"],
                                    stdout=out, stderr=subprocess.STDOUT, env=env)
+    reaper.watch(process.pid)  # stopped even if this session is killed outright
     try:
         deadline = time.monotonic() + 120
         while "sandbox ready at" not in log.read_text():

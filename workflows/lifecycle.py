@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from workflows.hooks import LayerHooksMixin
 from workflows.lifecycle_callback import LifecycleCallbackMixin
 from workflows.lifecycle_control import LifecycleControlMixin
+from workflows.lifecycle_wait import WaitTimerMixin
 from workflows.notifications import NotificationsMixin
 
 with workflow.unsafe.imports_passed_through():
@@ -75,7 +76,8 @@ AWS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficie
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHooksMixin, NotificationsMixin):
+class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHooksMixin, NotificationsMixin,
+                          WaitTimerMixin):
     @workflow.init
     def __init__(self, input: LifecycleInput) -> None:
         self._input = input
@@ -238,6 +240,9 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
         if resource.action == DRS_ACTION:
             await self._run_drs(phase, resource, state, f"{self._state.workflow_id}/{activity_id}")
             return
+        if self._waits_on_a_timer(resource):
+            await self._wait_timer(resource, state)
+            return
         try:
             operation = await workflow.execute_activity(
                 RESOURCE_START, call, result_type=Operation, activity_id=f"{activity_id}/start",
@@ -347,9 +352,9 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
         await self._notify_approval_needed(gate)
         try:
             await workflow.wait_condition(lambda: gate.decision is not None or self._state.cancel_requested,
-                                          timeout=timeout)
+                                          timeout=timeout, timeout_summary=f"approval gate {gate_id} times out")
         except asyncio.TimeoutError:
-            return self._gate_timed_out(gate)
+            return self._gate_timed_out(gate, policy.timeout_minutes or 0)
         if gate.decision == "rejected":
             self._finish(RunStatus.REJECTED, f"gate {gate_id} rejected by {gate.actor}: {gate.reason}")
             return False
@@ -357,9 +362,9 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
         self._publish()
         return await self._boundary()
 
-    def _gate_timed_out(self, gate: Gate) -> bool:
+    def _gate_timed_out(self, gate: Gate, minutes: float) -> bool:
         gate.decision, gate.decided_at = "timed-out", workflow.now()
-        waited = f"no decision within {(gate.decided_at - gate.requested_at).total_seconds() / 60:.3g} min"
+        waited = f"no decision within {minutes:.3g} min"  # as configured: the timer fires a little after it is due
         # Going on without the approvals is a drill's privilege: a real failover never proceeds unapproved.
         if gate.on_timeout == "continue" and self._input.mode is Mode.DRILL:
             gate.reason = f"{waited}; the plan lets a drill continue"
