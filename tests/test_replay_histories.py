@@ -42,13 +42,6 @@ EXPECTED = {
     "paused-cancelled.json": ("DrLifecycleWorkflow", COMPLETED),
 }
 HASH_SEEDS = ("0", "2")
-# Known breaks on main, each strict: the day the workflow code is fixed the test passes, and the mark must go.
-KNOWN_NONDETERMINISM = {
-    "drs-waves.CLEANUP.servers.servers.json": pytest.mark.xfail(strict=True, reason=(
-        "workflows/drs_phases.py:119 and drs_recovery.py:119 start one watch_jobs per target in the order of "
-        "a set of str (`for key in {c.target_key ...}`): two targets watched at once are scheduled in a per-process "
-        "order. Recorded in sorted order, so iterating sorted(...) fixes it for this history")),
-}
 
 
 def load(name: str) -> WorkflowHistory:
@@ -99,8 +92,7 @@ def test_each_history_is_a_whole_run_of_its_workflow(name: str):
     assert history.events[-1].event_type == last_event  # the whole run, not a cut-off part of it
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=KNOWN_NONDETERMINISM.get(name, ()))
-                                  for name in sorted(EXPECTED)])
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_a_recorded_history_replays_without_nondeterminism(name: str):
     failures = {seed: results[name] for seed, results in replays_per_seed().items() if results[name]}
     assert not failures, f"{name}: {failures}"
