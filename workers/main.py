@@ -28,6 +28,9 @@ from workflows.models import DEFAULT_TASK_QUEUE
 
 log = structlog.get_logger("dr.worker")
 
+# What the worker hosts; tests/test_replay_histories.py replays recorded histories against exactly these.
+WORKFLOWS = (DrLifecycleWorkflow, DrsRecoveryWorkflow)
+
 # Activities are blocking boto3 calls in threads; this bounds both the threads and the concurrent activities.
 ACTIVITY_THREADS = 32
 
@@ -92,7 +95,7 @@ def build_worker(client: Client, task_queue: str, aws: AwsClients,
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[DrLifecycleWorkflow, DrsRecoveryWorkflow],
+        workflows=list(WORKFLOWS),
         activities=[*DrActivities(aws).all(), *DrsActivities(aws).all(), *CallbackActivities(aws).all(),
                     *NotifyActivities(aws).all()],
         activity_executor=executor,

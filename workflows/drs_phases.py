@@ -116,7 +116,7 @@ class DrsPhasesMixin(_Base):
             self._state.chunks.append(ChunkRecord(wave="cleanup", chunk=len(self._state.chunks), target_key=key,
                                                   server_ids=[], job_id=job_id, started_at=workflow.now()))
         while any(c.active for c in self._state.chunks):
-            for key in {c.target_key for c in self._state.chunks if c.active}:
+            for key in sorted({c.target_key for c in self._state.chunks if c.active}):
                 if key not in self._watchers:
                     self._watchers[key] = asyncio.create_task(self._watch(key))
             self._wake = False

@@ -116,7 +116,7 @@ class DrsRecoveryWorkflow(DrsPhasesMixin, WaveHooksMixin):
                         self._waves[record.name].timeout_seconds:
                     self._close_wave(record, timed_out=True)
         await self._dispatch()
-        for key in {c.target_key for c in self._state.chunks if c.active}:
+        for key in sorted({c.target_key for c in self._state.chunks if c.active}):
             if key not in self._watchers:
                 self._watchers[key] = asyncio.create_task(self._watch(key))
 

@@ -1,0 +1,205 @@
+"""Records the workflow histories that tests/test_replay_histories.py replays against the code of the day.
+
+    .venv/bin/python -m tests.histories.record [-k SCENARIO]
+
+A recorded history stands for a run that was in flight when the code changed: a new worker must replay it without
+nondeterminism, or that run breaks. So each scenario here drives a real run (dev server, sandbox, worker) and saves
+its complete history, and its child workflows' histories, as `history.to_json()` under tests/histories/.
+
+The module runs itself under pytest: the scenarios are pytest functions, so the suite's own fixtures (sandbox,
+Temporal dev server, worker, DRS world) and helpers are what records, and each scenario asserts the run did what it
+stands for before anything is saved. pytest does not collect it in `make test` (the name is not test_*.py).
+
+A history that exists is never overwritten (its scenario is skipped): old histories stay, because they stand for
+runs already in flight. Add a scenario for something new; do not re-record an old one to make it pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+
+from plans.model import Mode, Plan
+from tests.lifecycle_helpers import (
+    INITIATOR,
+    audit_of,
+    control,
+    finish,
+    make_plan,
+    resource,
+    send,
+    start_run,
+    status_of,
+    wait_resource,
+    wait_until,
+)
+from tests.test_drs_recovery import child_state, drs_plan, estate
+from tests.test_lifecycle_aws import Estate
+from workflows.models import RunStatus, StepStatus
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+INDEX = HERE / "index.json"
+# What a workflow does is decided by these (everything workflows/ imports of ours).
+WORKFLOW_CODE = ("workflows", "plans", "activities/contract.py", "activities/drs_contract.py")
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def recorded_on() -> dict[str, str]:
+    """The commit recorded on, and the last commit that changed workflow code: the code a history stands for.
+    Refused when the workflow code in the tree is not a commit's."""
+    dirty = _git("status", "--porcelain", "--", *WORKFLOW_CODE)
+    if dirty:
+        pytest.exit(f"workflow code differs from HEAD, a recording would stand for no commit:\n{dirty}", returncode=2)
+    return {"recordedOn": _git("rev-parse", "HEAD"), "workflowCodeOf": _git("log", "-1", "--format=%H", "--",
+                                                                             *WORKFLOW_CODE)}
+
+
+def not_recorded_yet(name: str) -> None:
+    if (HERE / f"{name}.json").exists():
+        pytest.skip(f"{name}.json is recorded already; old histories stay (see tests/histories/README.md)")
+
+
+async def save(client: Client, handle: WorkflowHandle[Any, Any], name: str, scenario: str) -> None:
+    """Write the run's history, then each child workflow's, and list them in index.json with their workflow ids
+    (a history does not hold its own id, and the replayer needs it: child ids are derived from it)."""
+    history = await handle.fetch_history()
+    (HERE / f"{name}.json").write_text(history.to_json())
+    index = json.loads(INDEX.read_text()) if INDEX.exists() else {}
+    started = history.events[0].workflow_execution_started_event_attributes
+    index[f"{name}.json"] = {"workflowId": history.workflow_id, "workflowType": started.workflow_type.name,
+                             "events": len(history.events), **recorded_on(),
+                             # str hashes, so the order of iterating a set of str, depend on it: see README.
+                             "pythonHashSeed": os.environ.get("PYTHONHASHSEED", "random"), "scenario": scenario}
+    INDEX.write_text(json.dumps(dict(sorted(index.items())), indent=2) + "\n")
+    for event in history.events:
+        if event.HasField("child_workflow_execution_started_event_attributes"):
+            child = event.child_workflow_execution_started_event_attributes.workflow_execution
+            suffix = child.workflow_id.removeprefix(f"{history.workflow_id}/").replace("/", ".")
+            await save(client, client.get_workflow_handle(child.workflow_id, run_id=child.run_id),
+                       f"{name}.{suffix}", f"the child workflow {suffix} of {name}")
+
+
+async def test_gated_drill(worker, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """The web-app example as a drill (RDS drill copy, drill DNS record) through all four phases, with a
+    control.wait layer and an approval gate before the traffic layer: the initiator's own approval is denied
+    (four-eyes), a plan-manager's opens the gate."""
+    not_recorded_yet("gated-drill")
+    data = Estate().plan("hist-gated").model_dump(by_alias=True, mode="json")
+    database, traffic = data["phases"]["ACTIVATE"]["layers"]
+    traffic["approvalRequired"] = True
+    data["phases"]["ACTIVATE"]["layers"] = [database, {"name": "soak", "resources": [wait_resource("soak", 1)]},
+                                            traffic]
+    handle = await start_run(worker.client, worker.task_queue, Plan.model_validate(data), mode=Mode.DRILL)
+    state = await wait_until(handle, lambda s: s.status is RunStatus.AWAITING_APPROVAL, timeout=60)
+    assert state.pending_gate().id == "ACTIVATE/traffic"
+    denied = await send(handle, "approve", control(actor=INITIATOR, reason="my own drill"))
+    assert not denied.accepted and "four-eyes" in denied.message, denied.message
+    approved = await send(handle, "approve", control(actor="manager@example.com", roles=("plan-manager",),
+                                                     reason="drill copy is up"))
+    assert approved.accepted
+    assert (await finish(handle)).status is RunStatus.COMPLETED
+    state = await status_of(handle)
+    assert all(p.status is StepStatus.SUCCEEDED for p in state.phases)
+    assert [(g.decision, g.actor) for g in state.gates] == [("approved", "manager@example.com")]
+    assert [(a.action, a.accepted) for a in await audit_of(handle)] == [
+        ("start-drill", True), ("approve", False), ("approve", True)]
+    await save(worker.client, handle, "gated-drill", "drill of web-app: rds, control.wait, gate (four-eyes denial "
+                                                     "then approval), route53; completed")
+
+
+async def test_drs_waves(worker, world) -> None:  # type: ignore[no-untyped-def]
+    """DRS recovery of three waves (db -> app in the hub account, then web in the app account), the web wave
+    behind a pauseBefore gate that the run's approve opens; CLEANUP terminates the drill instances."""
+    not_recorded_yet("drs-waves")
+    app = estate(world, {"db": 2, "app": 2}, {"web": 2})
+    plan = drs_plan("hist-drs", app, waves=[
+        {"name": "db", "protectionGroups": ["db"]},
+        {"name": "app", "protectionGroups": ["app"], "dependsOn": ["db"]},
+        {"name": "web", "protectionGroups": ["web"], "dependsOn": ["app"], "pauseBefore": True},
+    ], groups={"db": {"tags": {"Tier": "db"}}, "app": {"tags": {"Tier": "app"}},
+               "web": {"tags": {"Tier": "web"}, "account": "app"}})
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
+    state = await wait_until(handle, lambda s: s.status is RunStatus.AWAITING_APPROVAL, timeout=60)
+    gate = state.pending_gate()
+    assert gate.id == "ACTIVATE/servers/servers/wave:web"
+    assert (await send(handle, "approve", control(actor="manager@example.com", gate=gate.id,
+                                                  reason="app tier answers"))).accepted
+    assert (await finish(handle)).status is RunStatus.COMPLETED
+    state = await status_of(handle)
+    activate = resource(state, "ACTIVATE", "servers", "servers")
+    assert activate.outputs["launched"] == 6
+    assert activate.outputs["waves"] == {"db": "SUCCEEDED", "app": "SUCCEEDED", "web": "SUCCEEDED"}
+    assert "terminated 6 drill instance" in resource(state, "CLEANUP", "servers", "servers").message
+    waves = {w.name: w for w in (await child_state(worker, handle.id, "ACTIVATE")).waves}
+    assert waves["db"].ended_at <= waves["app"].started_at and waves["app"].ended_at <= waves["web"].started_at
+    await save(worker.client, handle, "drs-waves", "drill of 6 DRS servers in waves db -> app -> web (web behind "
+                                                   "a pauseBefore gate, approved), in two accounts; completed")
+
+
+async def test_failed_run(worker, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A drill whose database layer names a replica that does not exist: the resource fails non-retryably, the
+    run fails (DrRunFailed) and what did not run is SKIPPED."""
+    not_recorded_yet("failed-run")
+    missing = {"replicaIdentifier": "hist-no-such-replica", "primaryIdentifier": "hist-no-such-db"}
+    plan = make_plan({
+        "ACTIVATE": [{"name": "warm-up", "resources": [wait_resource("warm-up", 1)]},
+                     {"name": "database", "resources": [{"name": "orders-db", "action": "rds.read_replica",
+                                                         "parameters": missing}]},
+                     {"name": "traffic", "resources": [wait_resource("switch", 1)]}],
+        "CLEANUP": [{"name": "tidy", "resources": [wait_resource("tidy", 1)]}],
+    }, name="hist-failed")
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert getattr(failure.value.cause, "type", None) == "DrRunFailed"
+    state = await status_of(handle)
+    assert state.status is RunStatus.FAILED
+    db = resource(state, "ACTIVATE", "database", "orders-db")
+    assert db.status is StepStatus.FAILED and "hist-no-such-replica" in (db.error or ""), db.error
+    assert resource(state, "ACTIVATE", "traffic", "switch").status is StepStatus.SKIPPED
+    assert resource(state, "CLEANUP", "tidy", "tidy").status is StepStatus.SKIPPED
+    await save(worker.client, handle, "failed-run", "drill whose rds.read_replica names a missing replica: the "
+                                                    "resource fails, the run fails with DrRunFailed")
+
+
+async def test_paused_resumed_cancelled(worker) -> None:  # type: ignore[no-untyped-def]
+    """A drill paused while its first layer runs, resumed, then cancelled while the second runs: running work
+    finishes, the third layer and CLEANUP never start."""
+    not_recorded_yet("paused-cancelled")
+    plan = make_plan({
+        "ACTIVATE": [{"name": "one", "resources": [wait_resource("first", 2)]},
+                     {"name": "two", "resources": [wait_resource("second", 2)]},
+                     {"name": "three", "resources": [wait_resource("never", 1)]}],
+        "CLEANUP": [{"name": "tidy", "resources": [wait_resource("never-either", 1)]}],
+    }, name="hist-paused")
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
+    await wait_until(handle, lambda s: resource(s, "ACTIVATE", "one", "first").status is StepStatus.RUNNING)
+    assert (await send(handle, "pause", control(reason="checking the database"))).accepted
+    await wait_until(handle, lambda s: s.status is RunStatus.PAUSED
+                     and resource(s, "ACTIVATE", "one", "first").status is StepStatus.SUCCEEDED)
+    assert (await send(handle, "resume", control(reason="database fine"))).accepted
+    await wait_until(handle, lambda s: resource(s, "ACTIVATE", "two", "second").status is StepStatus.RUNNING)
+    assert (await send(handle, "cancel", control(reason="drill window closed"))).accepted
+    assert (await finish(handle)).status is RunStatus.CANCELLED
+    state = await status_of(handle)
+    assert resource(state, "ACTIVATE", "two", "second").status is StepStatus.SUCCEEDED
+    assert resource(state, "ACTIVATE", "three", "never").status is StepStatus.SKIPPED
+    assert resource(state, "CLEANUP", "tidy", "never-either").status is StepStatus.SKIPPED
+    await save(worker.client, handle, "paused-cancelled", "drill paused, resumed, then cancelled mid-layer; "
+                                                          "completed with status CANCELLED")
+
+
+if __name__ == "__main__":
+    recorded_on()  # refuse before starting anything
+    sys.exit(pytest.main([__file__, "-p", "no:cacheprovider", "-q", *sys.argv[1:]]))
