@@ -6,7 +6,6 @@ routed to our own emulators by the credential scope of the request (`Credential=
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -19,8 +18,9 @@ from sandbox.admin import PREFIX as ADMIN_PREFIX
 from sandbox.admin import AdminApp
 from sandbox.arc.app import ArcApp
 from sandbox.arc.models import reset_arc_world
-from sandbox.drs.app import DrsApp
+from sandbox.core.caller import signing_service
 from sandbox.drs.models import drs_world, reset_world
+from sandbox.drs.responses import DrsApp
 from sandbox.opensearch import OpenSearchApp, is_domain_host
 
 with moto_fixes.patching("sandbox/server"):
@@ -33,14 +33,7 @@ moto_fixes.apply()
 
 log = structlog.get_logger("sandbox")
 
-_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
-
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def signing_service(environ: dict[str, Any]) -> str | None:
-    match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-    return match.group(1) if match else None
 
 
 class SandboxApp:

@@ -15,7 +15,7 @@ import structlog
 from sandbox.arc import protocol
 from sandbox.arc.models import ClusterEndpoint, Control, arc_world
 from sandbox.arc.protocol import CLUSTER, CONTROL, ArcError
-from sandbox.drs.app import caller
+from sandbox.core.caller import caller
 
 log = structlog.get_logger("sandbox.arc")
 

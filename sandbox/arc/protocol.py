@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import botocore.session
 from botocore.model import OperationModel, ServiceModel, Shape
 
-from sandbox.drs.protocol import _Validator
+from sandbox.core.validation import _ServerValidator as _Validator
 
 CONTROL = "route53-recovery-control-config"
 CLUSTER = "route53-recovery-cluster"

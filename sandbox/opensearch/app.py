@@ -58,7 +58,7 @@ class OpenSearchApp:
         region = match["region"] if match else ""
         if scope["region"] != region:
             return 403, {"message": f"Credential should be scoped to a valid region, not '{scope['region']}'. "}
-        from sandbox.drs.app import caller
+        from sandbox.core.caller import caller
 
         account, _ = caller(environ)
         domain = _find_domain(account, region, host)
