@@ -16,9 +16,11 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from sandbox import moto_fixes
 from sandbox.admin import PREFIX as ADMIN_PREFIX
 from sandbox.admin import AdminApp
-from sandbox.arc.app import ArcApp
+from sandbox.arc import urls as arc_urls
 from sandbox.arc.models import reset_arc_world
+from sandbox.arc.responses import ClusterApp, ControlApp
 from sandbox.core.caller import signing_service
+from sandbox.drs import urls as drs_urls
 from sandbox.drs.models import drs_world, reset_world
 from sandbox.drs.responses import DrsApp
 from sandbox.opensearch import OpenSearchApp, is_domain_host
@@ -45,8 +47,8 @@ class SandboxApp:
         self.moto = DomainDispatcherApplication(create_backend_app)
         reset_world(time_scale=time_scale, seed=seed)
         reset_arc_world()
-        arc = {service: ArcApp(service) for service in ("route53-recovery-control-config", "route53-recovery-cluster")}
-        self.emulators: dict[str, WsgiApp] = {"drs": DrsApp(), **arc, **(emulators or {})}
+        self.emulators: dict[str, WsgiApp] = {drs_urls.SERVICE: DrsApp(), arc_urls.CONTROL: ControlApp(),
+                                              arc_urls.CLUSTER: ClusterApp(), **(emulators or {})}
         self.admin = AdminApp(base_url or (lambda: "http://127.0.0.1"))
         self.opensearch_domains = OpenSearchApp()
 
