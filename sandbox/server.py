@@ -23,7 +23,8 @@ from sandbox.core.caller import signing_service
 from sandbox.drs import urls as drs_urls
 from sandbox.drs.models import drs_world, reset_world
 from sandbox.drs.responses import DrsApp
-from sandbox.opensearch import OpenSearchApp, is_domain_host
+from sandbox.opensearch.responses import OpenSearchApp
+from sandbox.opensearch.urls import is_domain_host
 
 with moto_fixes.patching("sandbox/server"):
     # MotoRequestHandler (moto >= 5.2.5) keeps the headers with underscores that werkzeug's own handler drops.
