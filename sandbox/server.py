@@ -6,7 +6,6 @@ routed to our own emulators by the credential scope of the request (`Credential=
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -17,11 +16,15 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from sandbox import moto_fixes
 from sandbox.admin import PREFIX as ADMIN_PREFIX
 from sandbox.admin import AdminApp
-from sandbox.arc.app import ArcApp
+from sandbox.arc import urls as arc_urls
 from sandbox.arc.models import reset_arc_world
-from sandbox.drs.app import DrsApp
+from sandbox.arc.responses import ClusterApp, ControlApp
+from sandbox.core.caller import signing_service
+from sandbox.drs import urls as drs_urls
 from sandbox.drs.models import drs_world, reset_world
-from sandbox.opensearch import OpenSearchApp, is_domain_host
+from sandbox.drs.responses import DrsApp
+from sandbox.opensearch.responses import OpenSearchApp
+from sandbox.opensearch.urls import is_domain_host
 
 with moto_fixes.patching("sandbox/server"):
     # MotoRequestHandler (moto >= 5.2.5) keeps the headers with underscores that werkzeug's own handler drops.
@@ -33,14 +36,7 @@ moto_fixes.apply()
 
 log = structlog.get_logger("sandbox")
 
-_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
-
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def signing_service(environ: dict[str, Any]) -> str | None:
-    match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-    return match.group(1) if match else None
 
 
 class SandboxApp:
@@ -52,8 +48,8 @@ class SandboxApp:
         self.moto = DomainDispatcherApplication(create_backend_app)
         reset_world(time_scale=time_scale, seed=seed)
         reset_arc_world()
-        arc = {service: ArcApp(service) for service in ("route53-recovery-control-config", "route53-recovery-cluster")}
-        self.emulators: dict[str, WsgiApp] = {"drs": DrsApp(), **arc, **(emulators or {})}
+        self.emulators: dict[str, WsgiApp] = {drs_urls.SERVICE: DrsApp(), arc_urls.CONTROL: ControlApp(),
+                                              arc_urls.CLUSTER: ClusterApp(), **(emulators or {})}
         self.admin = AdminApp(base_url or (lambda: "http://127.0.0.1"))
         self.opensearch_domains = OpenSearchApp()
 

@@ -17,18 +17,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.parsers import create_parser
 
-from sandbox.drs import protocol
-from sandbox.drs.protocol import (
-    SERVICE_MODEL,
-    DrsError,
-    match_operation,
-    not_implemented,
-    operation_for_path,
-    parse_request,
-    render_error,
-    render_output,
-    validate_input,
-)
+from sandbox.core.model import ServiceError, not_implemented, service_model
+from sandbox.core.protocol import parse_request, render_error, render_output
+from sandbox.core.validation import validate_input
+from sandbox.drs.exceptions import DrsError
+from sandbox.drs.urls import SERVICE, match_operation
+
+SERVICE_MODEL = service_model(SERVICE)
 
 SERVER_A = "s-1234567890abcdef0"
 SERVER_B = "s-0fedcba0987654321"
@@ -71,17 +66,17 @@ class FakeDrs:
             self.calls.append((op.name, params))
             validate_input(op, params)
             return render_output(op, self.handler(op.name, params))
-        except DrsError as err:
+        except ServiceError as err:
             return render_error(err)
 
 
-def _raise(err: DrsError) -> Callable[[str, dict], Any]:
+def _raise(err: ServiceError) -> Callable[[str, dict], Any]:
     def handler(name: str, params: dict) -> Any:
         raise err
     return handler
 
 
-def _parse_error(err: DrsError) -> dict:
+def _parse_error(err: ServiceError) -> dict:
     """What botocore's endpoint does with an error response: generic parse, then the modeled shape's members."""
     status, headers, body = render_error(err)
     response = {"status_code": status, "headers": HeadersDict(headers), "body": body}
@@ -92,7 +87,7 @@ def _parse_error(err: DrsError) -> dict:
 
 
 def _validation_fields(op_name: str, params: dict) -> list[tuple[str, str]]:
-    with pytest.raises(DrsError) as caught:
+    with pytest.raises(ServiceError) as caught:
         validate_input(SERVICE_MODEL.operation_model(op_name), params)
     assert caught.value.code == "ValidationException" and caught.value.status == 400
     assert caught.value.fields["reason"] == "fieldValidationFailed"
@@ -123,15 +118,8 @@ def test_tags_uri_is_told_apart_by_method_and_tolerates_a_decoded_path():
     assert match_operation("POST", "/NoSuchOperation") is None
 
 
-def test_operation_for_path_only_answers_when_the_path_is_unambiguous():
-    assert operation_for_path("/StartRecovery").name == "StartRecovery"
-    assert operation_for_path("/ListStagingAccounts?maxResults=3").name == "ListStagingAccounts"
-    assert operation_for_path(f"/tags/{ARN}") is None
-    assert operation_for_path("/Nope") is None
-
-
 def test_service_model_is_loaded_once():
-    assert protocol.SERVICE_MODEL is SERVICE_MODEL
+    assert service_model(SERVICE) is SERVICE_MODEL
     assert SERVICE_MODEL.metadata["signingName"] == "drs"
 
 
@@ -232,7 +220,7 @@ def test_unknown_members_and_nulls_are_ignored():
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]"])
 def test_unparseable_body_is_a_validation_error(body):
-    with pytest.raises(DrsError) as caught:
+    with pytest.raises(ServiceError) as caught:
         parse_request(SERVICE_MODEL.operation_model("StartRecovery"), {}, {}, {}, body)
     assert caught.value.code == "ValidationException" and caught.value.fields == {"reason": "cannotParse"}
 
@@ -298,7 +286,7 @@ def test_retry_after_travels_in_its_header():
 
 
 def test_not_implemented_is_a_clean_non_retried_client_error():
-    err = not_implemented("StartSourceNetworkRecovery")
+    err = not_implemented(SERVICE, "StartSourceNetworkRecovery")
     fake = FakeDrs(_raise(err), attempts=3)  # room to retry, which a 5xx would use
     with pytest.raises(ClientError) as caught:
         fake.client.describe_jobs()

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from activities.aws import AwsClients
 from activities.opensearch import OpenSearchDomain
 from plans.model import Mode, Phase
-from sandbox.opensearch.state import TIMING
+from sandbox.opensearch.models import TIMING
 from tests.aws_helpers import drive, make_ctx, unique, with_phase
 from tests.estates import opensearch as estate
 from tests.estates.opensearch import Domain, seed

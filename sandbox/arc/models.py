@@ -18,7 +18,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.arc.protocol import CLUSTER, CONTROL, ArcError
+from sandbox.arc.exceptions import not_found
+from sandbox.arc.urls import CLUSTER, CONTROL, endpoint_url
+from sandbox.core.model import ServiceError
 
 ENDPOINT_REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2", "ap-northeast-1")
 
@@ -67,11 +69,6 @@ def reset_arc_world() -> None:
     _world = ArcWorld()
 
 
-def _missing(service: str, kind: str, arn: str) -> ArcError:
-    extra = {"resourceId": arn, "resourceType": kind} if service == CLUSTER else {}
-    return ArcError(service, "ResourceNotFoundException", f"{kind} {arn} not found", **extra)
-
-
 # --- control plane ---------------------------------------------------------------------------------------------------
 
 class Control:
@@ -83,7 +80,7 @@ class Control:
         self.prefix = f"arn:aws:route53-recovery-control::{account_id}"
 
     def _cluster(self, cluster: dict[str, Any]) -> dict[str, Any]:
-        endpoints = [{"Endpoint": f"{self.base}/arc-cluster/{cluster['Id']}/{region}/v1", "Region": region}
+        endpoints = [{"Endpoint": endpoint_url(self.base, cluster["Id"], region), "Region": region}
                      for region in ENDPOINT_REGIONS]
         return {**{k: v for k, v in cluster.items() if k != "Id"}, "ClusterEndpoints": endpoints}
 
@@ -97,7 +94,7 @@ class Control:
 
     def _get(self, table: dict[str, Any], kind: str, arn: str) -> dict[str, Any]:
         if arn not in table:
-            raise _missing(CONTROL, kind, arn)
+            raise not_found(CONTROL, kind, arn)
         return dict(table[arn])
 
     def CreateCluster(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +142,7 @@ class Control:
             x["ControlPanelArn"] for x in self.state.panels.values()
             if x["ClusterArn"] == p["ClusterArn"] and x["DefaultControlPanel"])
         if self._get(self.state.panels, "ControlPanel", panel_arn)["ClusterArn"] != p["ClusterArn"]:
-            raise ArcError(CONTROL, "ValidationException", f"control panel {panel_arn} is not in {p['ClusterArn']}")
+            raise ServiceError(CONTROL, "ValidationException", f"control panel {panel_arn} is not in {p['ClusterArn']}")
 
         def create() -> str:
             arn = f"{panel_arn}/routingcontrol/{_id()[:16]}"
@@ -166,7 +163,7 @@ class Control:
     def CreateSafetyRule(self, p: dict[str, Any]) -> dict[str, Any]:
         kinds = [k for k in ("AssertionRule", "GatingRule") if k in p]
         if len(kinds) != 1:
-            raise ArcError(CONTROL, "ValidationException", "exactly one of AssertionRule or GatingRule is required")
+            raise ServiceError(CONTROL, "ValidationException", "exactly one of AssertionRule or GatingRule is required")
         spec = dict(p[kinds[0]])
         panel = spec["ControlPanelArn"]
         self._get(self.state.panels, "ControlPanel", panel)
@@ -174,7 +171,7 @@ class Control:
         for name in lists:
             foreign = [a for a in spec[name] if self.state.controls.get(a, {}).get("ControlPanelArn") != panel]
             if foreign or not spec[name]:
-                raise ArcError(CONTROL, "ValidationException",
+                raise ServiceError(CONTROL, "ValidationException",
                                f"{name} must name routing controls of control panel {panel}: {foreign or 'none'}")
 
         def create() -> str:
@@ -189,7 +186,7 @@ class Control:
     def DescribeSafetyRule(self, p: dict[str, Any]) -> dict[str, Any]:
         rule = self.state.rules.get(p["SafetyRuleArn"])
         if rule is None:
-            raise _missing(CONTROL, "SafetyRule", p["SafetyRuleArn"])
+            raise not_found(CONTROL, "SafetyRule", p["SafetyRuleArn"])
         return {"AssertionRule" if rule.kind == "ASSERTION" else "GatingRule": rule.spec}
 
     def ListSafetyRules(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -207,19 +204,19 @@ class ClusterEndpoint:
         self.world, self.state, self.region = world, world.account(account_id), region
         self.cluster = next((c for c in self.state.clusters.values() if c["Id"] == cluster_id), None)
         if self.cluster is None:
-            raise ArcError(CLUSTER, "AccessDeniedException", f"no cluster {cluster_id} in account {account_id}")
+            raise ServiceError(CLUSTER, "AccessDeniedException", f"no cluster {cluster_id} in account {account_id}")
 
     def check_available(self, operation: str) -> None:
         self.world.requests.append((self.region, operation))
         if self.region in self.world.down_regions:
-            raise ArcError(CLUSTER, "EndpointTemporarilyUnavailableException",
+            raise ServiceError(CLUSTER, "EndpointTemporarilyUnavailableException",
                            f"the {self.region} endpoint of this cluster is temporarily unavailable")
 
     def _control(self, arn: str) -> dict[str, Any]:
         control = self.state.controls.get(arn)
         panel = self.state.panels.get(control["ControlPanelArn"]) if control else None
         if panel is None or panel["ClusterArn"] != self.cluster["ClusterArn"]:
-            raise _missing(CLUSTER, "RoutingControl", arn)
+            raise not_found(CLUSTER, "RoutingControl", arn)
         return control
 
     def GetRoutingControlState(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -257,7 +254,7 @@ class ClusterEndpoint:
             watched = rule.spec["AssertedControls"] if rule.kind == "ASSERTION" else rule.spec["TargetControls"]
             judged = rule.spec["AssertedControls"] if rule.kind == "ASSERTION" else rule.spec["GatingControls"]
             if changed & set(watched) and not _holds(rule.spec["RuleConfig"], [proposed[a] for a in judged]):
-                raise ArcError(CLUSTER, "ConflictException", (
+                raise ServiceError(CLUSTER, "ConflictException", (
                     f"the routing control state change was rejected because it would violate {rule.kind.lower()} "
                     f"safety rule {rule.arn} ({rule.spec['Name']}); override it with SafetyRulesToOverride"),
                     resourceId=rule.arn, resourceType="SafetyRule")

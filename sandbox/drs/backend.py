@@ -22,7 +22,7 @@ from sandbox.drs.jobs import (
     plan_launch,
     plan_terminate,
 )
-from sandbox.drs.protocol import DrsError
+from sandbox.drs.exceptions import DrsError
 from sandbox.drs.servers import UNRECOVERABLE as UNRECOVERABLE_STATES
 from sandbox.drs.servers import SourceServer
 from sandbox.drs.util import iso, parse_arn

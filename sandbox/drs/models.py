@@ -26,7 +26,6 @@ from sandbox.drs.servers import (
 )
 from sandbox.drs.util import hex_id, utcnow
 
-DEFAULT_ACCOUNT = "123456789012"
 # How long ago scenario servers finished their initial sync, so they have a PIT history to choose from.
 _HISTORY = timedelta(days=14)
 

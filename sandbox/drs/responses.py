@@ -1,14 +1,28 @@
-"""DRS operations: each takes the caller's account+region backend and the validated input, and returns the output as
-a dict of model members (the protocol layer drops anything else and rejects enum values the model lacks)."""
+"""The DRS emulator's request handling: `DrsApp` (faults, then routing, parsing and validation by the model, the
+operation, and a rendering the model allows) and the operations, each taking the caller's account+region backend and
+the validated input and returning the output as a dict of model members (the protocol layer drops anything else and
+rejects enum values the model lacks). The sandbox's dispatcher sends `DrsApp` every request signed for `drs`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from botocore.model import OperationModel
+
+from sandbox.core.model import ServiceError, not_implemented
+from sandbox.core.pagination import paginate
+from sandbox.core.protocol import render_output
+from sandbox.core.wsgi import Request, Response, ServiceApp
 from sandbox.drs.backend import DrsBackend
-from sandbox.drs.protocol import DrsError
-from sandbox.drs.util import paginate, parse_iso
+from sandbox.drs.exceptions import DrsError
+from sandbox.drs.models import DrsWorld, drs_world
+from sandbox.drs.urls import SERVICE, match_operation
+from sandbox.drs.util import parse_iso
+
+RETRY_AFTER_SECONDS = 1
+# Errors any operation may answer, modeled for it or not: the service's front door raises them before any handler.
+_SERVICE_WIDE = {"ValidationException", "ThrottlingException", "InternalServerException"}
 
 Handler = Callable[[DrsBackend, dict[str, Any]], dict[str, Any]]
 HANDLERS: dict[str, Handler] = {}
@@ -31,7 +45,7 @@ def require_initialized(backend: DrsBackend, operation_name: str) -> None:
 
 
 def _page(items: list[Any], params: dict[str, Any]) -> tuple[list[Any], str | None]:
-    return paginate(items, params.get("maxResults"), params.get("nextToken"))
+    return paginate(SERVICE, items, params.get("maxResults"), params.get("nextToken"))
 
 
 @operation("InitializeService")
@@ -186,3 +200,47 @@ def untag_resource(backend: DrsBackend, params: dict[str, Any]) -> dict[str, Any
 @operation("ListTagsForResource")
 def list_tags_for_resource(backend: DrsBackend, params: dict[str, Any]) -> dict[str, Any]:
     return {"tags": dict(backend.tagged(params["resourceArn"]))}
+
+
+class DrsApp(ServiceApp):
+    service = SERVICE
+
+    def __init__(self, world: Callable[[], DrsWorld] = drs_world) -> None:
+        self._world = world
+
+    def serve(self, request: Request) -> Response:
+        world = self._world()
+        with world.lock:
+            if world.roll(world.faults.throttle_rate):
+                raise DrsError("ThrottlingException", "Rate exceeded", serviceCode="drs",
+                               retryAfterSeconds=str(RETRY_AFTER_SECONDS))
+            if world.roll(world.faults.error_rate):
+                raise DrsError("InternalServerException", "Internal service error (injected by the sandbox)",
+                               retryAfterSeconds=RETRY_AFTER_SECONDS)
+            matched = match_operation(request.method, request.path)
+            if matched is None:
+                raise DrsError("ValidationException", f"no DRS operation answers {request.method} {request.path}",
+                               reason="unknownOperation")
+            operation, labels = matched
+            params = request.parse(operation, labels)
+            handler = HANDLERS.get(operation.name)
+            if handler is None:
+                raise not_implemented(SERVICE, operation.name)
+            account, region = request.caller
+            world.advance()
+            backend = world.backend(account, region)
+            require_initialized(backend, operation.name)
+            return render_output(operation, handler(backend, params))
+
+    def answer(self, err: ServiceError, operation: OperationModel | None) -> ServiceError:
+        answered = modeled(err, operation) if operation is not None else err
+        self._world().errors_returned[answered.code] += 1
+        return answered
+
+
+def modeled(err: ServiceError, operation: OperationModel) -> ServiceError:
+    """The error as the operation can report it: e.g. StartRecovery models no ResourceNotFoundException, so an
+    unknown source server is a ValidationException there, while GetLaunchConfiguration answers 404."""
+    if err.code in _SERVICE_WIDE or err.code in {shape.name for shape in operation.error_shapes}:
+        return err
+    return DrsError("ValidationException", err.message, reason="other")

@@ -1,20 +1,15 @@
-"""Small pieces the DRS emulator's models share: clock formatting, ids, ARNs, pagination tokens."""
+"""Small pieces the DRS emulator's models share: clock formatting, ids, ARNs."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import random
 import re
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from sandbox.drs.protocol import DrsError
+from sandbox.drs.exceptions import DrsError
 
-T = TypeVar("T")
-
-DEFAULT_PAGE_SIZE = 1000
 _ARN = re.compile(r"^arn:aws:drs:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?P<kind>[a-z-]+)/(?P<id>[A-Za-z0-9-]+)$")
 
 
@@ -67,20 +62,6 @@ def parse_arn(text: str) -> tuple[str, str, str, str] | None:
         return None
     return match["region"], match["account"], match["kind"], match["id"]
 
-
-def paginate(items: list[T], max_results: int | None, next_token: str | None) -> tuple[list[T], str | None]:
-    start = 0
-    if next_token:
-        try:
-            start = int(json.loads(base64.urlsafe_b64decode(next_token.encode()))["offset"])
-        except (ValueError, KeyError, TypeError):
-            raise DrsError("ValidationException", "invalid nextToken", reason="fieldValidationFailed",
-                           fieldList=[{"name": "nextToken", "message": "not a token this API returned"}]) from None
-    size = max_results or DEFAULT_PAGE_SIZE
-    page = items[start:start + size]
-    end = start + size
-    token = base64.urlsafe_b64encode(json.dumps({"offset": end}).encode()).decode() if end < len(items) else None
-    return page, token
 
 
 def prune(value: Any) -> Any:

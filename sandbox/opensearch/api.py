@@ -10,12 +10,11 @@ import re
 import time
 from typing import Any
 
-from sandbox.opensearch.state import (
-    LOCK,
+from sandbox.opensearch.exceptions import OsError
+from sandbox.opensearch.models import (
     TIMING,
     DomainState,
     Index,
-    OsError,
     Snapshot,
     SnapshotIndex,
     java_replacement,
@@ -331,8 +330,3 @@ def restore(state: DomainState, repo: str, name: str, body: dict[str, Any]) -> R
                                       recovery={"type": "snapshot", "repository": repo, "snapshot": name,
                                                 "source_index": source})
     return 200, {"accepted": True}
-
-
-def with_lock(handler: Any, *args: Any) -> Result:
-    with LOCK:
-        return handler(*args)  # type: ignore[no-any-return]

@@ -9,16 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sandbox.opensearch.state import (
-    TIMING,
-    DomainState,
-    Follow,
-    Index,
-    OsError,
-    find_domain_state,
-    follower_checkpoint,
-    index_not_found,
-)
+from sandbox.opensearch.exceptions import OsError, index_not_found
+from sandbox.opensearch.models import TIMING, DomainState, Follow, Index, find_domain_state, follower_checkpoint
 
 Result = tuple[int, Any]
 _ACK = {"acknowledged": True}
