@@ -31,6 +31,7 @@ RUN uv sync --locked --no-dev --extra sandbox --no-install-project
 
 # Then the project itself, not editable: the runtime stage gets no source tree (README.md is optional).
 COPY README.md* ./
+COPY contracts/ contracts/
 COPY workflows/ workflows/
 COPY activities/ activities/
 COPY workers/ workers/

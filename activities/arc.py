@@ -26,9 +26,9 @@ from botocore.exceptions import ClientError
 from pydantic import Field
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import aws_errors, error_code, fatal, unreachable
-from activities.contract import Operation
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.core.aws import aws_errors, error_code, fatal, unreachable
+from contracts.activities import Operation
+from activities.core.registry import ModuleParameters, ServiceModule, register
 from plans.model import Mode
 
 # The routing control configuration API exists in us-west-2 only.

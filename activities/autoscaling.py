@@ -16,9 +16,9 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, model_validator
 
-from activities.aws import aws_call, aws_errors, fatal, unreachable
-from activities.contract import Operation
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.core.aws import aws_call, aws_errors, fatal, unreachable
+from contracts.activities import Operation
+from activities.core.registry import ModuleParameters, ServiceModule, register
 
 _POLL_SECONDS = 15.0
 _TAG_PREFIX = "dr:previous-capacity:"

@@ -15,13 +15,13 @@ import structlog
 from botocore.exceptions import ClientError
 from temporalio import activity
 
-from activities.aws import AwsClients, aws_errors, error_code, fatal
-from workflows.callback_contract import CALLBACK_SEND, GONE_CODES, CallbackReply, CallbackRequest
+from activities.core.aws import AwsClients, aws_errors, error_code, fatal
+from contracts.callback import CALLBACK_SEND, GONE_CODES, CallbackReply, CallbackRequest
 
 log = structlog.get_logger("dr.callback")
 
 _FALLBACK_REGION = "us-east-1"
-# Beyond activities.aws's list: our output was refused, or the token's KMS key is closed to us. Retrying cannot help.
+# Beyond activities.core.aws's list: our output was refused, or the token's KMS key is closed to us. Retrying cannot help.
 _PERMANENT = frozenset({"InvalidOutput", "KmsAccessDeniedException", "KmsInvalidStateException"})
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from activities.contract import WAIT_ACTION, Operation, WaitParameters
-from activities.registry import ServiceModule, register
+from contracts.activities import WAIT_ACTION, Operation, WaitParameters
+from activities.core.registry import ServiceModule, register
 from plans.model import PHASE_ORDER
 
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import Field
 
-from activities.aws import aws_call, aws_errors, fatal
-from activities.contract import Operation
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.core.aws import aws_call, aws_errors, fatal
+from contracts.activities import Operation
+from activities.core.registry import ModuleParameters, ServiceModule, register
 
 _POLL_SECONDS = 5.0
 _TAG_PREFIX = "dr:previous-desired-count:"

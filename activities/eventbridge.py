@@ -19,9 +19,9 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AwareDatetime, Field, model_validator
 
-from activities.aws import aws_call, aws_errors, error_code, fatal, unreachable
-from activities.contract import Operation
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.core.aws import aws_call, aws_errors, error_code, fatal, unreachable
+from contracts.activities import Operation
+from activities.core.registry import ModuleParameters, ServiceModule, register
 from plans.model import Mode
 
 _TAG_PREFIX = "dr:previous-state:"

@@ -25,9 +25,9 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from pydantic import Field
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import aws_call, aws_errors, error_code
-from activities.contract import Operation
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.core.aws import aws_call, aws_errors, error_code
+from contracts.activities import Operation
+from activities.core.registry import ModuleParameters, ServiceModule, register
 from plans.hooks import (
     HOOK_MAX_SECONDS,
     LAMBDA_ACTION,

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows.identity import LOAD_TRUST, TrustConfig
+from contracts.identity import LOAD_TRUST, TrustConfig
 
 TRUST_FILE_ENV = "DR_AUTH_TRUST_FILE"
 _JWKS_TIMEOUT_SECONDS = 10

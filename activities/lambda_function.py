@@ -30,9 +30,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import Field, model_validator
 
-from activities.aws import aws_call, aws_errors, error_code, fatal
-from activities.contract import Operation
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.core.aws import aws_call, aws_errors, error_code, fatal
+from contracts.activities import Operation
+from activities.core.registry import ModuleParameters, ServiceModule, register
 from plans.model import Phase
 
 _POLL_SECONDS = 5.0

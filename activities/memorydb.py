@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from activities.aws import aws_call, aws_errors, fatal
-from activities.context import TAG_EXECUTION
-from activities.contract import Operation
-from activities.registry import ModuleParameters, StateMachineModule, register
+from activities.core.aws import aws_call, aws_errors, fatal
+from activities.core.context import TAG_EXECUTION
+from contracts.activities import Operation
+from activities.core.registry import ModuleParameters, StateMachineModule, register
 from plans.model import Phase
 
 _NAME = r"^[a-zA-Z][a-zA-Z0-9-]{0,39}$"

@@ -7,8 +7,8 @@ from typing import Any
 import structlog
 from temporalio import activity
 
-from activities.aws import AwsClients, aws_errors
-from activities.contract import NOTIFY, NotifyRequest
+from activities.core.aws import AwsClients, aws_errors
+from contracts.activities import NOTIFY, NotifyRequest
 from plans.model import Account
 
 _SUBJECT_LIMIT = 100  # SNS: ASCII, at most 100 characters, no line breaks

@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import aws_errors, fatal
-from activities.contract import Operation
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.core.aws import aws_errors, fatal
+from contracts.activities import Operation
+from activities.core.registry import ModuleParameters, ServiceModule, register
 from plans.model import Mode
 
 # Route 53 is a global service whose control plane lives in us-east-1, whatever region the resource names.

@@ -22,9 +22,9 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import Field
 
-from activities.aws import aws_errors, error_code, fatal
-from activities.contract import Operation
-from activities.registry import ModuleParameters, ServiceModule, register
+from activities.core.aws import aws_errors, error_code, fatal
+from contracts.activities import Operation
+from activities.core.registry import ModuleParameters, ServiceModule, register
 from activities.route53 import client, find_records, fqdn, zone_id
 from plans.model import Mode
 

@@ -16,7 +16,7 @@ import click
 def audit(workflow_id: str, token: str | None, as_json: bool) -> None:
     """Every decision on a run, denied attempts included: when, who (verified or claimed), roles, what, outcome."""
     from drctl.run_cmd import _client, _guard, _require_token
-    from workflows.models import AuditEntry
+    from contracts.lifecycle import AuditEntry
 
     token = _require_token(token)
 

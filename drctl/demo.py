@@ -108,8 +108,8 @@ async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityPr
 
     from plans.loader import load_plan
     from plans.model import Mode
-    from workflows.lifecycle import start_search_attributes
-    from workflows.models import DEFAULT_TASK_QUEUE, WORKFLOW_TYPE, LifecycleInput, workflow_id_for
+    from contracts.search_attributes import start_search_attributes
+    from contracts.lifecycle import DEFAULT_TASK_QUEUE, WORKFLOW_TYPE, LifecycleInput, workflow_id_for
 
     plan = load_plan(plan_file)
     client = await Client.connect(address, data_converter=pydantic_data_converter)

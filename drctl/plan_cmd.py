@@ -62,7 +62,7 @@ def show(ctx: click.Context, file: str, as_json: bool) -> None:
 @plan.command()
 def actions() -> None:
     """List the actions a plan can use, the phases each supports and its parameters."""
-    from activities import registry  # imports every service module: only when asked
+    from activities.core import registry  # imports every service module: only when asked
     from plans.manifest_names import NAMES
 
     for name, module in registry.actions().items():

@@ -9,10 +9,10 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import AwsClients
-from activities.drs_contract import LaunchServer
-from activities.drs_launch import desired_for, drift
-from activities.drs_ops import (
+from activities.core.aws import AwsClients
+from contracts.drs import LaunchServer
+from activities.drs.launch import desired_for, drift
+from activities.drs import (
     ServerInfo,
     active_usage,
     drs_quotas,

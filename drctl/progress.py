@@ -16,10 +16,10 @@ import click
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from workflows.models import HookState, LifecycleState, RunStatus, StepStatus
+from contracts.lifecycle import HookState, LifecycleState, RunStatus, StepStatus
 
 if TYPE_CHECKING:
-    from workflows.drs_models import DrsRecoveryState
+    from contracts.drs_recovery import DrsRecoveryState
 
 # Above this many servers in a wave, only the wave's lines and the failed servers are printed.
 SERVER_LINES_UP_TO = 30
@@ -171,7 +171,7 @@ async def follow(handle: WorkflowHandle[Any, Any], printer: ProgressPrinter | No
 async def _drs_children(client: Client, state: LifecycleState, printer: ProgressPrinter) -> dict[str, Any]:
     """The state of each DRS child workflow worth asking: running ones, and those that ended since the last look
     (once, for their final waves and summary)."""
-    from workflows.drs_models import DrsRecoveryState
+    from contracts.drs_recovery import DrsRecoveryState
 
     children: dict[str, Any] = {}
     for phase in state.phases:

@@ -62,7 +62,7 @@ def start(file: str, mode: str, phases: tuple[str, ...], token: str | None, init
 
     from plans.errors import PlanError
     from plans.loader import load_plan
-    from workflows.models import CallbackOptions, LifecycleInput, RunOptions
+    from contracts.lifecycle import CallbackOptions, LifecycleInput, RunOptions
 
     try:
         plan = load_plan(file)
@@ -94,8 +94,8 @@ def start(file: str, mode: str, phases: tuple[str, ...], token: str | None, init
 
 async def _start(run_input: Any, wait: bool) -> int:
     from drctl.progress import follow, summary, ui_link, exit_code_for
-    from workflows.lifecycle import start_search_attributes
-    from workflows.models import WORKFLOW_TYPE, workflow_id_for
+    from contracts.search_attributes import start_search_attributes
+    from contracts.lifecycle import WORKFLOW_TYPE, workflow_id_for
 
     client, settings = await _client()
     workflow_id = workflow_id_for(run_input.plan.name, run_input.mode, datetime.now(UTC))
@@ -118,7 +118,7 @@ async def _start(run_input: Any, wait: bool) -> int:
 def status(workflow_id: str) -> None:
     """Print where a run is: phase, layer, resource, with timing and errors."""
     from drctl.progress import ProgressPrinter, summary
-    from workflows.models import LifecycleState
+    from contracts.lifecycle import LifecycleState
 
     async def show() -> None:
         client, _ = await _client()
@@ -142,7 +142,7 @@ def _control_command(update: str, needs_reason: bool, help_text: str) -> click.C
     @click.option("--step", default=None, help="skip: PHASE/layer or PHASE/layer/resource, not started yet.")
     def command(workflow_id: str, reason: str, token: str | None, gate: str | None, force: bool,
                 step: str | None) -> None:
-        from workflows.models import ControlRequest, ControlResult
+        from contracts.lifecycle import ControlRequest, ControlResult
 
         token = _require_token(token)
 

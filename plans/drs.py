@@ -41,7 +41,7 @@ INSTANCE_PROFILE = (
 
 
 class DrsModel(BaseModel):
-    """The configuration of plans.model.PlanModel and activities.registry.ModuleParameters, which this module cannot
+    """The configuration of plans.model.PlanModel and activities.core.registry.ModuleParameters, which this module cannot
     import (both import plans.model, which imports this module): camelCase in files, unknown keys rejected."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)

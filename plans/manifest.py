@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from activities import registry
+from activities.core import registry
 from plans.drs import ServerSelection
 from plans.errors import LocatedError, Path, describe_errors, suggest, unknown_key_message
 from plans.manifest_names import ACCOUNT_KEYS, NAMES, FrameworkName, framework_parameter, our_parameter

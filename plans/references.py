@@ -4,7 +4,7 @@ writes them, anywhere in a resource's parameters.
 A reference is a whole string value (the Framework resolves whole values only): `"!Import orders-db-id"` names a
 CloudFormation export, `"resolve:ssm:/app/desired"` (optionally `:version` or `:label`, as SSM's GetParameter
 accepts) an SSM parameter. `{{resolve:ssm:/path}}`, CloudFormation's dynamic-reference spelling, is accepted too so a
-value copied from a template works. Values are looked up when the resource starts (activities/references.py), in the
+value copied from a template works. Values are looked up when the resource starts (activities/core/references.py), in the
 resource's account and region, never when the plan is written: exports and parameters change between drills.
 
 Workflow code imports this module: pure functions only.

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from activities import registry
-from activities.contract import PlanIssue
+from activities.core import registry
+from contracts.activities import PlanIssue
 from plans.drs import DRS_ACTION, DrsRecoveryParameters, find_cycle
 from plans.errors import Path, describe_errors, suggest
 from plans.hooks import LAMBDA_ACTION

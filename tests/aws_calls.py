@@ -26,7 +26,7 @@ _IAM_ACTION = {"lambda:Invoke": "lambda:InvokeFunction"}
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (file relative to the repository, function) that creates a client -> the identity the client signs with.
-_HUB_CREATORS = {("activities/aws.py", "_sts_client"), ("activities/aws.py", "_ssm_parameter"),
+_HUB_CREATORS = {("activities/core/aws.py", "_sts_client"), ("activities/core/aws.py", "_ssm_parameter"),
                  ("activities/callback.py", "_client")}
 _ORCHESTRATOR_DIRS = ("activities/", "workers/", "workflows/", "drctl/")
 # Everything else of ours that may be on the stack; a virtualenv inside the checkout (make test's .venv) is not.
@@ -106,7 +106,7 @@ def install() -> None:
 
     botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
 
-    from activities import opensearch_rest
+    from activities.opensearch import rest as opensearch_rest
 
     original_call = opensearch_rest.DomainRest.call
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import requests
 
-from activities.aws import AwsClients
-from activities.context import ResourceContext
-from activities.contract import Operation, ResourceCall
-from activities.registry import ServiceModule
+from activities.core.aws import AwsClients
+from activities.core.context import ResourceContext
+from contracts.activities import Operation, ResourceCall
+from activities.core.registry import ServiceModule
 from plans.model import Account, ExternalIdSource, Mode, Phase, Regions, Resource
 from tests.conftest import APP_ACCOUNT
 

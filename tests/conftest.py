@@ -20,12 +20,12 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.aws import AwsClients
+from activities.core.aws import AwsClients
 from sandbox.drs.models import DrsWorld
 from sandbox.server import SandboxServer
 from tests import reaper
 from workers.main import ACTIVITY_THREADS, build_worker
-from workflows.lifecycle import SEARCH_ATTRIBUTES
+from contracts.search_attributes import SEARCH_ATTRIBUTES
 
 def pytest_configure(config: pytest.Config) -> None:
     from tests import aws_calls

@@ -12,7 +12,7 @@ from temporalio.converter import DataConverter
 
 from plans.model import Mode, Plan
 from tests.identity_helpers import token_for
-from workflows.models import WORKFLOW_TYPE, AuditEntry, ControlRequest, ControlResult, LifecycleInput, LifecycleResult, LifecycleState, RunOptions
+from contracts.lifecycle import WORKFLOW_TYPE, AuditEntry, ControlRequest, ControlResult, LifecycleInput, LifecycleResult, LifecycleState, RunOptions
 
 
 def wait_resource(name: str, seconds: int = 1, **extra: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities import registry
+from activities.core import registry
 from plans.model import Mode, Phase
 from sandbox.arc.models import ENDPOINT_REGIONS, arc_world
 from tests.aws_helpers import drive, make_ctx, unique, with_phase

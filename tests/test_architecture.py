@@ -14,12 +14,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
 from activities.callback import CallbackActivities
-from activities.runtime import DrActivities
+from activities.core.runtime import DrActivities
 from plans.model import Resource
 from tests.lifecycle_helpers import finish, make_plan, start_run, timer_summaries, wait_resource
 from workers.main import workflow_runner
 from workflows.lifecycle import DrLifecycleWorkflow
-from workflows.models import WORKFLOW_TYPE, LifecycleInput, LifecycleResult
+from contracts.lifecycle import WORKFLOW_TYPE, LifecycleInput, LifecycleResult
 
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN_IN_WORKFLOWS = {"boto3", "botocore", "requests", "urllib", "socket", "time", "random", "threading",
@@ -44,12 +44,12 @@ def test_workflow_code_imports_no_boto3_io_clock_or_randomness():
         assert not roots & FORBIDDEN_IN_WORKFLOWS, f"{path.name} imports {roots & FORBIDDEN_IN_WORKFLOWS}"
         # What workflows take from activities must be the boto3-free contract only.
         from_activities = {n for n in _imported_modules(path) if n.startswith("activities")}
-        assert from_activities <= {"activities.contract", "activities.drs_contract"}, \
+        assert from_activities <= {"contracts.activities", "contracts.drs"}, \
             f"{path.name} imports {from_activities}"
 
 
 def test_importing_the_workflow_loads_no_boto3():
-    code = "import sys, workflows.lifecycle, workflows.models; print(sorted(m for m in sys.modules " \
+    code = "import sys, workflows.lifecycle, contracts.lifecycle; print(sorted(m for m in sys.modules " \
            "if m.split('.')[0] in ('boto3', 'botocore')))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

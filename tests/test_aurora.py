@@ -7,8 +7,8 @@ import pytest
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities import registry
-from activities.context import TAG_EXECUTION
+from activities.core import registry
+from activities.core.context import TAG_EXECUTION
 from plans.model import Mode, Phase
 from tests.aws_helpers import PRIMARY_REGION, RECOVERY_REGION, count_calls, drive, make_ctx, unique, with_phase
 from tests.estates import aurora as estates

@@ -148,9 +148,9 @@ def test_inconsistent_parameters_are_rejected_by_plan_validation(params):
 def test_the_compute_estate_goes_through_every_phase(sandbox, mode):
     """tests/estates/compute.py as the every-module plan uses it: each resource through each phase its module
     supports, in plan order, and the estate's check after every phase."""
-    from activities import registry
-    from activities.aws import AwsClients
-    from activities.context import ResourceContext
+    from activities.core import registry
+    from activities.core.aws import AwsClients
+    from activities.core.context import ResourceContext
     from plans.model import PHASE_ORDER, Resource
     from tests.estates.compute import build
 

@@ -9,7 +9,7 @@ import pytest
 import structlog
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import AwsClients
+from activities.core.aws import AwsClients
 from plans.model import Account, ExternalIdSource
 from tests.aws_helpers import app_account, count_calls, sandbox_iam_enforced, unique
 from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, OTHER_ACCOUNT

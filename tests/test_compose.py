@@ -35,7 +35,7 @@ SEARCH_ATTRIBUTES = {
     "DrInitiator": "Keyword",
 }
 INIT_SERVICE = "temporal-search-attributes"
-PACKAGES = ("workflows", "activities", "workers", "plans", "sandbox", "drctl")
+PACKAGES = ("contracts", "workflows", "activities", "workers", "plans", "sandbox", "drctl")
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

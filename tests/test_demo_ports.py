@@ -22,7 +22,7 @@ import pytest
 from activities.identity import read_trust
 from drctl import demo_services
 from drctl.processes import ManagedProcess, free_port, port_is_free
-from workflows.identity import verify_token
+from contracts.identity import verify_token
 
 DRCTL = os.path.join(sysconfig.get_path("scripts"), "drctl")
 # The demo and drctl as a user's shell has them: no sandbox credentials or identity settings of the test session.

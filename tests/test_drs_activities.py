@@ -14,10 +14,10 @@ import pytest
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
-from activities.aws import AwsClients
-from activities.drs_activities import DrsActivities
-from activities.drs_common import drs_time, utcnow
-from activities.drs_contract import (
+from activities.core.aws import AwsClients
+from activities.drs.activities import DrsActivities
+from activities.drs.common import drs_time, utcnow
+from contracts.drs import (
     CleanupRequest,
     DrsTarget,
     GroupRequest,
@@ -27,7 +27,7 @@ from activities.drs_contract import (
     StartJobRequest,
     WatchJobsRequest,
 )
-from activities.drs_ops import drill_instances_of, recovery_instances_of
+from activities.drs import drill_instances_of, recovery_instances_of
 from plans.drs import ServerSelection
 from plans.model import Account
 from sandbox.drs.models import DrsWorld, reset_world

@@ -11,8 +11,8 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from plans.model import Mode
 from tests.lifecycle_helpers import audit_of, control, finish, resource, send, start_run, status_of, wait_until
 from tests.test_drs_recovery import child_state, drs_plan, estate
-from workflows.lifecycle import DR_STATUS
-from workflows.models import RunOptions, RunStatus, StepStatus
+from contracts.search_attributes import DR_STATUS
+from contracts.lifecycle import RunOptions, RunStatus, StepStatus
 
 
 def gated_plan(name: str, app: str) -> Any:

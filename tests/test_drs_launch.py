@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from activities.drs_contract import LaunchServer
-from activities.drs_launch import (
+from contracts.drs import LaunchServer
+from activities.drs.launch import (
     VERSION_DESCRIPTION,
     apply_launch_settings,
     desired_for,
@@ -28,8 +28,8 @@ from plans.model import Mode, Plan
 from sandbox.drs.models import DrsWorld, reset_world
 from tests.conftest import HUB_ACCOUNT
 from tests.lifecycle_helpers import finish, resource, start_run, status_of
-from workflows.drs_models import DrsRecoveryState
-from workflows.models import RunOptions, RunStatus, StepStatus
+from contracts.drs_recovery import DrsRecoveryState
+from contracts.lifecycle import RunOptions, RunStatus, StepStatus
 
 REGION = "us-west-2"
 

@@ -13,8 +13,8 @@ import pytest
 from botocore.config import Config
 from temporalio.exceptions import ApplicationError
 
-from activities.drs_common import utcnow
-from activities.drs_ops import (
+from activities.drs.common import utcnow
+from activities.drs import (
     JobKey,
     JobProgress,
     Quotas,

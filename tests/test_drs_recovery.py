@@ -12,8 +12,8 @@ from plans.model import Mode, Plan
 from sandbox.drs.models import DrsWorld
 from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, account_session
 from tests.lifecycle_helpers import finish, resource, start_run, status_of
-from workflows.drs_models import DrsRecoveryState
-from workflows.models import RunOptions, RunStatus, StepStatus
+from contracts.drs_recovery import DrsRecoveryState
+from contracts.lifecycle import RunOptions, RunStatus, StepStatus
 
 REGION = "us-west-2"
 

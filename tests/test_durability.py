@@ -17,8 +17,8 @@ from sandbox.drs.models import reset_world
 from tests import reaper
 from tests.lifecycle_helpers import start_run, status_of
 from tests.test_drs_recovery import REGION, drs_plan, estate, jobs_of
-from workflows.drs_models import DrsRecoveryState
-from workflows.models import LifecycleResult, RunOptions, RunStatus
+from contracts.drs_recovery import DrsRecoveryState
+from contracts.lifecycle import LifecycleResult, RunOptions, RunStatus
 
 DRCTL = os.path.join(sysconfig.get_path("scripts"), "drctl")
 QUEUE = "durability-test"

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import AwsClients
+from activities.core.aws import AwsClients
 from activities.eventbridge import EventBridgeReplay, EventBridgeRule
 from plans.model import Mode, Phase
 from tests.aws_helpers import PRIMARY_REGION, RECOVERY_REGION, drive, make_ctx, unique, with_phase

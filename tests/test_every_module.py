@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 import tests.estates
-from activities import registry
+from activities.core import registry
 from plans.model import PHASE_ORDER, Mode, Phase, Plan
 from tests.conftest import APP_ACCOUNT
 from tests.estates import Estate
 from tests.lifecycle_helpers import control, finish, send, start_run, status_of, wait_until
-from workflows.models import RunStatus
+from contracts.lifecycle import RunStatus
 
 _LAYER_OF_SERVICE = {"aurora": "data", "rds": "data", "elasticache": "data", "memorydb": "data",
                      "opensearch": "data", "drs": "servers", "ecs": "compute", "lambda": "compute",

@@ -23,8 +23,8 @@ from tests.lifecycle_helpers import (
     wait_resource,
     wait_until,
 )
-from workflows.models import LifecycleResult, RunStatus
-from workflows.lifecycle import DR_MODE
+from contracts.lifecycle import LifecycleResult, RunStatus
+from contracts.search_attributes import DR_MODE
 from workflows.rbac import START_ACTION, Action, allowed
 
 ROLES = [role.value for role in Role]

@@ -33,7 +33,7 @@ from tests.lifecycle_helpers import (
 )
 from workers.main import workflow_runner
 from workflows.lifecycle import DrLifecycleWorkflow
-from workflows.models import RunStatus, StepStatus
+from contracts.lifecycle import RunStatus, StepStatus
 
 REGION = "us-west-2"
 
@@ -399,7 +399,7 @@ async def test_a_failing_wave_pre_hook_fails_the_wave_before_any_job(worker, wor
 
 
 def test_the_estate_of_the_every_module_plan(sandbox):
-    from activities import registry
+    from activities.core import registry
     from plans.model import PHASE_ORDER
     from tests.estates.hooks import build
 

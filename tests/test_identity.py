@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from activities.identity import read_trust
 from drctl.dev_idp import DevIdentityProvider
 from plans.model import Mode
-from workflows.identity import IdentityError, verify_token
+from contracts.identity import IdentityError, verify_token
 from workflows.rbac import GRANTS, Action, Role, allowed, roles_allowed
 
 

@@ -21,7 +21,7 @@ from tests.lifecycle_helpers import (
     wait_resource,
     wait_until,
 )
-from workflows.models import LifecycleResult, RunOptions, RunStatus, StepStatus
+from contracts.lifecycle import LifecycleResult, RunOptions, RunStatus, StepStatus
 
 
 async def test_phases_in_order_layers_in_order_resources_in_parallel(worker):

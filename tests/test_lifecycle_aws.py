@@ -12,7 +12,7 @@ from plans.model import Mode, Plan
 from sandbox import scenario as scenarios
 from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, account_session
 from tests.lifecycle_helpers import finish, start_run, status_of
-from workflows.models import RunStatus, StepStatus
+from contracts.lifecycle import RunStatus, StepStatus
 
 EXAMPLE = "plans/examples/web-app.yaml"
 

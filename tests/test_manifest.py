@@ -13,10 +13,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
-from activities.aws import AwsClients
-from activities.context import ResourceContext
-from activities.contract import ResourceCall
-from activities.references import resolve_resource
+from activities.core.aws import AwsClients
+from activities.core.context import ResourceContext
+from contracts.activities import ResourceCall
+from activities.core.references import resolve_resource
 from drctl.plan_cmd import plan as plan_cli
 from plans.loader import load_plan, parse_plan
 from plans.manifest import map_manifest
@@ -29,7 +29,7 @@ from tests.lifecycle_helpers import finish, start_run, status_of, timer_summarie
 from tests.test_cli_runs import _drctl
 from workers.main import workflow_runner
 from workflows.lifecycle import DrLifecycleWorkflow
-from workflows.models import RunStatus, StepStatus
+from contracts.lifecycle import RunStatus, StepStatus
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "plans" / "examples" / "framework"
 ACCOUNTS = {APP_ACCOUNT: "app"}

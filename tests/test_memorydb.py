@@ -11,9 +11,9 @@ from botocore.config import Config
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
-from activities import registry
-from activities.aws import AwsClients
-from activities.context import TAG_EXECUTION
+from activities.core import registry
+from activities.core.aws import AwsClients
+from activities.core.context import TAG_EXECUTION
 from plans.model import Account, Mode, Phase
 from tests.aws_helpers import (
     RECOVERY_REGION,

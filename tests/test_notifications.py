@@ -10,7 +10,7 @@ import boto3
 
 from plans.model import Mode
 from tests.lifecycle_helpers import control, make_plan, send, start_run, status_of, wait_resource, wait_until
-from workflows.models import RunStatus
+from contracts.lifecycle import RunStatus
 
 REGION = "us-east-1"
 

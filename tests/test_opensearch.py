@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import AwsClients
-from activities.opensearch import OpenSearchDomain
+from activities.core.aws import AwsClients
+from activities.opensearch.module import OpenSearchDomain
 from plans.model import Mode, Phase
 from sandbox.opensearch.models import TIMING
 from tests.aws_helpers import drive, make_ctx, unique, with_phase
@@ -259,7 +259,7 @@ async def test_a_drill_plan_runs_through_the_workflow(worker):
     """The module as the runtime drives it: parameters validated from the plan, start and wait activities."""
     from tests.conftest import APP_ACCOUNT
     from tests.lifecycle_helpers import finish, make_plan, start_run
-    from workflows.models import RunStatus
+    from contracts.lifecycle import RunStatus
 
     built = estate.build(unique("wf"))
     resources = [{**r, "account": "app"} for r in built.resources]

@@ -69,12 +69,15 @@ def replays_per_seed() -> dict[str, dict[str, str | None]]:
     """replay_all in one process per hash seed, the processes running side by side."""
     # The results go to a file: the SDK's core logs (replay failures among them) to stdout.
     with tempfile.TemporaryDirectory(prefix="dr-replay-") as folder:
+        # stderr goes to a file that a failure quotes: a crash of the replay process must say why.
         running = {seed: subprocess.Popen([sys.executable, "-m", "tests.test_replay_histories", f"{folder}/{seed}"],
                                           cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": seed},
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                          stdout=subprocess.DEVNULL, stderr=open(f"{folder}/{seed}.err", "wb"))
                    for seed in HASH_SEEDS}
         for seed, process in running.items():
-            assert process.wait(timeout=120) == 0, f"replay process (PYTHONHASHSEED={seed}) failed"
+            code = process.wait(timeout=120)
+            errors = Path(folder, f"{seed}.err").read_text(errors="replace").splitlines()[-30:]
+            assert code == 0, f"replay process (PYTHONHASHSEED={seed}) exited {code}:\n" + "\n".join(errors)
         return {seed: json.loads(Path(folder, seed).read_text()) for seed in HASH_SEEDS}
 
 

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities import registry
+from activities.core import registry
 from plans.model import Mode, Phase
 from tests.aws_helpers import count_calls, drive, make_ctx, unique, with_phase
 from tests.conftest import APP_ACCOUNT, account_session

@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities import registry
+from activities.core import registry
 from activities.route53_health import TAG_BY, TAG_PREVIOUS
 from plans.model import Mode, Phase
 from tests.aws_helpers import count_calls, make_ctx, unique, with_phase

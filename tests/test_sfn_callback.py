@@ -19,7 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Replayer
 
-from activities.aws import AwsClients
+from activities.core.aws import AwsClients
 from activities.callback import CallbackActivities
 from tests.identity_helpers import token_for
 from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, TEST_TASK_QUEUE, account_session
@@ -35,7 +35,7 @@ from tests.lifecycle_helpers import (
     wait_until,
 )
 from workers.main import workflow_runner
-from workflows.callback_contract import (
+from contracts.callback import (
     CALLBACK_SEND,
     CAUSE_MAX,
     CallbackReply,
@@ -49,7 +49,7 @@ from workflows.callback_contract import (
     utf8_len,
 )
 from workflows.lifecycle import DrLifecycleWorkflow
-from workflows.models import LifecycleState, RunOptions, RunStatus, StepStatus
+from contracts.lifecycle import LifecycleState, RunOptions, RunStatus, StepStatus
 
 REGION = "us-east-1"
 MISSING_ZONE = {"name": "missing-zone", "action": "route53.record",
@@ -268,7 +268,7 @@ async def test_a_worker_lost_after_delivering_does_not_answer_twice(worker, temp
     from temporalio import activity
     from temporalio.worker import Worker
 
-    from activities.runtime import DrActivities
+    from activities.core.runtime import DrActivities
 
     real = CallbackActivities(worker.aws)
     calls: list[tuple[str, int]] = []

@@ -8,7 +8,7 @@ import pytest
 
 from plans.model import Mode
 from tests.lifecycle_helpers import make_plan, wait_resource
-from workflows.models import LifecycleInput, RunStatus, StepStatus
+from contracts.lifecycle import LifecycleInput, RunStatus, StepStatus
 from workflows.state import close, new_state, result_of, rollup
 
 S = StepStatus

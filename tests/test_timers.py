@@ -16,7 +16,7 @@ from tests.aws_helpers import unique
 from tests.identity_helpers import session_idp
 from tests.lifecycle_helpers import make_plan, resource, start_run, status_of, timer_summaries, wait_resource
 from tests.test_governance import INITIATOR, gated_plan, result_of
-from workflows.models import LifecycleState, RunOptions, RunStatus, StepStatus
+from contracts.lifecycle import LifecycleState, RunOptions, RunStatus, StepStatus
 
 
 @pytest.mark.parametrize("mode, on_timeout, expected", [

@@ -17,14 +17,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.aws import AwsClients
+from activities.core.aws import AwsClients
 from activities.callback import CallbackActivities
-from activities.drs_activities import DrsActivities
+from activities.drs.activities import DrsActivities
 from activities.notify import NotifyActivities
-from activities.runtime import DrActivities
+from activities.core.runtime import DrActivities
 from workflows.drs_recovery import DrsRecoveryWorkflow
 from workflows.lifecycle import DrLifecycleWorkflow
-from workflows.models import DEFAULT_TASK_QUEUE
+from contracts.lifecycle import DEFAULT_TASK_QUEUE
 
 log = structlog.get_logger("dr.worker")
 

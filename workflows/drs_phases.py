@@ -14,7 +14,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.drs_contract import (
+    from contracts.drs import (
         DRS_APPLY_LAUNCH,
         DRS_CLEANUP_DRILL,
         DRS_RESOLVE,
@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         ReverseResult,
     )
     from plans.model import Mode
-    from workflows.drs_models import ChunkRecord, ServerRecord, ServerStatus, WaveStatus
+    from contracts.drs_recovery import ChunkRecord, ServerRecord, ServerStatus, WaveStatus
 
 if TYPE_CHECKING:
     from workflows.drs_recovery import DrsRecoveryWorkflow as _Base

@@ -20,7 +20,7 @@ from workflows.drs_phases import HEARTBEAT, RESOLVE, RETRY, SHORT, DrsPhasesMixi
 from workflows.hooks import WaveHooksMixin
 
 with workflow.unsafe.imports_passed_through():
-    from activities.drs_contract import (
+    from contracts.drs import (
         DRS_QUOTAS,
         DRS_RESOLVE,
         DRS_START_JOB,
@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from plans.drs import Wave
     from plans.model import Mode, Phase
-    from workflows.drs_models import (
+    from contracts.drs_recovery import (
         DRS_WORKFLOW_TYPE,
         ChunkRecord,
         DrsRecoveryInput,
@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
         WaveRecord,
         WaveStatus,
     )
-    from workflows.models import ChildGate, ControlRequest, ControlResult, WaveDecision
+    from contracts.lifecycle import ChildGate, ControlRequest, ControlResult, WaveDecision
 
 WATCH_SECONDS = 15.0
 

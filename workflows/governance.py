@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.identity import IdentityError, Principal, token_hash, verify_token
-    from workflows.models import Approval, AuditEntry, ControlRequest, ControlResult, Gate
+    from contracts.identity import IdentityError, Principal, token_hash, verify_token
+    from contracts.lifecycle import Approval, AuditEntry, ControlRequest, ControlResult, Gate
     from workflows.rbac import Action, allowed, roles_allowed, scope_of
 
 if TYPE_CHECKING:

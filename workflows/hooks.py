@@ -21,11 +21,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contract import RESOURCE_START, RESOURCE_WAIT, Operation, ResourceCall, WaitRequest
+    from contracts.activities import RESOURCE_START, RESOURCE_WAIT, Operation, ResourceCall, WaitRequest
     from plans.hooks import LAMBDA_ACTION, SSM_AUTOMATION_STOP_ACTION, Hook
     from plans.model import Account, Layer, Mode, Phase, Plan, Regions, Resource
-    from workflows.drs_models import HookTarget, WaveRecord, WaveStatus
-    from workflows.models import HookState, LayerState, StepStatus
+    from contracts.drs_recovery import HookTarget, WaveRecord, WaveStatus
+    from contracts.lifecycle import HookState, LayerState, StepStatus
 
 # The module enforces a hook's timeout; this much later the workflow gives up on it too (a worker lost mid-wait).
 GRACE = timedelta(seconds=60)

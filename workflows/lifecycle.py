@@ -11,7 +11,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 
 from workflows.hooks import LayerHooksMixin
@@ -21,7 +21,7 @@ from workflows.lifecycle_wait import WaitTimerMixin
 from workflows.notifications import NotificationsMixin
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contract import (
+    from contracts.activities import (
         RESOURCE_RESOLVE,
         RESOURCE_START,
         RESOURCE_WAIT,
@@ -35,10 +35,11 @@ with workflow.unsafe.imports_passed_through():
     from plans.approvals import ApprovalPolicy
     from plans.model import Layer, Mode, Phase, Resource
     from plans.references import has_references
-    from workflows.drs_models import DRS_WORKFLOW_TYPE, DrsRecoveryResult, drs_input_for
-    from workflows.identity import LOAD_TRUST, TrustConfig
+    from contracts.drs_recovery import DRS_WORKFLOW_TYPE, DrsRecoveryResult, drs_input_for
+    from contracts.identity import LOAD_TRUST, TrustConfig
+    from contracts.search_attributes import DR_INITIATOR, DR_MODE, DR_PHASE, DR_PLAN, DR_STATUS
     from workflows.rbac import START_ACTION
-    from workflows.models import (
+    from contracts.lifecycle import (
         WORKFLOW_TYPE,
         ControlRequest,
         Gate,
@@ -50,24 +51,6 @@ with workflow.unsafe.imports_passed_through():
         StepStatus,
     )
     from workflows.state import close, failed_resources, layer_rollup, new_state, phase_rollup, result_of
-
-DR_PLAN = SearchAttributeKey.for_keyword("DrPlan")
-DR_MODE = SearchAttributeKey.for_keyword("DrMode")
-DR_PHASE = SearchAttributeKey.for_keyword("DrPhase")
-DR_STATUS = SearchAttributeKey.for_keyword("DrStatus")
-DR_INITIATOR = SearchAttributeKey.for_keyword("DrInitiator")
-SEARCH_ATTRIBUTES = (DR_PLAN, DR_MODE, DR_PHASE, DR_STATUS, DR_INITIATOR)
-
-
-def start_search_attributes(run_input: LifecycleInput) -> TypedSearchAttributes:
-    """Set by the starter too, so a run is findable in the UI before its first workflow task."""
-    return TypedSearchAttributes([
-        SearchAttributePair(DR_PLAN, run_input.plan.name),
-        SearchAttributePair(DR_MODE, run_input.mode.value),
-        SearchAttributePair(DR_INITIATOR, run_input.initiator),
-        SearchAttributePair(DR_PHASE, "PENDING"),
-        SearchAttributePair(DR_STATUS, RunStatus.RUNNING.value),
-    ])
 
 START_TIMEOUT = timedelta(minutes=5)
 WAIT_HEARTBEAT_TIMEOUT = timedelta(minutes=2)

@@ -19,7 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.callback_contract import (
+    from contracts.callback import (
         CALLBACK_SEND,
         CAUSE_MAX,
         MAX_HEARTBEATS,
@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         failure_error,
         fit_json,
     )
-    from workflows.models import RunStatus, StepStatus
+    from contracts.lifecycle import RunStatus, StepStatus
     from workflows.state import result_of
 
 if TYPE_CHECKING:

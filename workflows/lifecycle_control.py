@@ -7,18 +7,17 @@ A mixin of the workflow class (same state, same determinism rules), kept apart s
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError, FailureError
 
 from workflows.governance import GovernanceMixin
 
-_DR_MODE = SearchAttributeKey.for_keyword("DrMode")  # as workflows.lifecycle names it (imported from there: a cycle)
 
 with workflow.unsafe.imports_passed_through():
     from plans.model import Mode
-    from workflows.identity import Principal, verify_token
+    from contracts.identity import Principal, verify_token
+    from contracts.search_attributes import DR_MODE
     from workflows.rbac import Action, allowed, roles_allowed
-    from workflows.models import (
+    from contracts.lifecycle import (
         AuditEntry,
         ChildGate,
         ControlRequest,
@@ -187,7 +186,7 @@ class LifecycleControlMixin(GovernanceMixin):
             return ControlResult(accepted=False, status=self._state.status,
                                  message=f"the run is already {self._state.mode.value}")
         self._state.mode, self._state.switched_to_ungraceful_at = Mode.DISASTER, workflow.now()
-        workflow.upsert_search_attributes([_DR_MODE.value_set(Mode.DISASTER.value)])
+        workflow.upsert_search_attributes([DR_MODE.value_set(Mode.DISASTER.value)])
         return self._accepted(request, principal, "switch-ungraceful",
                               "switched to ungraceful: resources started from now on act as in a disaster")
 

@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contract import WAIT_ACTION, WaitParameters
+    from contracts.activities import WAIT_ACTION, WaitParameters
     from plans.model import Resource
-    from workflows.models import ResourceState, StepStatus
+    from contracts.lifecycle import ResourceState, StepStatus
 
 WAIT_TIMER_PATCH = "control-wait-timer"
 

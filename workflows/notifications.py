@@ -15,9 +15,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contract import NOTIFY, NotifyRequest
+    from contracts.activities import NOTIFY, NotifyRequest
     from plans.notifications import NotificationEvent
-    from workflows.models import Gate, NotificationRecord, RunStatus
+    from contracts.lifecycle import Gate, NotificationRecord, RunStatus
     from workflows.state import result_of
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from plans.model import Hook, Layer, Mode, Plan, Resource
-from workflows.models import (
+from contracts.lifecycle import (
     HookState,
     LayerState,
     LifecycleInput,

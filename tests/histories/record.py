@@ -42,13 +42,13 @@ from tests.lifecycle_helpers import (
 )
 from tests.test_drs_recovery import child_state, drs_plan, estate
 from tests.test_lifecycle_aws import Estate
-from workflows.models import RunStatus, StepStatus
+from contracts.lifecycle import RunStatus, StepStatus
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 INDEX = HERE / "index.json"
 # What a workflow does is decided by these (everything workflows/ imports of ours).
-WORKFLOW_CODE = ("workflows", "plans", "activities/contract.py", "activities/drs_contract.py")
+WORKFLOW_CODE = ("workflows", "plans", "contracts/activities.py", "contracts/drs.py")
 
 
 def _git(*args: str) -> str:

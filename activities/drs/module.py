@@ -1,7 +1,7 @@
 """`drs.recovery`: recover DRS source servers in waves. The registry entry; the work is DrsRecoveryWorkflow's.
 
 A DRS recovery has waves, jobs and per-server state that would overflow the lifecycle's history, so the lifecycle
-runs it as a child workflow (workflows/drs_recovery.py) driving the activities in activities/drs_activities.py.
+runs it as a child workflow (workflows/drs_recovery.py) driving the activities in activities/drs/activities.py.
 This entry gives plan validation its parameter model and phases.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.aws import fatal
-from activities.contract import Operation
-from activities.registry import ServiceModule, register
+from activities.core.aws import fatal
+from contracts.activities import Operation
+from activities.core.registry import ServiceModule, register
 from plans.drs import DRS_ACTION, DrsRecoveryParameters
 from plans.model import PHASE_ORDER
 

@@ -11,9 +11,9 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import error_code, is_permanent
-from activities.context import TAG_EXECUTION
-from activities.drs_common import (
+from activities.core.aws import error_code, is_permanent
+from activities.core.context import TAG_EXECUTION
+from activities.drs.common import (
     ACTIVE_JOB_LOOKBACK,
     CLOCK_SLACK,
     THROTTLING_CODES,

@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from activities import opensearch_replication as replication
-from activities import opensearch_snapshot as snapshot
-from activities.aws import fatal
-from activities.contract import Operation
-from activities.opensearch_rest import busy, describe, rest_for, wait
-from activities.registry import ModuleParameters, StateMachineModule, register
+from activities.opensearch import replication
+from activities.opensearch import snapshot
+from activities.core.aws import fatal
+from contracts.activities import Operation
+from activities.opensearch.rest import busy, describe, rest_for, wait
+from activities.core.registry import ModuleParameters, StateMachineModule, register
 from plans.model import Phase
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import structlog
 from pydantic import BaseModel
 
-from activities.aws import fatal
-from activities.drs_common import paginate
+from activities.core.aws import fatal
+from activities.drs.common import paginate
 
 log = structlog.get_logger("dr.drs")
 

@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from plans.model import PHASE_ORDER, Mode, Phase, Plan
-from workflows.callback_contract import CallbackOptions, CallbackState
-from workflows.identity import TrustConfig
+from contracts.callback import CallbackOptions, CallbackState
+from contracts.identity import TrustConfig
 
 WORKFLOW_TYPE = "DrLifecycleWorkflow"
 DEFAULT_TASK_QUEUE = "dr-orchestrator"

@@ -10,11 +10,11 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from activities.drs_contract import DrsTarget, GroupRequest, QuotaLimits
+from contracts.drs import DrsTarget, GroupRequest, QuotaLimits
 from plans.drs import DrsRecoveryParameters
 from plans.hooks import Hook
 from plans.model import Account, Mode, Phase, Plan, Regions, Resource
-from workflows.models import HookState
+from contracts.lifecycle import HookState
 
 DRS_WORKFLOW_TYPE = "DrsRecoveryWorkflow"
 

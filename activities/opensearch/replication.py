@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.aws import fatal
-from activities.contract import Operation
-from activities.opensearch_rest import DomainRest, error_reason, error_type, wait
+from activities.core.aws import fatal
+from contracts.activities import Operation
+from activities.opensearch.rest import DomainRest, error_reason, error_type, wait
 from plans.model import Mode
 
 NOT_REPLICATING = "REPLICATION NOT IN PROGRESS"

@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import aws_errors, error_code
+from activities.core.aws import aws_errors, error_code
 
 # DescribeJobs lists every job newest first and has no status filter; a job still active after this long is stuck
 # beyond anything a wave would wait for, so scans for active jobs stop there instead of reading the whole history.

@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities import registry
-from activities.aws import AwsClients, aws_errors, error_code
-from activities.context import ResourceContext
-from activities.contract import (
+from activities.core import registry
+from activities.core.aws import AwsClients, aws_errors, error_code
+from activities.core.context import ResourceContext
+from contracts.activities import (
     RESOURCE_RESOLVE,
     RESOURCE_START,
     RESOURCE_STATUS,
@@ -33,7 +33,7 @@ from activities.contract import (
     WaitProgress,
     WaitRequest,
 )
-from activities.references import resolve_resource
+from activities.core.references import resolve_resource
 from plans.model import Plan, Resource
 
 log = structlog.get_logger("dr.activities")
@@ -139,7 +139,7 @@ def _resumed_progress() -> WaitProgress:
 
 @contextmanager
 def _module_errors(ctx: ResourceContext) -> Iterator[None]:
-    """Around any module call: AWS errors no retry can fix fail the resource at once (activities.aws decides
+    """Around any module call: AWS errors no retry can fix fail the resource at once (activities.core.aws decides
     which); so do a module's own gaps. Everything else is retried by Temporal's policy."""
     try:
         with aws_errors(f"{ctx.call.resource.action} {ctx.call.resource.name}"):

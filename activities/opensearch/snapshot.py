@@ -13,9 +13,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from activities.aws import fatal
-from activities.contract import Operation
-from activities.opensearch_rest import (
+from activities.core.aws import fatal
+from contracts.activities import Operation
+from activities.opensearch.rest import (
     DomainRest,
     describe,
     error_reason,

@@ -16,8 +16,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.httpsession import URLLib3Session
 
-from activities.aws import aws_errors, fatal
-from activities.contract import Operation
+from activities.core.aws import aws_errors, fatal
+from contracts.activities import Operation
 
 POLL_SECONDS = 10.0
 

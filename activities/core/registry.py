@@ -2,7 +2,7 @@
 
 A module implements some of the four phases for one kind of resource. Long operations are two steps: an idempotent
 `start` (a retry finds the operation already started) and `poll` (one look at the real state). The generic
-activities in `activities.runtime` turn these into Temporal activities, so adding a service means adding a module,
+activities in `activities.core.runtime` turn these into Temporal activities, so adding a service means adding a module,
 not touching the workflow.
 """
 
@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 # ModuleParameters lives in the contract (workflows validate control.wait's parameters); modules take it from here.
-from activities.contract import ModuleParameters, Operation
+from contracts.activities import ModuleParameters, Operation
 from plans.model import Phase
 
 __all__ = ["ModuleParameters", "ServiceModule", "StateMachineModule", "actions", "get", "register"]
@@ -41,7 +41,7 @@ class ServiceModule(ABC):
         phase = ctx.call.phase
         method = getattr(self, _PHASE_METHODS[phase], None) if phase in self.phases else None
         if method is None:
-            from activities.aws import fatal
+            from activities.core.aws import fatal
 
             raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
         return method(ctx, params)
@@ -93,18 +93,18 @@ def _load_builtin_modules() -> None:
             aurora,
             autoscaling,
             control,
-            drs,
             ecs,
             elasticache,
             eventbridge,
             hooks,
             lambda_function,
             memorydb,
-            opensearch,
             rds,
             route53,
             route53_health,
         )
+        from activities.drs import module as _drs  # noqa: F401
+        from activities.opensearch import module as _opensearch  # noqa: F401
 
         _builtins_loaded = True
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import structlog
 
-from activities.aws import aws_errors, fatal
-from activities.drs_common import drs_errors
-from activities.drs_contract import FieldDrift, LaunchChange, LaunchServer
+from activities.core.aws import aws_errors, fatal
+from activities.drs.common import drs_errors
+from contracts.drs import FieldDrift, LaunchChange, LaunchServer
 from plans.drs import LaunchSettings, ServerLaunchSettings
 
 log = structlog.get_logger("dr.drs")

@@ -7,8 +7,8 @@ from typing import Any
 
 import structlog
 
-from activities.aws import AwsClients
-from activities.contract import ResourceCall
+from activities.core.aws import AwsClients
+from contracts.activities import ResourceCall
 from plans.model import Mode
 
 TAG_EXECUTION = "dr:execution"

@@ -1,14 +1,14 @@
 """The AWS side of DRS recovery, as plain functions over boto3 clients that the DRS activities call.
 
 Everything here works in batches (per job, per account and region), never per server, and every result is a
-JSON-serializable model so it can cross an activity boundary. The code lives in `drs_common`, `drs_select`,
-`drs_jobs` and `drs_instances`; this module is the one place callers import from.
+JSON-serializable model so it can cross an activity boundary. The code lives in `common`, `select`, `jobs` and
+`instances`; this package's namespace is the one place callers import from.
 """
 
 from __future__ import annotations
 
-from activities.drs_common import ACTIVE_JOB_LOOKBACK, chunks, drs_errors, throttled
-from activities.drs_instances import (
+from activities.drs.common import ACTIVE_JOB_LOOKBACK, chunks, drs_errors, throttled
+from activities.drs.instances import (
     RecoveryDetail,
     ReverseOutcome,
     drill_instances_of,
@@ -17,7 +17,7 @@ from activities.drs_instances import (
     reverse_replication,
     terminate_recovery_instances,
 )
-from activities.drs_jobs import (
+from activities.drs.jobs import (
     active_jobs_holding,
     QUOTA_CODES,
     TAG_CHUNK,
@@ -36,7 +36,7 @@ from activities.drs_jobs import (
     servers_in_active_jobs,
     start_or_find_job,
 )
-from activities.drs_select import (
+from activities.drs.select import (
     ServerInfo,
     format_lag,
     list_source_servers,

@@ -15,10 +15,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from activities import registry
-from activities.aws import aws_errors, error_code, fatal
-from activities.context import ResourceContext
-from activities.contract import ResourceCall
+from activities.core import registry
+from activities.core.aws import aws_errors, error_code, fatal
+from activities.core.context import ResourceContext
+from contracts.activities import ResourceCall
 from plans.drs import DRS_ACTION, DrsRecoveryParameters
 from plans.model import Resource
 from plans.references import Reference, ReferenceSyntaxError, find_references, substitute

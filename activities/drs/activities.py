@@ -1,5 +1,5 @@
 """The DRS activities DrsRecoveryWorkflow calls: each covers one account+region and many servers, built from the
-blocks in `drs_ops`. All are sync (boto3 blocks) and idempotent, so Temporal may retry any of them freely.
+blocks in `activities.drs`. All are sync (boto3 blocks) and idempotent, so Temporal may retry any of them freely.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 
-from activities.aws import AwsClients, fatal
-from activities.drs_common import drs_errors, drs_time
-from activities.drs_contract import (
+from activities.core.aws import AwsClients, fatal
+from activities.drs.common import drs_errors, drs_time
+from contracts.drs import (
     DRS_APPLY_LAUNCH,
     DRS_CLEANUP_DRILL,
     DRS_DRIFT,
@@ -46,8 +46,8 @@ from activities.drs_contract import (
     WatchJobsRequest,
     WatchJobsResult,
 )
-from activities.drs_launch import apply_launch_settings, desired_for, drift
-from activities.drs_ops import (
+from activities.drs.launch import apply_launch_settings, desired_for, drift
+from activities.drs import (
     active_jobs_holding,
     JobKey,
     JobProgress,
