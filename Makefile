@@ -17,10 +17,13 @@ PYTEST := $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # uv comes first, at the locked version, checked against the hashes in tools/bootstrap.txt; then `uv sync --locked`
 # installs exactly uv.lock (and fails if pyproject.toml has moved on without the lock).
-$(STAMP): pyproject.toml uv.lock tools/bootstrap.txt
-	@echo "==> installing into $(VENV) from uv.lock (first time: about 30 s)"
+$(UV): tools/bootstrap.txt
 	@test -x $(VENV)/bin/python || { echo "==> creating $(VENV) with $(PYTHON) (a few seconds)"; $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r tools/bootstrap.txt
+	@touch $(UV)
+
+$(STAMP): pyproject.toml uv.lock $(UV)
+	@echo "==> installing into $(VENV) from uv.lock (first time: about 30 s)"
 	$(UV) sync --locked --extra dev --group bootstrap
 	@touch $(STAMP)
 
@@ -43,8 +46,9 @@ iam-calls: $(STAMP)
 deps-latest: $(STAMP)
 	tools/deps-latest -n $(TEST_WORKERS) --dist loadfile
 
-# Re-resolve uv.lock after editing pyproject.toml (keeps every other pin), and the bootstrap file with it.
-lock: $(STAMP)
+# Re-resolve uv.lock after editing pyproject.toml (keeps every other pin), and the bootstrap file with it. Needs only
+# uv: the lock is what the install would fail on when pyproject.toml has moved on.
+lock: $(UV)
 	$(UV) lock
 	$(UV) export --only-group bootstrap --locked --no-emit-project -o tools/bootstrap.txt
 
