@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test install clean iam-calls deps-latest lock
+.PHONY: demo test check install clean iam-calls deps-latest lock
 
 # Test files run in parallel, each file whole on one pytest-xdist worker (its module fixtures and the order of its
 # tests as written); every worker has its own sandbox and Temporal servers. Most of a test's time is waiting on
@@ -32,7 +32,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/drctl demo
 
-test: $(STAMP)
+# The architecture, checked before the tests: the layer contracts in pyproject.toml ([tool.importlinter]).
+check: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache --no-logo
+
+test: check
 	$(PYTEST)
 
 # Re-record deploy/iam/calls.json: the whole suite, so every call any test makes the orchestrator do is in it

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from plans.errors import PlanIssue as PlanIssue  # what the VALIDATE_PLAN activity returns
 from plans.model import Account, Mode, Phase, Regions, Resource
 
 # Activity type names: the workflow calls these, the worker registers them.
@@ -75,14 +76,6 @@ class WaitProgress(BaseModel):
 
     polls: int = 0
     last: Operation | None = None
-
-
-class PlanIssue(BaseModel):
-    path: tuple[str | int, ...]
-    message: str
-
-    def where(self) -> str:
-        return ".".join(str(p) for p in self.path) or "(plan)"
 
 
 class NotifyRequest(BaseModel):

@@ -106,12 +106,13 @@ async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityPr
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
+    from activities.core.registry import catalogue
     from plans.loader import load_plan
     from plans.model import Mode
     from contracts.search_attributes import start_search_attributes
     from contracts.lifecycle import DEFAULT_TASK_QUEUE, WORKFLOW_TYPE, LifecycleInput, workflow_id_for
 
-    plan = load_plan(plan_file)
+    plan = load_plan(plan_file, catalogue=catalogue())
     client = await Client.connect(address, data_converter=pydantic_data_converter)
     run_input = LifecycleInput(plan=plan, mode=Mode.DRILL, initiator=initiator,
                                token=idp.token(initiator, ["operator"], ttl_seconds=3600))

@@ -9,6 +9,7 @@ import click
 
 from drctl.errors import fail
 from plans.approvals import ApprovalPolicy
+from plans.catalogue import Catalogue
 from plans.loader import LoadResult, read_plan
 from plans.model import PHASE_ORDER, Plan
 
@@ -16,6 +17,14 @@ EXIT_INVALID = 2
 EXIT_DRIFT = 1  # drift: the live launch settings differ from the plan's
 EXIT_AWS = 3  # AWS could not be read (unreachable, credentials, permissions)
 
+
+
+def catalogue() -> Catalogue:
+    """The actions this installation's workers run, which plans are checked against. Imported when a command needs
+    it: it loads every service module (and boto3), which `drctl --help` should not pay for."""
+    from activities.core.registry import catalogue as registered
+
+    return registered()
 
 @click.group()
 def plan() -> None:
@@ -32,7 +41,7 @@ def validate(ctx: click.Context, files: tuple[str, ...]) -> None:
     """
     valid = True
     for file in files:
-        result = read_plan(file)
+        result = read_plan(file, catalogue=catalogue())
         if result.ok and result.plan is not None:
             click.echo(f"OK: {file} ({_summary(result.plan)})")
         else:
@@ -48,7 +57,7 @@ def validate(ctx: click.Context, files: tuple[str, ...]) -> None:
 @click.pass_context
 def show(ctx: click.Context, file: str, as_json: bool) -> None:
     """Print a plan as its phases, layers and resources, with the account and region each resource acts in."""
-    result = read_plan(file)
+    result = read_plan(file, catalogue=catalogue())
     if not result.ok or result.plan is None:
         _echo_errors(result)
         ctx.exit(EXIT_INVALID)
@@ -62,17 +71,16 @@ def show(ctx: click.Context, file: str, as_json: bool) -> None:
 @plan.command()
 def actions() -> None:
     """List the actions a plan can use, the phases each supports and its parameters."""
-    from activities.core import registry  # imports every service module: only when asked
     from plans.manifest_names import NAMES
 
-    for name, module in registry.actions().items():
-        phases = ", ".join(p.value for p in PHASE_ORDER if p in module.phases)
+    for name, spec in catalogue().items():
+        phases = ", ".join(p.value for p in PHASE_ORDER if p in spec.phases)
         click.echo(f"{name}  [{phases}]")
-        click.echo(f"  {module.summary}")
+        click.echo(f"  {spec.summary}")
         framework = [framework_name for framework_name, entry in NAMES.items() if entry.action == name]
         if framework:
             click.echo(f"  DR Orchestrator Framework: {', '.join(framework)}")
-        for field_name, info in module.Parameters.model_fields.items():
+        for field_name, info in spec.parameters.model_fields.items():
             required = " (required)" if info.is_required() else ""
             click.echo(f"    {info.alias or field_name}{required}")
 
@@ -161,7 +169,7 @@ def import_(ctx: click.Context, instantiate_manifest: str | None, activate_manif
             "regions": {"primary": primary_region, "recovery": recovery_region},
             "defaults": {"account": default_account or next(iter(account_map))}, "phases": phases}
     # Manifest paths are taken as given (relative to the working directory), and named so in errors.
-    result = validate_plan_data(data, "drctl plan import")
+    result = validate_plan_data(data, "drctl plan import", catalogue=catalogue())
     if not result.ok or result.plan is None:
         _echo_errors(result, err=True)
         ctx.exit(EXIT_INVALID)
@@ -195,7 +203,7 @@ def _plan_yaml(loaded: Plan, manifests: dict[str, str | None]) -> str:
 
 
 def _plan_or_exit(ctx: click.Context, file: str) -> Plan:
-    result = read_plan(file)
+    result = read_plan(file, catalogue=catalogue())
     if not result.ok or result.plan is None:
         _echo_errors(result)
         ctx.exit(EXIT_INVALID)

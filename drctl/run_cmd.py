@@ -61,11 +61,12 @@ def start(file: str, mode: str, phases: tuple[str, ...], token: str | None, init
     from pydantic import ValidationError
 
     from plans.errors import PlanError
-    from plans.loader import load_plan
+    from activities.core.registry import catalogue
     from contracts.lifecycle import CallbackOptions, LifecycleInput, RunOptions
+    from plans.loader import load_plan
 
     try:
-        plan = load_plan(file)
+        plan = load_plan(file, catalogue=catalogue())
     except PlanError as exc:
         click.echo(exc.render(), err=True)
         raise SystemExit(2) from None

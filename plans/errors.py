@@ -32,6 +32,16 @@ class LocatedError:
         return ": ".join(parts)
 
 
+class PlanIssue(BaseModel):
+    """One problem found by the checks that look across a plan, at a field path as written (camelCase, indexes)."""
+
+    path: tuple[str | int, ...]
+    message: str
+
+    def where(self) -> str:
+        return ".".join(str(p) for p in self.path) or "(plan)"
+
+
 class PlanError(Exception):
     """A plan that cannot be used, with every problem found in it (not just the first)."""
 

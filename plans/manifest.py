@@ -13,19 +13,18 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path as FilePath
 from typing import Any
 
 from pydantic import ValidationError
 
-from activities.core import registry
+from plans.catalogue import Catalogue
 from plans.drs import ServerSelection
 from plans.errors import LocatedError, Path, describe_errors, suggest, unknown_key_message
 from plans.manifest_names import ACCOUNT_KEYS, NAMES, FrameworkName, framework_parameter, our_parameter
 from plans.model import ACCOUNT_ID, REGION
+from plans.parsing import ParseFailed, parse_text, read_source
 from plans.references import looks_like_reference
 
-SUFFIXES = (".yaml", ".yml", ".json")
 from plans.validation import check_parameters
 
 _LAYER_KEYS = ["layer", "resources"]
@@ -55,8 +54,9 @@ class MappedPhase:
 
 class _Mapper:
     def __init__(self, file: str, lines: Mapping[Path, int], base: Path, accounts: Mapping[str, str],
-                 taken: set[str]) -> None:
+                 taken: set[str], catalogue: Catalogue) -> None:
         self.file, self.lines, self.base = file, lines, base
+        self.catalogue = catalogue
         self.accounts = accounts  # account id -> the plan's key for it
         self.taken = taken  # resource names used in this phase so far
         self.out = MappedPhase()
@@ -147,12 +147,12 @@ class _Mapper:
             return []
         account = self._account(at, resource)
         parameters = resource.get("parameters", {})
-        if registry.get(kind) is not None:  # one of our own actions, written our way
+        if kind in self.catalogue:  # one of our own actions, written our way
             return self._own(at, kind, title, account, parameters)
         entry = NAMES.get(kind)
         if entry is None:
             supported = sorted(NAMES)
-            ours = sorted(registry.actions())
+            ours = sorted(self.catalogue)
             self.error((*at, kind_key), f"unknown Framework module {kind!r}{suggest(kind, supported + ours)}; "
                                         f"supported: {', '.join(supported)}; or one of our actions: {', '.join(ours)}")
             return []
@@ -184,9 +184,7 @@ class _Mapper:
         if not isinstance(parameters, Mapping):
             self.error((*at, "parameters"), f"the parameters of {action} are one object")
             return []
-        module = registry.get(action)
-        assert module is not None
-        for issue in check_parameters(module.Parameters, parameters, ()):
+        for issue in check_parameters(self.catalogue[action].parameters, parameters, ()):
             self.error((*at, "parameters", *issue.path), issue.message)
         resource: dict[str, Any] = {"name": self._names(title, 1)[0], "action": action,
                                     "parameters": dict(parameters)}
@@ -216,8 +214,8 @@ class _Mapper:
 
     def _item(self, kind: str, entry: FrameworkName, where: Path, item: Mapping[str, Any],
               account: str | None) -> list[tuple[dict[str, Any], Path]]:
-        module = registry.get(entry.action)
-        known = [info.alias or name for name, info in module.Parameters.model_fields.items()] if module else None
+        spec = self.catalogue.get(entry.action)
+        known = [info.alias or name for name, info in spec.parameters.model_fields.items()] if spec else None
         params: dict[str, Any] = dict(entry.fixed)
         region: str | None = None
         expanded: list[Any] | None = None
@@ -256,8 +254,8 @@ class _Mapper:
         bodies = [{**params, entry.expand[1]: value} for value in expanded] if entry.expand and expanded else [params]
         out = []
         for body in bodies:
-            if module is not None:
-                for issue in check_parameters(module.Parameters, body, ()):
+            if spec is not None:
+                for issue in check_parameters(spec.parameters, body, ()):
                     self._parameter_error(entry, where, item, issue.path, issue.message)
             resource: dict[str, Any] = {"name": "", "action": entry.action, "parameters": body}
             if account:
@@ -318,14 +316,14 @@ def _framework_keys(entry: FrameworkName, known: list[str] | None) -> list[str]:
 
 
 def map_manifest(data: Any, file: str, lines: Mapping[Path, int], *, base: Path = (),
-                 accounts: Mapping[str, str], taken: set[str] | None = None) -> MappedPhase:
+                 accounts: Mapping[str, str], taken: set[str] | None = None, catalogue: Catalogue) -> MappedPhase:
     """The layers (plan dicts) of one phase from a manifest's data. `base` is where the manifest sits in `file`
     (an inline manifest in a plan), `accounts` maps account ids to the plan's keys, `taken` the resource names the
     phase already uses."""
-    return _Mapper(file, lines, base, accounts, set() if taken is None else taken).map(data)
+    return _Mapper(file, lines, base, accounts, set() if taken is None else taken, catalogue).map(data)
 
 
-def expand_manifests(data: Mapping[str, Any], filename: str, lines: Mapping[Path, int]
+def expand_manifests(data: Mapping[str, Any], filename: str, lines: Mapping[Path, int], *, catalogue: Catalogue
                      ) -> tuple[dict[str, Any], list[LocatedError], dict[Path, Spot]]:
     """`data` with each phase written as `manifest: FILE` (relative to the plan's directory) or `manifest: [inline
     layers]` replaced by the layers that Framework manifest maps to; the manifests' errors; and where in the
@@ -353,9 +351,10 @@ def expand_manifests(data: Mapping[str, Any], filename: str, lines: Mapping[Path
             manifest_data, manifest_lines, read_errors = _read_manifest(manifest_file)
             errors += read_errors
             if not read_errors:
-                mapped = map_manifest(manifest_data, manifest_file, manifest_lines, accounts=accounts)
+                mapped = map_manifest(manifest_data, manifest_file, manifest_lines, accounts=accounts,
+                                      catalogue=catalogue)
         elif isinstance(source, list):
-            mapped = map_manifest(source, filename, lines, base=at, accounts=accounts)
+            mapped = map_manifest(source, filename, lines, base=at, accounts=accounts, catalogue=catalogue)
         else:
             errors.append(LocatedError(filename, lines.get(at), at, "a manifest is a file path (relative to "
                                                                           "this plan) or an inline list of layers"))
@@ -379,23 +378,13 @@ def expand_manifests(data: Mapping[str, Any], filename: str, lines: Mapping[Path
 
 
 def _read_manifest(path: str) -> tuple[Any, dict[Path, int], list[LocatedError]]:
-    if not path.lower().endswith(SUFFIXES):
-        return None, {}, [LocatedError(path, None, (), "a manifest file must end in .json, .yaml or .yml")]
     try:
-        text = FilePath(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        return None, {}, [LocatedError(path, None, (), "no such manifest file")]
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, {}, [LocatedError(path, None, (), f"cannot read the manifest: {exc}")]
-    if not text.strip():
-        return None, {}, [LocatedError(path, None, (), "the manifest is empty")]
-    from plans.loader import _Failed, _parse  # the plan loader's parser, which imports this module
-
-    try:
-        data, lines, errors = _parse(text, path)
-    except _Failed as failed:
+        text = read_source(path, "manifest")
+        if not text.strip():
+            raise ParseFailed(None, "the manifest is empty")
+        return parse_text(text, path)
+    except ParseFailed as failed:
         return None, {}, [LocatedError(path, failed.line, (), failed.message)]
-    return data, lines, errors
 
 
 def _account_ids(accounts: Any) -> dict[str, str]:

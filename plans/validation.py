@@ -1,4 +1,4 @@
-"""Checks of a plan that its schema cannot make alone: they need the module registry or look across the plan.
+"""Checks of a plan that its schema cannot make alone: they need the catalogue of actions or look across the plan.
 
 Every issue names the exact field as written in the plan file (camelCase keys, list indexes), so the loader can
 point at its line.
@@ -11,20 +11,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from activities.core import registry
-from contracts.activities import PlanIssue
 from plans.drs import DRS_ACTION, DrsRecoveryParameters, find_cycle
-from plans.errors import Path, describe_errors, suggest
+from plans.catalogue import Catalogue
+from plans.errors import Path, PlanIssue, describe_errors, suggest
 from plans.hooks import LAMBDA_ACTION
 from plans.model import PHASE_ORDER, Phase, Plan
 from plans.references import Reference, find_references, under_reference
 
 
-def validate_plan(plan: Plan) -> list[PlanIssue]:
-    return check_plan_data(plan.model_dump(by_alias=True))
+def validate_plan(plan: Plan, catalogue: Catalogue) -> list[PlanIssue]:
+    return check_plan_data(plan.model_dump(by_alias=True), catalogue)
 
 
-def check_plan_data(data: Any) -> list[PlanIssue]:
+def check_plan_data(data: Any, catalogue: Catalogue) -> list[PlanIssue]:
     """The checks on a plan as written (plain data), even one the schema rejects.
 
     Working on plain data lets the loader report these issues next to the schema errors, so an operator sees every
@@ -55,14 +54,15 @@ def check_plan_data(data: Any) -> list[PlanIssue]:
         if not isinstance(layers, list):
             continue
         layer_count += len(layers)
-        issues += _check_phase(data, str(phase_key), layers, account_keys, ambiguous)
+        issues += _check_phase(data, str(phase_key), layers, account_keys, ambiguous, catalogue)
     if layer_count == 0:
         issues.append(_issue(("phases",), "the plan has no layers: there is nothing to recover"))
     return issues
 
 
 def _check_phase(
-    data: Mapping[str, Any], phase_key: str, layers: list[Any], account_keys: list[str] | None, ambiguous: bool
+    data: Mapping[str, Any], phase_key: str, layers: list[Any], account_keys: list[str] | None, ambiguous: bool,
+    catalogue: Catalogue,
 ) -> list[PlanIssue]:
     phase = Phase(phase_key) if phase_key in Phase.__members__ else None
     issues: list[PlanIssue] = []
@@ -85,7 +85,7 @@ def _check_phase(
             if not isinstance(resource, Mapping):
                 continue
             path: Path = (*layer_path, "resources", index)
-            issues += _check_resource(resource, path, phase, account_keys, ambiguous)
+            issues += _check_resource(resource, path, phase, account_keys, ambiguous, catalogue)
             if resource.get("action") == DRS_ACTION:
                 issues += check_drs_parameters(data, phase_key, layer_index, index, resource.get("parameters", {}))
             name = resource.get("name")
@@ -101,25 +101,26 @@ def _check_phase(
 
 
 def _check_resource(
-    resource: Mapping[str, Any], path: Path, phase: Phase | None, account_keys: list[str] | None, ambiguous: bool
+    resource: Mapping[str, Any], path: Path, phase: Phase | None, account_keys: list[str] | None, ambiguous: bool,
+    catalogue: Catalogue,
 ) -> list[PlanIssue]:
     issues: list[PlanIssue] = []
     action = resource.get("action")
-    module = registry.get(action) if isinstance(action, str) else None
-    if isinstance(action, str) and module is None:
-        known = registry.actions()
+    spec = catalogue.get(action) if isinstance(action, str) else None
+    if isinstance(action, str) and spec is None:
         issues.append(_issue(
-            (*path, "action"), f"unknown action {action!r}{suggest(action, known)}; known actions: {', '.join(known)}"
+            (*path, "action"), f"unknown action {action!r}{suggest(action, catalogue)}; known actions: "
+                               f"{', '.join(catalogue)}"
         ))
-    if module is not None and phase is not None and phase not in module.phases:
-        supported = ", ".join(p.value for p in PHASE_ORDER if p in module.phases)
+    if spec is not None and phase is not None and phase not in spec.phases:
+        supported = ", ".join(p.value for p in PHASE_ORDER if p in spec.phases)
         issues.append(_issue(
             (*path, "action"), f"{action} cannot run in {phase.value}; it supports {supported}"
         ))
     parameters = resource.get("parameters", {})
     # check_drs_parameters validates drs.recovery's parameters along with their references to the rest of the plan.
-    if module is not None and action != DRS_ACTION and isinstance(parameters, Mapping):
-        issues += check_parameters(module.Parameters, parameters, (*path, "parameters"))
+    if spec is not None and action != DRS_ACTION and isinstance(parameters, Mapping):
+        issues += check_parameters(spec.parameters, parameters, (*path, "parameters"))
 
     issues += _account_issues(path, resource.get("account"), account_keys, ambiguous)
     timeout = _mapping(parameters).get("timeoutSeconds")

@@ -16,7 +16,7 @@ from temporalio.worker import Replayer
 
 from activities import hooks as hook_modules
 from drctl.progress import ProgressPrinter
-from plans.loader import load_plan_text
+from tests.plan_loading import load_plan_text
 from plans.model import Mode, Phase
 from tests.aws_helpers import drive, make_ctx, unique
 from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, account_session

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from plans.loader import load_plan
+from tests.plan_loading import load_plan
 from plans.model import Mode, Plan
 from sandbox import scenario as scenarios
 from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, account_session

@@ -18,8 +18,7 @@ from activities.core.context import ResourceContext
 from contracts.activities import ResourceCall
 from activities.core.references import resolve_resource
 from drctl.plan_cmd import plan as plan_cli
-from plans.loader import load_plan, parse_plan
-from plans.manifest import map_manifest
+from tests.plan_loading import load_plan, map_manifest, parse_plan
 from plans.manifest_names import NAMES
 from plans.model import Mode, Phase, Regions, Resource
 from plans.references import Reference, ReferenceSyntaxError, find_references, parse_reference, substitute

@@ -14,8 +14,8 @@ from ruamel.yaml import YAML
 from drctl.plan_cmd import plan as plan_cli
 from plans import drs, model
 from plans.drs import DrsRecoveryParameters, LaunchSettings, Wave, find_cycle, wave_levels
-from plans.loader import load_plan, load_plan_text, parse_plan
-from plans.validation import check_drs_parameters, validate_plan
+from plans.validation import check_drs_parameters
+from tests.plan_loading import load_plan, load_plan_text, parse_plan, validate_plan
 
 THREE_TIER = Path(__file__).resolve().parents[1] / "plans" / "examples" / "three-tier.yaml"
 

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from drctl.plan_cmd import plan as plan_cli
 from plans.errors import PlanError
-from plans.loader import load_plan, load_plan_text, parse_plan, read_plan
+from tests.plan_loading import load_plan, load_plan_text, parse_plan, read_plan
 from plans.model import Phase, Plan
-from plans.validation import validate_plan
+from tests.plan_loading import validate_plan
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "plans" / "examples" / "web-app.yaml"
 

@@ -13,9 +13,10 @@ from typing import Any, ClassVar
 
 # ModuleParameters lives in the contract (workflows validate control.wait's parameters); modules take it from here.
 from contracts.activities import ModuleParameters, Operation
+from plans.catalogue import ActionSpec, Catalogue
 from plans.model import Phase
 
-__all__ = ["ModuleParameters", "ServiceModule", "StateMachineModule", "actions", "get", "register"]
+__all__ = ["ModuleParameters", "ServiceModule", "StateMachineModule", "actions", "catalogue", "get", "register"]
 
 _PHASE_METHODS = {Phase.INSTANTIATE: "instantiate", Phase.ACTIVATE: "activate", Phase.CLEANUP: "cleanup",
                   Phase.REPLICATE: "replicate"}
@@ -117,3 +118,9 @@ def get(action: str) -> ServiceModule | None:
 def actions() -> dict[str, ServiceModule]:
     _load_builtin_modules()
     return dict(sorted(_REGISTRY.items()))
+
+
+def catalogue() -> Catalogue:
+    """The registered actions as plain data, for plan validation (plans cannot import this registry)."""
+    return {name: ActionSpec(name, module.summary, module.phases, module.Parameters)
+            for name, module in actions().items()}

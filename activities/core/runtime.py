@@ -63,7 +63,7 @@ class DrActivities:
         the registry of the worker that will run it."""
         from plans.validation import validate_plan
 
-        return validate_plan(plan)
+        return validate_plan(plan, registry.catalogue())
 
     @activity.defn(name=RESOURCE_START)
     def start_resource(self, call: ResourceCall) -> Operation:
