@@ -12,8 +12,9 @@ export UV_PYTHON_DOWNLOADS := never
 # Test files run in parallel, each file whole on one pytest-xdist worker (its module fixtures and the order of its
 # tests as written); every worker has its own sandbox and Temporal servers. Most of a test's time is waiting on
 # AWS-like operations, so more workers than the 2 cores of a small machine still pay: TEST_WORKERS=1 to debug.
+# The 10 slowest tests close every run, so a test that grows slow is seen the day it does.
 TEST_WORKERS ?= 4
-PYTEST := $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10
 
 # uv comes first, at the locked version, checked against the hashes in tools/bootstrap.txt; then `uv sync --locked`
 # installs exactly uv.lock (and fails if pyproject.toml has moved on without the lock).
