@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from drctl.dev_idp import DevIdentityProvider, auth_dir
-from workflows.rbac import Role
+from plans.approvals import Role
 
 _ROLES = [role.value for role in Role]
 DEMO_AUTH_DIR = Path(".state/demo/auth")  # where `drctl demo` (default --state-dir) keeps its provider

@@ -55,18 +55,18 @@ class ProgressPrinter:
                     if key in children and r.status is not StepStatus.RUNNING:
                         self.drs(key, children[key])
         for phase in state.phases:
-            self._line(phase.phase.value, phase.status.value, "", lambda p=phase: f"{_MARK[p.status]} {p.phase.value}"
-                       + (f" ({p.duration_seconds:.1f} s)" if p.duration_seconds is not None else ""))
+            self._line(phase.phase.value, phase.status.value, "", lambda: f"{_MARK[phase.status]} {phase.phase.value}"
+                       + (f" ({phase.duration_seconds:.1f} s)" if phase.duration_seconds is not None else ""))
             for layer in phase.layers:
                 key = f"{phase.phase.value}/{layer.name}"
-                self._line(key, layer.status.value, "", lambda lay=layer: f"    {_MARK[lay.status]} layer {lay.name}")
+                self._line(key, layer.status.value, "", lambda: f"    {_MARK[layer.status]} layer {layer.name}")
                 self.hooks(key, layer.pre_hooks, " " * 8)
                 for r in layer.resources:
                     detail = r.error or r.message
                     child = children.get(f"{key}/{r.name}")
-                    self._line(f"{key}/{r.name}", r.status.value, detail, lambda r=r, d=detail:
+                    self._line(f"{key}/{r.name}", r.status.value, detail, lambda:
                                f"        {_MARK[r.status]} {r.name} [{r.action} @ {r.account}/{r.region}]"
-                               + (f": {d}" if d else ""))
+                               + (f": {detail}" if detail else ""))
                     if child is not None and r.status is StepStatus.RUNNING:
                         self.drs(f"{key}/{r.name}", child)
                 self.hooks(key, layer.post_hooks, " " * 8)
@@ -76,9 +76,9 @@ class ProgressPrinter:
             got = f"{len(gate.approvals)} of {gate.required} approvals" + (
                 f": {', '.join(a.actor for a in gate.approvals)}" if gate.approvals else "")
             who = f" from {'/'.join(gate.roles)}" if gate.roles else ""
-            self._line(f"gate/{gate.id}", "pending", got, lambda g=gate, t=got, w=who:
-                       f"  ⏸ waiting for approval at {g.id}{w} ({t})" if g.required > 1 or g.approvals
-                       else f"  ⏸ waiting for approval at {g.id}{w}")
+            self._line(f"gate/{gate.id}", "pending", got, lambda:
+                       f"  ⏸ waiting for approval at {gate.id}{who} ({got})" if gate.required > 1 or gate.approvals
+                       else f"  ⏸ waiting for approval at {gate.id}{who}")
         self._line("run", state.status.value, "", lambda: f"run {state.status.value.lower()}"
                    + (f": {state.error}" if state.error else ""))
 
@@ -97,11 +97,11 @@ class ProgressPrinter:
             else:
                 progress = f"{launched}/{len(records)} launched" + (f", {failed} failed" if failed else "")
             wave_key = f"{key}/wave/{wave.name}"
+            wave_line = f"{indent}{_WAVE_MARK.get(status, ' ')} wave {wave.name}: {status} — {progress}"
             # A wave seen before gets its servers' news first and its new state after; a new one, the other way.
             header_first = self.seen.get(wave_key, ("PENDING", ""))[0] == "PENDING"
             if header_first:
-                self._line(wave_key, status, progress, lambda w=wave.name, s=status, p=progress:
-                           f"{indent}{_WAVE_MARK.get(s, ' ')} wave {w}: {s} — {p}")
+                self._line(wave_key, status, progress, lambda: wave_line)
             self.hooks(wave_key, wave.pre_hooks, indent + "    ")
             few = len(records) <= SERVER_LINES_UP_TO
             for server in records:
@@ -114,11 +114,10 @@ class ProgressPrinter:
                 else:
                     text = f"{indent}    ✘ {name} {server.status.value}" + (
                         f": {server.detail}" if server.detail else "")
-                self._line(f"{key}/server/{server.id}", server.status.value, "", lambda x=text: x)
+                self._line(f"{key}/server/{server.id}", server.status.value, "", lambda: text)
             self.hooks(wave_key, wave.post_hooks, indent + "    ")
             if not header_first:
-                self._line(wave_key, status, progress, lambda w=wave.name, s=status, p=progress:
-                           f"{indent}{_WAVE_MARK.get(s, ' ')} wave {w}: {s} — {p}")
+                self._line(wave_key, status, progress, lambda: wave_line)
         if child.ended_at is not None and f"{key}/summary" not in self.seen:
             self.seen[f"{key}/summary"] = ("done", "")
             for line in drs_summary(child):
@@ -133,11 +132,13 @@ class ProgressPrinter:
             answer = hook_answer(hook) if hook.status is StepStatus.SUCCEEDED else ""
             policy = " [onFailure continue]" if hook.on_failure == "continue" and hook.status is StepStatus.FAILED \
                 else ""
-            self._line(f"{key}/{hook.when}-hook/{hook.name}", hook.status.value, detail, lambda h=hook, d=detail:
-                       f"{indent}{_MARK[h.status]} {h.when}-hook {h.name} [{h.kind} {h.target} @ {h.account}/"
-                       f"{h.region}]{took}{policy}" + (f": {d}" if d else "") + (f" → {answer}" if answer else ""))
+            self._line(f"{key}/{hook.when}-hook/{hook.name}", hook.status.value, detail, lambda:
+                       f"{indent}{_MARK[hook.status]} {hook.when}-hook {hook.name} [{hook.kind} {hook.target} @ "
+                       f"{hook.account}/{hook.region}]{took}{policy}" + (f": {detail}" if detail else "")
+                       + (f" → {answer}" if answer else ""))
 
     def _line(self, key: str, status: str, detail: str, render: Callable[[], str]) -> None:
+        # `render` runs here or not at all, before the caller's loop moves on: its closures see this iteration's values.
         if status in ("PENDING", "RUNNING") and key == "run" and key not in self.seen:
             self.seen[key] = (status, detail)  # "run running" at the start says nothing
             return

@@ -62,7 +62,8 @@ def start(file: str, mode: str, phases: tuple[str, ...], token: str | None, init
 
     from plans.errors import PlanError
     from activities.core.registry import catalogue
-    from contracts.lifecycle import CallbackOptions, LifecycleInput, RunOptions
+    from contracts.callback import CallbackOptions
+    from contracts.lifecycle import LifecycleInput, RunOptions
     from plans.loader import load_plan
 
     try:
@@ -204,12 +205,16 @@ async def _client() -> Any:
 
 async def _guard(coro: Any) -> None:
     from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
+    from temporalio.exceptions import FailureError
     from temporalio.service import RPCError
 
     try:
         await coro
     except WorkflowUpdateFailedError as exc:
-        fail(f"refused: {exc.cause.message if exc.cause else exc}", EXIT_FAILED)
+        # The cause is what the update handler raised, as a FailureError (ApplicationError...) whose message is the
+        # refusal; any other exception has no `message`, so it is printed whole.
+        cause = exc.cause
+        fail(f"refused: {cause.message if isinstance(cause, FailureError) else cause}", EXIT_FAILED)
     except WorkflowQueryFailedError as exc:
         fail(f"refused: {exc.message}", EXIT_FAILED)
     except RPCError as exc:

@@ -118,14 +118,13 @@ def session_in(account_id: str, hub_session: boto3.Session | None = None) -> bot
 def seed(scenario: Scenario) -> dict[str, object]:
     """Create the scenario's resources; returns a summary of what was made (ids, endpoints)."""
     sessions = {key: session_in(account_id) for key, account_id in scenario.accounts.items()}
-    made: dict[str, object] = {"scenario": scenario.name, "roles": [], "databases": [], "zones": []}
+    roles: list[str] = []
     for role in scenario.roles:
         _seed_role(sessions[role.account], role, scenario.accounts[role.trusted_account])
-        made["roles"].append(f"arn:aws:iam::{scenario.accounts[role.account]}:role/{role.name}")  # type: ignore[union-attr]
-    for db in scenario.databases:
-        made["databases"].append(_seed_database(sessions[db.account], db))  # type: ignore[union-attr]
-    for zone in scenario.zones:
-        made["zones"].append(_seed_zone(sessions[zone.account], zone))  # type: ignore[union-attr]
+        roles.append(f"arn:aws:iam::{scenario.accounts[role.account]}:role/{role.name}")
+    databases = [_seed_database(sessions[db.account], db) for db in scenario.databases]
+    zones = [_seed_zone(sessions[zone.account], zone) for zone in scenario.zones]
+    made: dict[str, object] = {"scenario": scenario.name, "roles": roles, "databases": databases, "zones": zones}
     if scenario.drs is not None:
         made["drs"] = _seed_drs(scenario)
     log.info("scenario.seeded", scenario=scenario.name, summary=json.dumps(made))

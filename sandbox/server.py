@@ -28,7 +28,8 @@ from sandbox.opensearch.urls import is_domain_host
 
 with moto_fixes.patching("sandbox/server"):
     # MotoRequestHandler (moto >= 5.2.5) keeps the headers with underscores that werkzeug's own handler drops.
-    from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    # Taken from where moto defines them: moto.server imports them for its own use, without re-exporting them.
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
 # The sandbox is moto with these fixes. They are applied (and checked) on import, so a moto that changed under them
 # stops whatever imports the sandbox (a test session, `drctl sandbox serve`) with one line, before any request.

@@ -202,9 +202,10 @@ class ClusterEndpoint:
 
     def __init__(self, world: ArcWorld, account_id: str, cluster_id: str, region: str) -> None:
         self.world, self.state, self.region = world, world.account(account_id), region
-        self.cluster = next((c for c in self.state.clusters.values() if c["Id"] == cluster_id), None)
-        if self.cluster is None:
+        cluster = next((c for c in self.state.clusters.values() if c["Id"] == cluster_id), None)
+        if cluster is None:
             raise ServiceError(CLUSTER, "AccessDeniedException", f"no cluster {cluster_id} in account {account_id}")
+        self.cluster: dict[str, Any] = cluster
 
     def check_available(self, operation: str) -> None:
         self.world.requests.append((self.region, operation))
@@ -215,7 +216,7 @@ class ClusterEndpoint:
     def _control(self, arn: str) -> dict[str, Any]:
         control = self.state.controls.get(arn)
         panel = self.state.panels.get(control["ControlPanelArn"]) if control else None
-        if panel is None or panel["ClusterArn"] != self.cluster["ClusterArn"]:
+        if control is None or panel is None or panel["ClusterArn"] != self.cluster["ClusterArn"]:
             raise not_found(CLUSTER, "RoutingControl", arn)
         return control
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -316,10 +317,11 @@ class DrsBackend:
         parsed = parse_arn(resource_arn)
         if parsed and parsed[:2] == (self.region, self.account):
             kind, resource_id = parsed[2], parsed[3]
-            found: Any = {"source-server": self.servers, "job": self.jobs,
-                          "recovery-instance": self.recovery_instances}.get(kind, {}).get(resource_id)
+            tables: dict[str, Mapping[str, SourceServer | Job | RecoveryInstance]] = {
+                "source-server": self.servers, "job": self.jobs, "recovery-instance": self.recovery_instances}
+            found = tables.get(kind, {}).get(resource_id)
             if found is not None:
-                return found.tags  # type: ignore[no-any-return]
+                return found.tags
         raise DrsError("ResourceNotFoundException", f"Resource {resource_arn} not found", resourceId=resource_arn)
 
 

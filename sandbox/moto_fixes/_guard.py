@@ -72,6 +72,8 @@ def require(owner: Any, name: str, *params: str) -> Any:
     if params:
         target = found.fget if isinstance(found, property) else found
         try:
+            if target is None:  # a property without a getter: no signature to check the parameters against
+                raise TypeError(label)
             accepted = inspect.signature(target).parameters
         except (TypeError, ValueError):
             raise UnsupportedMoto(patch, f"patches {label}, which is no longer a function in moto") from None

@@ -133,7 +133,7 @@ def _invalid_global_state(datastore: _GlobalDatastore) -> Exception:
 
 def _home(account_id: str) -> Any:
     """Account-wide state hangs on the account's us-east-1 backend, so moto's reset clears it with everything else."""
-    backend = elasticache_backends[account_id]["us-east-1"]
+    backend: Any = elasticache_backends[account_id]["us-east-1"]  # Any: the dr_* attributes are ours, not moto's
     if not hasattr(backend, "dr_global_datastores"):
         backend.dr_global_datastores = {}
         backend.dr_pending = []
@@ -141,7 +141,7 @@ def _home(account_id: str) -> Any:
 
 
 def _datastores(account_id: str) -> dict[str, _GlobalDatastore]:
-    return _home(account_id).dr_global_datastores  # type: ignore[no-any-return]
+    return _home(account_id).dr_global_datastores
 
 
 def _later(account_id: str, finish: Callable[[], None]) -> None:

@@ -8,13 +8,17 @@ that is given.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moto.core.utils import unix_time
 from moto.events.models import Replay, ReplayState, Rule, events_backends
 from moto.moto_api._internal import mock_random as random
 
 from sandbox.moto_fixes._guard import require
+
+if TYPE_CHECKING:  # for the type checker only: a moto that moved them still runs the patches
+    from moto.events.models import Archive
+    from moto.events.utils import EventMessageType
 
 
 def apply() -> None:
@@ -42,7 +46,7 @@ def _replay_honours_window_and_filter_arns() -> None:
     ignoring Destination.FilterArns. AWS replays the events whose time lies in the window, only to the listed rules
     when FilterArns is given; replayed events carry `replay-name`, which archive rules exclude."""
 
-    def replay_events(self: Any, archive: Any) -> None:
+    def replay_events(self: Any, archive: Archive) -> None:
         backend = events_backends[self.account_id][self.region]
         bus = backend.describe_event_bus(self.destination["Arn"].split("/")[-1])
         only = set(self.destination.get("FilterArns") or [])
@@ -53,7 +57,7 @@ def _replay_honours_window_and_filter_arns() -> None:
             for rule in list(bus.rules.values()):
                 if only and rule.arn not in only:
                     continue
-                replayed = dict(event, **{"id": str(random.uuid4()), "replay-name": self.name})
+                replayed: EventMessageType = {**event, "id": str(random.uuid4()), "replay-name": self.name}
                 rule.send_to_targets(replayed, transform_input=False)
         self.state = ReplayState.COMPLETED
         self.end_time = unix_time()

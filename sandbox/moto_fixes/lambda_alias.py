@@ -91,7 +91,7 @@ def _configs(backend: Any) -> dict[tuple[str, str], dict[str, Any]]:
     # Kept on the per-account, per-region backend, so moto's reset clears it with everything else.
     if not hasattr(backend, "_dr_provisioned_concurrency"):
         backend._dr_provisioned_concurrency = {}
-    return backend._dr_provisioned_concurrency  # type: ignore[no-any-return]
+    return backend._dr_provisioned_concurrency
 
 
 def _target(response: Any) -> tuple[Any, str, str]:

@@ -108,11 +108,12 @@ def apply() -> None:
                 _multi(self.memorydb_backend.account_id)[name].clusters.pop(self.memorydb_backend.region_name, None)
             return delete_cluster(self)
 
-    MemoryDBResponse.create_cluster = create
-    MemoryDBResponse.describe_clusters = describe
-    MemoryDBResponse.delete_cluster = delete
-    MemoryDBResponse.create_multi_region_cluster = _create_multi_region_cluster
-    MemoryDBResponse.describe_multi_region_clusters = _describe_multi_region_clusters
+    # Patched onto moto's class, which mypy cannot follow: handlers replaced (method-assign) and added (attr-defined).
+    MemoryDBResponse.create_cluster = create  # type: ignore[method-assign]
+    MemoryDBResponse.describe_clusters = describe  # type: ignore[method-assign]
+    MemoryDBResponse.delete_cluster = delete  # type: ignore[method-assign]
+    MemoryDBResponse.create_multi_region_cluster = _create_multi_region_cluster  # type: ignore[attr-defined]
+    MemoryDBResponse.describe_multi_region_clusters = _describe_multi_region_clusters  # type: ignore[attr-defined]
 
 
 def _as_now(result: Any, backend: Any) -> Any:
@@ -148,7 +149,7 @@ def _multi(account_id: str) -> dict[str, _MultiRegionCluster]:
     home = _backend(account_id, "us-east-1")
     if not hasattr(home, "dr_multi_region_clusters"):
         home.dr_multi_region_clusters = {}
-    return home.dr_multi_region_clusters  # type: ignore[no-any-return]
+    return home.dr_multi_region_clusters
 
 
 def _find(account_id: str, name: str) -> _MultiRegionCluster:
@@ -164,6 +165,7 @@ def _tick(account_id: str) -> None:
         multi.looks -= 1
         if multi.status == "creating" and multi.looks <= 0:
             multi.status = "available"
+    cluster: Any  # moto's MemoryDBCluster, with the dr_looks that create() gives it
     for backend in list(memorydb_backends[account_id].values()):
         for cluster in backend.clusters.values():
             if getattr(cluster, "dr_looks", 0) > 0:

@@ -95,7 +95,7 @@ def _matches(conn: dict[str, Any], filters: list[dict[str, Any]]) -> bool:
         "remote-domain-info.owner-id": conn["RemoteDomainInfo"]["AWSDomainInformation"]["OwnerId"],
         "connection-status": conn["ConnectionStatus"]["StatusCode"],
     }
-    return all(fields.get(f.get("Name")) in (f.get("Values") or []) for f in filters)
+    return all(fields.get(f.get("Name", "")) in (f.get("Values") or []) for f in filters)  # no Name: no match
 
 
 def find_active_connection(account: str, region: str, domain: str, alias: str) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ import ipaddress
 import itertools
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
@@ -96,10 +96,10 @@ def _recovery_control_checks(route53: Any) -> None:
         result.result["HealthCheck"].routing_control_arn = self._get_param("HealthCheckConfig.RoutingControlArn")
         return result
 
-    config = HealthCheck.health_check_config
+    config = cast(property, HealthCheck.health_check_config)  # on the class, the property itself (mypy: its getter)
 
     def health_check_config(self: Any) -> dict[str, Any]:
-        found = config.fget(self)
+        found = config.__get__(self)  # what moto's property returns
         if getattr(self, "routing_control_arn", None):
             found["RoutingControlArn"] = self.routing_control_arn
         return found

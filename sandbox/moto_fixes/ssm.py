@@ -36,8 +36,8 @@ _STEP_SECONDS = 1.0  # how long a step that does not wait takes, so progress is 
 _REFERENCE = re.compile(r"\{\{\s*([A-Za-z0-9_.:]+)\s*\}\}")
 _lock = threading.RLock()
 # What an Automation's PutParameter leaves at moto's defaults (moto's put_parameter takes every argument by name).
-_PUT_DEFAULTS = {"description": "", "allowed_pattern": None, "keyid": None, "tags": [], "data_type": "text",
-                 "tier": None, "policies": None}
+_PUT_DEFAULTS: dict[str, Any] = {"description": "", "allowed_pattern": None, "keyid": None, "tags": [],
+                                  "data_type": "text", "tier": None, "policies": None}
 
 
 class AutomationDefinitionNotFound(SSMException):
@@ -272,7 +272,7 @@ def _select(result: dict[str, Any], selector: str) -> Any:
 def _automations(backend: Any) -> dict[str, Automation]:
     if not hasattr(backend, "_dr_automations"):
         backend._dr_automations = {}
-    return backend._dr_automations  # type: ignore[no-any-return]
+    return backend._dr_automations
 
 
 def start_automation_execution(backend: Any, request: dict[str, Any]) -> str:

@@ -52,12 +52,15 @@ def _execute_state_machines() -> None:
 
 
 def _integrations_call_the_sandbox() -> None:
-    default_port = boto_client.moto_server_port
+    # boto_client imports moto_server_port from moto.settings without re-exporting it (attr-defined): its global is
+    # what is read and replaced here, since that is the name its clients call.
+    default_port = boto_client.moto_server_port  # type: ignore[attr-defined]
 
     def moto_server_port() -> str:
         return _port or default_port()
 
-    boto_client.moto_server_port = moto_server_port  # a module global, looked up at each call
+    # A module global, looked up at each call.
+    boto_client.moto_server_port = moto_server_port  # type: ignore[attr-defined]
 
     original = StepFunctionResponse.start_execution
 

@@ -302,7 +302,7 @@ def restore(state: DomainState, repo: str, name: str, body: dict[str, Any]) -> R
         if not matched and "*" not in part and part != "_all" and not body.get("ignore_unavailable"):
             raise OsError(404, "index_not_found_exception", f"no such index [{part}]", index=part)
         names.extend(matched)
-    renames = {}
+    renames: dict[str, str] = {}  # snapshot index -> the index it is restored as
     for source in dict.fromkeys(names):
         target = source
         if body.get("rename_pattern") is not None:
