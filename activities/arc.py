@@ -107,9 +107,6 @@ class ArcRoutingControl(ServiceModule):
             return Operation(done=True, message="drill changed no routing control: nothing to clean up")
         return Operation(done=True, message="routing controls stay failed over (failback turns them back)")
 
-    def status(self, ctx: Any, params: ArcRoutingControlParameters) -> dict[str, Any]:
-        return {"states": _states(ctx, _endpoints(ctx, params), _controls(params))[0]}
-
 
 def _controls(params: ArcRoutingControlParameters) -> list[str]:
     return [*params.primary_routing_control_arns, *params.recovery_routing_control_arns]

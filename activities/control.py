@@ -29,9 +29,6 @@ class Wait(ServiceModule):
     def poll(self, ctx: Any, params: WaitParameters, handle: dict[str, Any]) -> Operation:
         return self._at(datetime.fromisoformat(handle["until"]), params)
 
-    def status(self, ctx: Any, params: WaitParameters) -> dict[str, Any]:
-        return {"seconds": params.seconds}
-
     @staticmethod
     def _at(until: datetime, params: WaitParameters) -> Operation:
         remaining = (until - datetime.now(UTC)).total_seconds()

@@ -48,9 +48,6 @@ class EcsService(ServiceModule):
         return Operation(done=steady, handle=handle, outputs=_counts(service), message=message,
                          poll_interval_seconds=_POLL_SECONDS)
 
-    def status(self, ctx: Any, params: EcsServiceParameters) -> dict[str, Any]:
-        return _counts(_service(ctx, params.cluster, params.service, ctx.recovery_region))
-
     def activate(self, ctx: Any, params: EcsServiceParameters) -> Operation:
         region = ctx.recovery_region
         service = _service(ctx, params.cluster, params.service, region)

@@ -147,10 +147,6 @@ class EventBridgeReplay(ServiceModule):
             raise fatal(f"archive {params.archive_name} is {archive['State']}", "ArchiveNotUsable")
         return Operation(done=True, outputs=outputs, message=f"archive {params.archive_name}: {archive['State']}")
 
-    def status(self, ctx: Any, params: EventBridgeReplayParameters) -> dict[str, Any]:
-        archive = _archive(ctx, params.archive_name)
-        return {key: archive.get(key) for key in ("State", "EventCount", "EventSourceArn")}
-
     def activate(self, ctx: Any, params: EventBridgeReplayParameters) -> Operation:
         region = ctx.recovery_region
         if ctx.is_drill and not params.drill_rules:

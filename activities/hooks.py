@@ -173,11 +173,6 @@ class StopSsmAutomation(ServiceModule):
         return Operation(done=True, message=f"automation {params.automation_execution_id} stopped"
                          + (f" ({params.reason})" if params.reason else ""))
 
-    def status(self, ctx: Any, params: StopAutomationParameters) -> dict[str, Any]:
-        with aws_errors(f"GetAutomationExecution {params.automation_execution_id}"):
-            found = _ssm(ctx).get_automation_execution(AutomationExecutionId=params.automation_execution_id)
-        return {"status": found["AutomationExecution"]["AutomationExecutionStatus"]}
-
 
 @register
 class LambdaHook(ServiceModule):
@@ -218,13 +213,6 @@ class LambdaHook(ServiceModule):
                            "HookFailed", outputs=outputs)
         return Operation(done=True, outputs=outputs, message=f"lambda {name} answered (version "
                                                              f"{answer.get('ExecutedVersion', '?')})")
-
-    def status(self, ctx: Any, params: LambdaParameters) -> dict[str, Any]:
-        kwargs = {"FunctionName": params.function_name, **({"Qualifier": params.qualifier} if params.qualifier
-                                                           else {})}
-        with aws_errors(f"GetFunctionConfiguration {params.function_name}"):
-            found = ctx.client("lambda").get_function_configuration(**kwargs)
-        return {key: found.get(key) for key in ("State", "Version", "Timeout", "LastModified")}
 
 
 class _fatal_codes:  # noqa: N801 - a context manager used like aws_errors

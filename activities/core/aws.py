@@ -303,16 +303,3 @@ def _account_key(account: Account) -> tuple[Any, ...]:
 
 def _is_server_error(exc: ClientError) -> bool:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) >= 500
-
-
-_default: AwsClients | None = None
-_default_lock = threading.Lock()
-
-
-def default_clients() -> AwsClients:
-    """The worker's process-wide instance: one credential cache for all activity threads."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = AwsClients()
-        return _default

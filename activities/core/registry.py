@@ -51,10 +51,6 @@ class ServiceModule(ABC):
         """Look once at the operation started by `start`. Only modules whose start can return done=False need it."""
         raise NotImplementedError(f"{self.action} started a long operation but has no poll")
 
-    @abstractmethod
-    def status(self, ctx: Any, params: Any) -> dict[str, Any]:
-        """The live state of the resource, whatever the phase: used by status checks and readiness."""
-
 
 class StateMachineModule(ServiceModule):
     """A module whose phases are state machines driven by what AWS reports, not by what was remembered: start and

@@ -27,7 +27,3 @@ class DrsRecovery(ServiceModule):
         # Reaching this means a worker without DrsRecoveryWorkflow ran the plan: say so instead of doing half a job.
         raise fatal(f"{DRS_ACTION} runs as the DrsRecoveryWorkflow child workflow, not as a resource activity",
                     "WrongExecutionPath")
-
-    def status(self, ctx: Any, params: DrsRecoveryParameters) -> dict[str, Any]:
-        return {"waves": [{"name": w.name, "dependsOn": list(w.depends_on), "protectionGroups":
-                           list(w.protection_groups)} for w in params.waves]}
