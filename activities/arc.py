@@ -15,12 +15,8 @@ change a failover would make, reporting any rule that would block it.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Any
 
-import boto3
-import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import Field
@@ -157,25 +153,10 @@ def _call(ctx: Any, endpoints: list[dict[str, str]], start: int, operation: str,
                            type="ClusterEndpointsUnavailable")
 
 
-_clients_lock = threading.Lock()
-_clients: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
-
-
 def _cluster_client(ctx: Any, endpoint: dict[str, str]) -> Any:
-    """A client bound to one regional endpoint, which AwsClients (one endpoint per service) cannot give. It has its
-    own botocore session, sharing the account's (refreshable) credentials, so it is never built concurrently with the
-    clients AwsClients builds on the account's session."""
-    account = ctx.call.account
-    key = (account.id, account.role_name, endpoint["Endpoint"])
-    with _clients_lock:
-        cache = _clients.setdefault(ctx.aws, {})
-        if key not in cache:
-            core = botocore.session.get_session()
-            core._credentials = ctx.aws.session_for(account).get_credentials()  # the hook aws.py uses as well
-            cache[key] = boto3.Session(botocore_session=core).client(
-                "route53-recovery-cluster", region_name=endpoint["Region"], endpoint_url=endpoint["Endpoint"],
-                config=_CLIENT_CONFIG)
-        return cache[key]
+    """A client bound to one regional endpoint of the cluster, in the resource's account."""
+    return ctx.aws.client("route53-recovery-cluster", ctx.call.account, endpoint["Region"], config=_CLIENT_CONFIG,
+                          endpoint_url=endpoint["Endpoint"])
 
 
 def _blocking_rules(ctx: Any, endpoints: list[dict[str, str]], desired: dict[str, str],

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -235,24 +234,11 @@ def _ssm(ctx: Any) -> Any:
     return ctx.client("ssm")
 
 
-_lambda_clients: dict[tuple[Any, ...], Any] = {}
-_lambda_lock = threading.Lock()
-
-
 def _lambda(ctx: Any, timeout_seconds: int) -> Any:
     """A Lambda client that waits as long as the hook may take and never re-sends an invoke by itself."""
-    account, region = ctx.call.account, ctx.call.region
-    key = (account.id, account.role_name, region, timeout_seconds)
-    with _lambda_lock:
-        client = _lambda_clients.get(key)
-    if client is None:
-        session = ctx.aws.session_for(account)
-        config = Config(read_timeout=timeout_seconds, connect_timeout=10, retries={"total_max_attempts": 1})
-        # Session.client() is not thread-safe: hold the lock AwsClients holds around its own calls on the session.
-        with getattr(ctx.aws, "_lock", _lambda_lock), _lambda_lock:
-            client = _lambda_clients.get(key) or session.client("lambda", region_name=region, config=config)
-            _lambda_clients[key] = client
-    return client
+    config = Config(read_timeout=timeout_seconds, connect_timeout=10,
+                    retries={"mode": "standard", "total_max_attempts": 1})
+    return ctx.aws.client("lambda", ctx.call.account, ctx.call.region, config=config)
 
 
 def _automation_outputs(found: dict[str, Any]) -> dict[str, Any]:
