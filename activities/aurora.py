@@ -28,7 +28,7 @@ from activities.core.aws import aws_call, fatal
 from activities.core.context import TAG_EXECUTION
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, StateMachineModule, register
-from plans.model import Mode, Phase
+from plans.model import Mode
 
 _DB_ID = r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$"
 _POLL_SECONDS = 20.0
@@ -61,27 +61,28 @@ class AuroraGlobalDatabase(StateMachineModule):
             return {"globalCluster": params.global_cluster_identifier, "exists": False}
         return {"globalCluster": params.global_cluster_identifier, "exists": True, **_report(found)}
 
-    def step(self, ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
-        phase = ctx.call.phase
-        if phase is Phase.INSTANTIATE:
-            return _preflight(ctx, params)
-        if phase is Phase.ACTIVATE:
-            if ctx.is_drill:
-                return _drill_copy(ctx, params)
-            if ctx.mode is Mode.DISASTER and params.disaster_method == "detach":
-                return _detach(ctx, params)
-            return _change_writer(ctx, params, handle)
-        if phase is Phase.CLEANUP:
-            if ctx.is_drill:
-                return _drill_cleanup(ctx, params)
-            # The old primary is a secondary again (switchover, failover) or a standalone cluster (detach): either
-            # way it holds data someone may need, so it is left for a human to decide.
-            return Operation(done=True, message=f"old primary {params.primary_cluster_identifier or '(primary region)'} left as it is")
-        if phase is Phase.REPLICATE:
-            if ctx.is_drill:
-                return Operation(done=True, message="replication untouched by drill")
-            return _replicate_back(ctx, params)
-        raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
+    def instantiate(self, ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+        return _preflight(ctx, params)
+
+    def activate(self, ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill:
+            return _drill_copy(ctx, params)
+        if ctx.mode is Mode.DISASTER and params.disaster_method == "detach":
+            return _detach(ctx, params)
+        return _change_writer(ctx, params, handle)
+
+    def cleanup(self, ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill:
+            return _drill_cleanup(ctx, params)
+        # The old primary is a secondary again (switchover, failover) or a standalone cluster (detach): either way it
+        # holds data someone may need, so it is left for a human to decide.
+        old = params.primary_cluster_identifier or "(primary region)"
+        return Operation(done=True, message=f"old primary {old} left as it is")
+
+    def replicate(self, ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill:
+            return Operation(done=True, message="replication untouched by drill")
+        return _replicate_back(ctx, params)
 
 
 def _preflight(ctx: Any, params: AuroraGlobalParameters) -> Operation:

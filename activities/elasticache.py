@@ -30,7 +30,7 @@ from activities.core.aws import aws_call, aws_errors, fatal
 from activities.core.context import TAG_EXECUTION
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, StateMachineModule, register
-from plans.model import Mode, Phase
+from plans.model import Mode
 
 _GROUP_ID = r"^[a-zA-Z][a-zA-Z0-9-]{0,39}$"
 _POLL_SECONDS = 15.0
@@ -63,23 +63,23 @@ class ElastiCacheGlobalDatastore(StateMachineModule):
         return {"datastore": datastore and datastore["Status"], "role": _role(group),
                 "groupStatus": group and group["Status"], "endpoint": _endpoint(group)}
 
-    def step(self, ctx: Any, params: GlobalDatastoreParameters, handle: dict[str, Any]) -> Operation:
-        phase, drill = ctx.call.phase, ctx.is_drill
-        if phase is Phase.INSTANTIATE or (phase is Phase.ACTIVATE and drill and params.drill_method == "check"):
-            return _preflight(ctx, params)
-        if phase is Phase.ACTIVATE:
-            if drill:
-                return _drill_copy(ctx, params)
-            return _disassociate(ctx, params) if ctx.mode is Mode.DISASTER else _failover(ctx, params)
-        if phase is Phase.CLEANUP:
-            if drill and params.drill_method == "restore":
-                return _drill_cleanup(ctx, params)
-            return Operation(done=True, message="nothing to clean up: the old primary is handled by REPLICATE")
-        if phase is Phase.REPLICATE:
-            if drill:
-                return Operation(done=True, message="replication untouched by drill")
-            return _replicate(ctx, params)
-        raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
+    def instantiate(self, ctx: Any, params: GlobalDatastoreParameters, handle: dict[str, Any]) -> Operation:
+        return _preflight(ctx, params)
+
+    def activate(self, ctx: Any, params: GlobalDatastoreParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill:
+            return _preflight(ctx, params) if params.drill_method == "check" else _drill_copy(ctx, params)
+        return _disassociate(ctx, params) if ctx.mode is Mode.DISASTER else _failover(ctx, params)
+
+    def cleanup(self, ctx: Any, params: GlobalDatastoreParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill and params.drill_method == "restore":
+            return _drill_cleanup(ctx, params)
+        return Operation(done=True, message="nothing to clean up: the old primary is handled by REPLICATE")
+
+    def replicate(self, ctx: Any, params: GlobalDatastoreParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill:
+            return Operation(done=True, message="replication untouched by drill")
+        return _replicate(ctx, params)
 
 
 # --- phases ---------------------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from activities.core.aws import aws_call, aws_errors, fatal
 from activities.core.context import TAG_EXECUTION
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, StateMachineModule, register
-from plans.model import Phase
 
 _NAME = r"^[a-zA-Z][a-zA-Z0-9-]{0,39}$"
 _POLL_SECONDS = 15.0
@@ -64,23 +63,32 @@ class MemoryDbCluster(StateMachineModule):
         return {"cluster": params.cluster_name, "exists": cluster is not None,
                 "status": cluster and cluster["Status"], "endpoint": _endpoint(cluster)}
 
-    def step(self, ctx: Any, params: MemoryDbClusterParameters, handle: dict[str, Any]) -> Operation:
-        phase = ctx.call.phase
+    def instantiate(self, ctx: Any, params: MemoryDbClusterParameters, handle: dict[str, Any]) -> Operation:
         if params.method == "multi-region":
-            if phase in (Phase.INSTANTIATE, Phase.ACTIVATE):
-                return _member_ready(ctx, params, ctx.recovery_region, params.cluster_name)
-            if phase is Phase.REPLICATE and not ctx.is_drill:
-                return _member_ready(ctx, params, ctx.primary_region, params.primary_cluster_name)
-            return Operation(done=True, message="multi-region cluster: nothing to change in this phase")
-        if phase is Phase.INSTANTIATE:
-            snapshot = _resolve_snapshot(ctx, params)
-            return Operation(done=True, outputs={"snapshot": snapshot["Name"]},
-                             message=f"snapshot {snapshot['Name']} available in {ctx.recovery_region}")
-        if phase is Phase.ACTIVATE:
-            return _restore(ctx, params)
-        if phase is Phase.CLEANUP and ctx.is_drill:
+            return _member_ready(ctx, params, ctx.recovery_region, params.cluster_name)
+        snapshot = _resolve_snapshot(ctx, params)
+        return Operation(done=True, outputs={"snapshot": snapshot["Name"]},
+                         message=f"snapshot {snapshot['Name']} available in {ctx.recovery_region}")
+
+    def activate(self, ctx: Any, params: MemoryDbClusterParameters, handle: dict[str, Any]) -> Operation:
+        if params.method == "multi-region":
+            return _member_ready(ctx, params, ctx.recovery_region, params.cluster_name)
+        return _restore(ctx, params)
+
+    def cleanup(self, ctx: Any, params: MemoryDbClusterParameters, handle: dict[str, Any]) -> Operation:
+        if params.method != "multi-region" and ctx.is_drill:
             return _delete_drill_cluster(ctx, params)
-        return Operation(done=True, message="snapshot restore: nothing to change in this phase")
+        return _nothing_to_change(params)
+
+    def replicate(self, ctx: Any, params: MemoryDbClusterParameters, handle: dict[str, Any]) -> Operation:
+        if params.method == "multi-region" and not ctx.is_drill:
+            return _member_ready(ctx, params, ctx.primary_region, params.primary_cluster_name)
+        return _nothing_to_change(params)
+
+
+def _nothing_to_change(params: MemoryDbClusterParameters) -> Operation:
+    method = "multi-region cluster" if params.method == "multi-region" else "snapshot restore"
+    return Operation(done=True, message=f"{method}: nothing to change in this phase")
 
 
 def _member_ready(ctx: Any, params: MemoryDbClusterParameters, region: str, name: str | None) -> Operation:

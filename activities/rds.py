@@ -20,7 +20,7 @@ from activities.core.aws import aws_call, fatal, unreachable
 from activities.core.context import TAG_EXECUTION
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, StateMachineModule, register
-from plans.model import Mode, Phase
+from plans.model import Mode
 
 _DB_ID = r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$"
 _POLL_SECONDS = 20.0
@@ -54,19 +54,19 @@ class RdsReadReplica(StateMachineModule):
             return {"identifier": params.replica_identifier, "exists": False}
         return {"identifier": params.replica_identifier, "exists": True, **_report(ctx, replica)}
 
-    def step(self, ctx: Any, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
-        phase = ctx.call.phase
-        if phase is Phase.INSTANTIATE:
-            return _preflight(ctx, params)
-        if phase is Phase.ACTIVATE:
-            return _drill_copy(ctx, params) if ctx.is_drill else _promote(ctx, params, handle)
-        if phase is Phase.CLEANUP:
-            return _drill_cleanup(ctx, params) if ctx.is_drill else _old_primary(ctx, params)
-        if phase is Phase.REPLICATE:
-            if ctx.is_drill:
-                return Operation(done=True, message="replication untouched by drill")
-            return _replicate_back(ctx, params)
-        raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
+    def instantiate(self, ctx: Any, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
+        return _preflight(ctx, params)
+
+    def activate(self, ctx: Any, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
+        return _drill_copy(ctx, params) if ctx.is_drill else _promote(ctx, params, handle)
+
+    def cleanup(self, ctx: Any, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
+        return _drill_cleanup(ctx, params) if ctx.is_drill else _old_primary(ctx, params)
+
+    def replicate(self, ctx: Any, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill:
+            return Operation(done=True, message="replication untouched by drill")
+        return _replicate_back(ctx, params)
 
 
 # --- phases ---------------------------------------------------------------------------------------------------------

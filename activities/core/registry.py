@@ -8,7 +8,7 @@ not touching the workflow.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 # ModuleParameters lives in the contract (workflows validate control.wait's parameters); modules take it from here.
@@ -22,7 +22,7 @@ _PHASE_METHODS = {Phase.INSTANTIATE: "instantiate", Phase.ACTIVATE: "activate", 
                   Phase.REPLICATE: "replicate"}
 
 
-class ServiceModule(ABC):
+class ServiceModule:
     """A module either defines one method per phase it supports (`instantiate`, `activate`, `cleanup`, `replicate`,
     each `(ctx, params) -> Operation`), from which `phases` follows, or overrides `start` and declares `phases`."""
 
@@ -39,34 +39,33 @@ class ServiceModule(ABC):
 
     def start(self, ctx: Any, params: Any) -> Operation:
         """Begin this phase's operation, or find it already begun. Must be safe to call again."""
+        return self._phase_method(ctx)(ctx, params)
+
+    def poll(self, ctx: Any, params: Any, handle: dict[str, Any]) -> Operation:
+        """Look once at the operation started by `start`. Only modules whose start can return done=False need it."""
+        raise NotImplementedError(f"{self.action} started a long operation but has no poll")
+
+    def _phase_method(self, ctx: Any) -> Callable[..., Operation]:
         phase = ctx.call.phase
         method = getattr(self, _PHASE_METHODS[phase], None) if phase in self.phases else None
         if method is None:
             from activities.core.aws import fatal
 
             raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
-        return method(ctx, params)
-
-    def poll(self, ctx: Any, params: Any, handle: dict[str, Any]) -> Operation:
-        """Look once at the operation started by `start`. Only modules whose start can return done=False need it."""
-        raise NotImplementedError(f"{self.action} started a long operation but has no poll")
+        return method
 
 
 class StateMachineModule(ServiceModule):
     """A module whose phases are state machines driven by what AWS reports, not by what was remembered: start and
-    poll are one `step`, and the handle only carries what a step cannot read back (e.g. which operation it began)."""
-
-    phases: ClassVar[frozenset[Phase]] = frozenset(_PHASE_METHODS)
-
-    @abstractmethod
-    def step(self, ctx: Any, params: Any, handle: dict[str, Any]) -> Operation:
-        """Look at the resource, do the next thing this phase needs (idempotently), say where it stands."""
+    poll are one step, the phase's method with the handle, `(ctx, params, handle) -> Operation`, which looks at the
+    resource, does the next thing the phase needs (idempotently) and says where it stands. The handle only carries
+    what a step cannot read back (e.g. which operation it began); start's is empty."""
 
     def start(self, ctx: Any, params: Any) -> Operation:
-        return self.step(ctx, params, {})
+        return self.poll(ctx, params, {})
 
     def poll(self, ctx: Any, params: Any, handle: dict[str, Any]) -> Operation:
-        return self.step(ctx, params, handle)
+        return self._phase_method(ctx)(ctx, params, handle)
 
 
 _REGISTRY: dict[str, ServiceModule] = {}
