@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from contracts.activities import ModuleParameters, Operation
 from plans.catalogue import ActionSpec, Catalogue
 from plans.model import Phase
+from activities.core.context import ResourceContext
 
 __all__ = ["ModuleParameters", "ServiceModule", "StateMachineModule", "actions", "catalogue", "get", "register"]
 
@@ -37,15 +38,15 @@ class ServiceModule:
         if defined and "phases" not in cls.__dict__:
             cls.phases = defined
 
-    def start(self, ctx: Any, params: Any) -> Operation:
+    def start(self, ctx: ResourceContext, params: Any) -> Operation:
         """Begin this phase's operation, or find it already begun. Must be safe to call again."""
         return self._phase_method(ctx)(ctx, params)
 
-    def poll(self, ctx: Any, params: Any, handle: dict[str, Any]) -> Operation:
+    def poll(self, ctx: ResourceContext, params: Any, handle: dict[str, Any]) -> Operation:
         """Look once at the operation started by `start`. Only modules whose start can return done=False need it."""
         raise NotImplementedError(f"{self.action} started a long operation but has no poll")
 
-    def _phase_method(self, ctx: Any) -> Callable[..., Operation]:
+    def _phase_method(self, ctx: ResourceContext) -> Callable[..., Operation]:
         phase = ctx.call.phase
         method = getattr(self, _PHASE_METHODS[phase], None) if phase in self.phases else None
         if method is None:
@@ -61,10 +62,10 @@ class StateMachineModule(ServiceModule):
     resource, does the next thing the phase needs (idempotently) and says where it stands. The handle only carries
     what a step cannot read back (e.g. which operation it began); start's is empty."""
 
-    def start(self, ctx: Any, params: Any) -> Operation:
+    def start(self, ctx: ResourceContext, params: Any) -> Operation:
         return self.poll(ctx, params, {})
 
-    def poll(self, ctx: Any, params: Any, handle: dict[str, Any]) -> Operation:
+    def poll(self, ctx: ResourceContext, params: Any, handle: dict[str, Any]) -> Operation:
         return self._phase_method(ctx)(ctx, params, handle)
 
 

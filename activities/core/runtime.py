@@ -91,7 +91,8 @@ class DrActivities:
             interval = operation.poll_interval_seconds
             if self.poll_cap_seconds is not None:
                 interval = min(interval, self.poll_cap_seconds)
-            if activity.wait_for_cancelled_sync(timedelta(seconds=interval)):
+            activity.wait_for_cancelled_sync(timedelta(seconds=interval))
+            if activity.is_cancelled():
                 ctx.log.warning("resource.wait_cancelled", polls=progress.polls)
                 raise CancelledError("wait cancelled; the AWS operation itself may still be running")
 

@@ -134,11 +134,11 @@ class DrsActivities:
             for sid, (info, group) in chosen.items()
         ]
         # A server another run (or a console user) is recovering right now would only meet a ConflictException.
-        for server in servers:
-            holder = busy.get(server.id)
+        for resolved in servers:
+            holder = busy.get(resolved.id)
             if holder and holder[1] != execution_id:
                 who = f"execution {holder[1]}" if holder[1] else "started outside this orchestrator"
-                server.problem = f"in active DRS job {holder[0]} ({who})"
+                resolved.problem = f"in active DRS job {holder[0]} ({who})"
         if point_in_time is not None:
             self._choose_snapshots(drs, servers, point_in_time)
         log.info("drs.resolved", target=target.key, groups=len(groups), servers=len(servers),
@@ -186,7 +186,8 @@ class DrsActivities:
                 self._describe_instances(request.target, drs, changed)
                 log.info("drs.watch.returned", jobs=len(states), changed=len(changed), polls=polls)
                 return WatchJobsResult(jobs=states)
-            if activity.wait_for_cancelled_sync(timedelta(seconds=min(request.poll_seconds, remaining))):
+            activity.wait_for_cancelled_sync(timedelta(seconds=min(request.poll_seconds, remaining)))
+            if activity.is_cancelled():
                 log.warning("drs.watch.cancelled", polls=polls)
                 raise CancelledError("watch cancelled; the DRS jobs themselves keep running")
 

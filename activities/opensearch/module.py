@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from activities.core.context import ResourceContext
 from activities.opensearch import replication
 from activities.opensearch import snapshot
 from contracts.activities import Operation
@@ -67,7 +68,7 @@ class OpenSearchDomain(StateMachineModule):
     summary = "Restore an OpenSearch domain's indices from a snapshot, or promote cross-cluster replication followers"
     Parameters = OpenSearchDomainParameters
 
-    def status(self, ctx: Any, params: OpenSearchDomainParameters) -> dict[str, Any]:
+    def status(self, ctx: ResourceContext, params: OpenSearchDomainParameters) -> dict[str, Any]:
         status = describe(ctx, params.domain_name, ctx.recovery_region)
         report: dict[str, Any] = {"domain": params.domain_name, "processing": busy(status),
                                   "engineVersion": status.get("EngineVersion")}
@@ -78,22 +79,22 @@ class OpenSearchDomain(StateMachineModule):
             report["snapshot"] = snapshot.newest(rest, params)
         return report
 
-    def instantiate(self, ctx: Any, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
+    def instantiate(self, ctx: ResourceContext, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
         status = describe(ctx, params.domain_name, ctx.recovery_region)
         if busy(status):
             # A configuration change or upgrade in progress (blue/green): restores and stops wait until it is over.
             return wait(f"domain {params.domain_name} is processing a change; waiting", handle)
         return _method(params).preflight(ctx, params, _rest(ctx, params, status))
 
-    def activate(self, ctx: Any, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
+    def activate(self, ctx: ResourceContext, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
         rest = _rest(ctx, params, describe(ctx, params.domain_name, ctx.recovery_region))
         return _method(params).activate(ctx, params, rest, handle)
 
-    def cleanup(self, ctx: Any, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
+    def cleanup(self, ctx: ResourceContext, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
         rest = _rest(ctx, params, describe(ctx, params.domain_name, ctx.recovery_region))
         return _method(params).cleanup(ctx, params, rest, handle)
 
-    def replicate(self, ctx: Any, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
+    def replicate(self, ctx: ResourceContext, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
         # Nothing to do but a look at the domain: REPLICATE fails on a domain that is gone, as every phase does.
         describe(ctx, params.domain_name, ctx.recovery_region)
         return Operation(done=True, message=_REPLICATE_NOTE[params.method])
@@ -103,7 +104,7 @@ def _method(params: OpenSearchDomainParameters) -> ModuleType:
     return snapshot if params.method == "snapshotRestore" else replication
 
 
-def _rest(ctx: Any, params: OpenSearchDomainParameters, status: dict[str, Any]) -> DomainRest:
+def _rest(ctx: ResourceContext, params: OpenSearchDomainParameters, status: dict[str, Any]) -> DomainRest:
     return rest_for(ctx, params.domain_name, status, ctx.recovery_region)
 
 
