@@ -5,7 +5,9 @@ credentials when the account has no role). Assumed-role credentials are botocore
 the account's botocore session by a credential provider, so the refresh-before-expiry logic (advisory and mandatory
 windows, one refreshing thread) is botocore's own.
 
-The endpoint is never set here: boto3 reads `AWS_ENDPOINT_URL` itself, which is how the sandbox is reached.
+Every client comes from `AwsClients`, built once per account, service, region, config and endpoint. An endpoint is
+set only for a service reached at endpoints of its own (ARC's cluster); otherwise boto3 reads `AWS_ENDPOINT_URL`
+itself, which is how the sandbox is reached.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from plans.model import Account
 log = structlog.get_logger("dr.aws")
 
 _FALLBACK_REGION = "us-east-1"
-# Every client retries in botocore's standard mode, 3 attempts in all: what botocore did by default when this was
-# written, now stated, so a worker's AWS_RETRY_MODE / AWS_MAX_ATTEMPTS or profile cannot change it. Temporal's
+# Every client retries in botocore's standard mode, 3 attempts in all: botocore's own default, which every client
+# had before, stated so that a worker's AWS_RETRY_MODE / AWS_MAX_ATTEMPTS or profile cannot change it. Temporal's
 # retry policy is the long-term retry; botocore's only rides out a blip within one activity attempt.
 _RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 3})
 _RETRYABLE_ASSUME_ROLE_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded", "ExpiredToken"})
@@ -184,8 +186,9 @@ class AwsClients:
 
     def client(self, service: str, account: Account, region: str, *, config: Config | None = None,
                endpoint_url: str | None = None) -> Any:
-        """A client in `account` (through its role, if it has one). `config` adds to the default retry settings;
-        `endpoint_url` is for services reached at an endpoint of their own (ARC's cluster endpoints)."""
+        """A client in `account` (through its role, if it has one). `config` is merged over the default (standard
+        retries, 3 attempts): the options it sets win. `endpoint_url` is for a service reached at endpoints of its
+        own (ARC's cluster endpoints)."""
         key = (_account_key(account), service, region, _config_key(config), endpoint_url)
         with self._lock:
             client = self._clients.get(key)
