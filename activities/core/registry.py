@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from activities.core.aws import fatal
+from activities.core.context import ResourceContext
 # ModuleParameters lives in the contract (workflows validate control.wait's parameters); modules take it from here.
 from contracts.activities import ModuleParameters, Operation
 from plans.catalogue import ActionSpec, Catalogue
 from plans.model import Phase
-from activities.core.context import ResourceContext
 
 __all__ = ["ModuleParameters", "ServiceModule", "StateMachineModule", "actions", "catalogue", "get", "register"]
 
@@ -50,8 +51,6 @@ class ServiceModule:
         phase = ctx.call.phase
         method = getattr(self, _PHASE_METHODS[phase], None) if phase in self.phases else None
         if method is None:
-            from activities.core.aws import fatal
-
             raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
         return method
 
