@@ -15,17 +15,14 @@ change a failover would make, reporting any rule that would block it.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Any
 
-import boto3
-import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import Field
 from temporalio.exceptions import ApplicationError
 
+from activities.core.context import ResourceContext
 from activities.core.aws import aws_errors, error_code, fatal, unreachable
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, ServiceModule, register
@@ -58,13 +55,13 @@ class ArcRoutingControl(ServiceModule):
     summary = "Turn ARC routing controls: recovery cell On, primary cell Off, through the cluster's regional endpoints"
     Parameters = ArcRoutingControlParameters
 
-    def instantiate(self, ctx: Any, params: ArcRoutingControlParameters) -> Operation:
+    def instantiate(self, ctx: ResourceContext, params: ArcRoutingControlParameters) -> Operation:
         endpoints = _endpoints(ctx, params)
         states, used = _states(ctx, endpoints, _controls(params))
         outputs = {"states": states, "endpoints": [e["Region"] for e in endpoints], "answeredBy": used}
         return Operation(done=True, outputs=outputs, message=f"routing controls: {_describe(states)}")
 
-    def activate(self, ctx: Any, params: ArcRoutingControlParameters) -> Operation:
+    def activate(self, ctx: ResourceContext, params: ArcRoutingControlParameters) -> Operation:
         endpoints = _endpoints(ctx, params)
         failback = ctx.mode is Mode.FAILBACK
         desired = {arn: "Off" if failback else "On" for arn in params.recovery_routing_control_arns}
@@ -94,7 +91,7 @@ class ArcRoutingControl(ServiceModule):
         ctx.log.info("arc.routing_controls_updated", states=desired, overrides=overrides, endpoint=endpoints[used])
         return self.poll(ctx, params, {**handle, "start": used})
 
-    def poll(self, ctx: Any, params: ArcRoutingControlParameters, handle: dict[str, Any]) -> Operation:
+    def poll(self, ctx: ResourceContext, params: ArcRoutingControlParameters, handle: dict[str, Any]) -> Operation:
         # The cluster replicates a change across its regions: read until the endpoint we reach agrees.
         states, used = _states(ctx, handle["endpoints"], list(handle["desired"]), handle["start"])
         done = states == handle["desired"]
@@ -102,13 +99,10 @@ class ArcRoutingControl(ServiceModule):
                          message=("" if done else "waiting: ") + _describe(states),
                          poll_interval_seconds=_POLL_SECONDS)
 
-    def cleanup(self, ctx: Any, params: ArcRoutingControlParameters) -> Operation:
+    def cleanup(self, ctx: ResourceContext, params: ArcRoutingControlParameters) -> Operation:
         if ctx.is_drill:
             return Operation(done=True, message="drill changed no routing control: nothing to clean up")
         return Operation(done=True, message="routing controls stay failed over (failback turns them back)")
-
-    def status(self, ctx: Any, params: ArcRoutingControlParameters) -> dict[str, Any]:
-        return {"states": _states(ctx, _endpoints(ctx, params), _controls(params))[0]}
 
 
 def _controls(params: ArcRoutingControlParameters) -> list[str]:
@@ -119,7 +113,7 @@ def _describe(states: dict[str, str]) -> str:
     return ", ".join(f"{arn.rsplit('/', 1)[-1]}={state}" for arn, state in states.items())
 
 
-def _endpoints(ctx: Any, params: ArcRoutingControlParameters) -> list[dict[str, str]]:
+def _endpoints(ctx: ResourceContext, params: ArcRoutingControlParameters) -> list[dict[str, str]]:
     if params.cluster_endpoints:
         return [{"Endpoint": e.endpoint, "Region": e.region} for e in params.cluster_endpoints]
     with aws_errors(f"DescribeCluster {params.cluster_arn}"):
@@ -131,7 +125,7 @@ def _endpoints(ctx: Any, params: ArcRoutingControlParameters) -> list[dict[str, 
     return [{"Endpoint": e["Endpoint"], "Region": e["Region"]} for e in cluster["ClusterEndpoints"]]
 
 
-def _states(ctx: Any, endpoints: list[dict[str, str]], arns: list[str], start: int = 0) -> tuple[dict[str, str], int]:
+def _states(ctx: ResourceContext, endpoints: list[dict[str, str]], arns: list[str], start: int = 0) -> tuple[dict[str, str], int]:
     states = {}
     for arn in arns:
         found, start = _call(ctx, endpoints, start, "get_routing_control_state", RoutingControlArn=arn)
@@ -139,7 +133,7 @@ def _states(ctx: Any, endpoints: list[dict[str, str]], arns: list[str], start: i
     return states, start
 
 
-def _call(ctx: Any, endpoints: list[dict[str, str]], start: int, operation: str, **kwargs: Any) -> tuple[Any, int]:
+def _call(ctx: ResourceContext, endpoints: list[dict[str, str]], start: int, operation: str, **kwargs: Any) -> tuple[Any, int]:
     """One data plane call, trying the endpoints in turn from `start`; returns the answer and who gave it."""
     failures = []
     for step in range(len(endpoints)):
@@ -160,28 +154,13 @@ def _call(ctx: Any, endpoints: list[dict[str, str]], start: int, operation: str,
                            type="ClusterEndpointsUnavailable")
 
 
-_clients_lock = threading.Lock()
-_clients: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
+def _cluster_client(ctx: ResourceContext, endpoint: dict[str, str]) -> Any:
+    """A client bound to one regional endpoint of the cluster, in the resource's account."""
+    return ctx.aws.client("route53-recovery-cluster", ctx.call.account, endpoint["Region"], config=_CLIENT_CONFIG,
+                          endpoint_url=endpoint["Endpoint"])
 
 
-def _cluster_client(ctx: Any, endpoint: dict[str, str]) -> Any:
-    """A client bound to one regional endpoint, which AwsClients (one endpoint per service) cannot give. It has its
-    own botocore session, sharing the account's (refreshable) credentials, so it is never built concurrently with the
-    clients AwsClients builds on the account's session."""
-    account = ctx.call.account
-    key = (account.id, account.role_name, endpoint["Endpoint"])
-    with _clients_lock:
-        cache = _clients.setdefault(ctx.aws, {})
-        if key not in cache:
-            core = botocore.session.get_session()
-            core._credentials = ctx.aws.session_for(account).get_credentials()  # the hook aws.py uses as well
-            cache[key] = boto3.Session(botocore_session=core).client(
-                "route53-recovery-cluster", region_name=endpoint["Region"], endpoint_url=endpoint["Endpoint"],
-                config=_CLIENT_CONFIG)
-        return cache[key]
-
-
-def _blocking_rules(ctx: Any, endpoints: list[dict[str, str]], desired: dict[str, str],
+def _blocking_rules(ctx: ResourceContext, endpoints: list[dict[str, str]], desired: dict[str, str],
                     states: dict[str, str]) -> list[str]:
     """The safety rules that would refuse `desired`, judged as ARC judges them: on the states the whole update would
     produce, for rules that watch a control it changes."""

@@ -24,11 +24,12 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
+from activities.core.context import ResourceContext
 from activities.core.aws import aws_call, fatal
 from activities.core.context import TAG_EXECUTION
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, StateMachineModule, register
-from plans.model import Mode, Phase
+from plans.model import Mode
 
 _DB_ID = r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$"
 _POLL_SECONDS = 20.0
@@ -55,36 +56,37 @@ class AuroraGlobalDatabase(StateMachineModule):
     summary = "Switch over (planned) or fail over (disaster) an Aurora global database to the recovery region"
     Parameters = AuroraGlobalParameters
 
-    def status(self, ctx: Any, params: AuroraGlobalParameters) -> dict[str, Any]:
+    def status(self, ctx: ResourceContext, params: AuroraGlobalParameters) -> dict[str, Any]:
         found = _describe_global(ctx, params.global_cluster_identifier)
         if found is None:
             return {"globalCluster": params.global_cluster_identifier, "exists": False}
         return {"globalCluster": params.global_cluster_identifier, "exists": True, **_report(found)}
 
-    def step(self, ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
-        phase = ctx.call.phase
-        if phase is Phase.INSTANTIATE:
-            return _preflight(ctx, params)
-        if phase is Phase.ACTIVATE:
-            if ctx.is_drill:
-                return _drill_copy(ctx, params)
-            if ctx.mode is Mode.DISASTER and params.disaster_method == "detach":
-                return _detach(ctx, params)
-            return _change_writer(ctx, params, handle)
-        if phase is Phase.CLEANUP:
-            if ctx.is_drill:
-                return _drill_cleanup(ctx, params)
-            # The old primary is a secondary again (switchover, failover) or a standalone cluster (detach): either
-            # way it holds data someone may need, so it is left for a human to decide.
-            return Operation(done=True, message=f"old primary {params.primary_cluster_identifier or '(primary region)'} left as it is")
-        if phase is Phase.REPLICATE:
-            if ctx.is_drill:
-                return Operation(done=True, message="replication untouched by drill")
-            return _replicate_back(ctx, params)
-        raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
+    def instantiate(self, ctx: ResourceContext, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+        return _preflight(ctx, params)
+
+    def activate(self, ctx: ResourceContext, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill:
+            return _drill_copy(ctx, params)
+        if ctx.mode is Mode.DISASTER and params.disaster_method == "detach":
+            return _detach(ctx, params)
+        return _change_writer(ctx, params, handle)
+
+    def cleanup(self, ctx: ResourceContext, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill:
+            return _drill_cleanup(ctx, params)
+        # The old primary is a secondary again (switchover, failover) or a standalone cluster (detach): either way it
+        # holds data someone may need, so it is left for a human to decide.
+        old = params.primary_cluster_identifier or "(primary region)"
+        return Operation(done=True, message=f"old primary {old} left as it is")
+
+    def replicate(self, ctx: ResourceContext, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill:
+            return Operation(done=True, message="replication untouched by drill")
+        return _replicate_back(ctx, params)
 
 
-def _preflight(ctx: Any, params: AuroraGlobalParameters) -> Operation:
+def _preflight(ctx: ResourceContext, params: AuroraGlobalParameters) -> Operation:
     gid, rid = params.global_cluster_identifier, params.recovery_cluster_identifier
     found, recovery = _global(ctx, params), _recovery(ctx, params)
     member = _member(found, recovery["DBClusterArn"])
@@ -101,7 +103,7 @@ def _preflight(ctx: Any, params: AuroraGlobalParameters) -> Operation:
     return Operation(done=True, outputs=outputs, message=f"{rid} is {role}")
 
 
-def _change_writer(ctx: Any, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
+def _change_writer(ctx: ResourceContext, params: AuroraGlobalParameters, handle: dict[str, Any]) -> Operation:
     gid, rid = params.global_cluster_identifier, params.recovery_cluster_identifier
     data_loss = ctx.mode is Mode.DISASTER
     what = "failover" if data_loss else "switchover"
@@ -132,7 +134,7 @@ def _change_writer(ctx: Any, params: AuroraGlobalParameters, handle: dict[str, A
     return _wait(f"{what} of {gid} to {rid} requested", {"requested": True}, outputs)
 
 
-def _detach(ctx: Any, params: AuroraGlobalParameters) -> Operation:
+def _detach(ctx: ResourceContext, params: AuroraGlobalParameters) -> Operation:
     gid, rid = params.global_cluster_identifier, params.recovery_cluster_identifier
     recovery = _recovery(ctx, params)
     arn, found = recovery["DBClusterArn"], _describe_global(ctx, gid)
@@ -153,7 +155,7 @@ def _detach(ctx: Any, params: AuroraGlobalParameters) -> Operation:
     return Operation(done=True, outputs=outputs, message=f"{rid} detached and promoted, writable")
 
 
-def _replicate_back(ctx: Any, params: AuroraGlobalParameters) -> Operation:
+def _replicate_back(ctx: ResourceContext, params: AuroraGlobalParameters) -> Operation:
     gid, recovery = params.global_cluster_identifier, _recovery(ctx, params)
     found = _describe_global(ctx, gid)
     member = _member(found, recovery["DBClusterArn"])
@@ -181,7 +183,7 @@ def _replicate_back(ctx: Any, params: AuroraGlobalParameters) -> Operation:
     return _add_secondary(ctx, params, recovery, outputs)
 
 
-def _add_secondary(ctx: Any, params: AuroraGlobalParameters, recovery: dict[str, Any],
+def _add_secondary(ctx: ResourceContext, params: AuroraGlobalParameters, recovery: dict[str, Any],
                    outputs: dict[str, Any]) -> Operation:
     new_id = params.new_secondary_identifier or \
         f"{params.primary_cluster_identifier or params.recovery_cluster_identifier}-secondary"
@@ -200,7 +202,7 @@ def _add_secondary(ctx: Any, params: AuroraGlobalParameters, recovery: dict[str,
     return _wait(f"adding {new_id} in {ctx.primary_region} to {params.global_cluster_identifier}", {}, outputs)
 
 
-def _rebuild_global(ctx: Any, params: AuroraGlobalParameters, recovery: dict[str, Any],
+def _rebuild_global(ctx: ResourceContext, params: AuroraGlobalParameters, recovery: dict[str, Any],
                     found: dict[str, Any] | None) -> Operation:
     """After a detach the promoted cluster heads no global database. The old one, if it still exists, holds only
     the old primary: that is removed from it (not deleted: it becomes a standalone cluster for a human to retire),
@@ -226,7 +228,7 @@ def _rebuild_global(ctx: Any, params: AuroraGlobalParameters, recovery: dict[str
     raise fatal(f"{gid} still has members {members}; rebuild the global database by hand", "GlobalClusterInUse")
 
 
-def _drill_copy(ctx: Any, params: AuroraGlobalParameters) -> Operation:
+def _drill_copy(ctx: ResourceContext, params: AuroraGlobalParameters) -> Operation:
     rds = _rds(ctx, ctx.recovery_region)
     snapshot_id, copy_id, instance_id = _drill_names(ctx, params)
     handle = {"snapshotId": snapshot_id, "clusterId": copy_id, "instanceId": instance_id}
@@ -271,7 +273,7 @@ def _drill_copy(ctx: Any, params: AuroraGlobalParameters) -> Operation:
     return _wait(f"restoring drill copy {copy_id} from {snapshot_id}", {**handle, "step": "restore"})
 
 
-def _drill_cleanup(ctx: Any, params: AuroraGlobalParameters) -> Operation:
+def _drill_cleanup(ctx: ResourceContext, params: AuroraGlobalParameters) -> Operation:
     rds, region = _rds(ctx, ctx.recovery_region), ctx.recovery_region
     snapshot_id, copy_id, instance_id = _drill_names(ctx, params)
     handle = {"snapshotId": snapshot_id, "clusterId": copy_id, "instanceId": instance_id}
@@ -300,7 +302,7 @@ def _drill_cleanup(ctx: Any, params: AuroraGlobalParameters) -> Operation:
     return Operation(done=True, handle=handle, message=f"drill copy {copy_id} and snapshot {snapshot_id} are gone")
 
 
-def _rds(ctx: Any, region: str) -> Any:
+def _rds(ctx: ResourceContext, region: str) -> Any:
     return ctx.client("rds", region=region)
 
 
@@ -314,27 +316,27 @@ def _find(what: str, operation: Any, key: str, tolerate: tuple[str, ...], **kwar
     return dict(found[key][0]) if found and found[key] else None
 
 
-def _describe_global(ctx: Any, identifier: str) -> dict[str, Any] | None:
+def _describe_global(ctx: ResourceContext, identifier: str) -> dict[str, Any] | None:
     return _find("DescribeGlobalClusters", _rds(ctx, ctx.recovery_region).describe_global_clusters, "GlobalClusters",
                  ("GlobalClusterNotFoundFault",), GlobalClusterIdentifier=identifier)
 
 
-def _cluster(ctx: Any, region: str, identifier: str) -> dict[str, Any] | None:
+def _cluster(ctx: ResourceContext, region: str, identifier: str) -> dict[str, Any] | None:
     return _find("DescribeDBClusters", _rds(ctx, region).describe_db_clusters, "DBClusters",
                  ("DBClusterNotFoundFault",), DBClusterIdentifier=identifier)
 
 
-def _instance(ctx: Any, region: str, identifier: str) -> dict[str, Any] | None:
+def _instance(ctx: ResourceContext, region: str, identifier: str) -> dict[str, Any] | None:
     return _find("DescribeDBInstances", _rds(ctx, region).describe_db_instances, "DBInstances",
                  ("DBInstanceNotFound", "DBInstanceNotFoundFault"), DBInstanceIdentifier=identifier)
 
 
-def _cluster_snapshot(ctx: Any, identifier: str) -> dict[str, Any] | None:
+def _cluster_snapshot(ctx: ResourceContext, identifier: str) -> dict[str, Any] | None:
     return _find("DescribeDBClusterSnapshots", _rds(ctx, ctx.recovery_region).describe_db_cluster_snapshots,
                  "DBClusterSnapshots", ("DBClusterSnapshotNotFoundFault",), DBClusterSnapshotIdentifier=identifier)
 
 
-def _global(ctx: Any, params: AuroraGlobalParameters) -> dict[str, Any]:
+def _global(ctx: ResourceContext, params: AuroraGlobalParameters) -> dict[str, Any]:
     found = _describe_global(ctx, params.global_cluster_identifier)
     if found is None:
         raise fatal(f"global cluster {params.global_cluster_identifier} not found (account {ctx.call.account.id})",
@@ -342,7 +344,7 @@ def _global(ctx: Any, params: AuroraGlobalParameters) -> dict[str, Any]:
     return found
 
 
-def _recovery(ctx: Any, params: AuroraGlobalParameters) -> dict[str, Any]:
+def _recovery(ctx: ResourceContext, params: AuroraGlobalParameters) -> dict[str, Any]:
     found = _cluster(ctx, ctx.recovery_region, params.recovery_cluster_identifier)
     if found is None:
         raise fatal(f"cluster {params.recovery_cluster_identifier} not found in {ctx.recovery_region} "
@@ -358,7 +360,7 @@ def _region(arn: str) -> str:
     return arn.split(":")[3]
 
 
-def _instance_class(ctx: Any, cluster: dict[str, Any]) -> str:
+def _instance_class(ctx: ResourceContext, cluster: dict[str, Any]) -> str:
     for member in cluster.get("DBClusterMembers", []):
         instance = _instance(ctx, ctx.recovery_region, member["DBInstanceIdentifier"])
         if instance is not None:
@@ -366,7 +368,7 @@ def _instance_class(ctx: Any, cluster: dict[str, Any]) -> str:
     return _DEFAULT_DRILL_CLASS  # a headless secondary has no instance to copy the class from
 
 
-def _drill_names(ctx: Any, params: AuroraGlobalParameters) -> tuple[str, str, str]:
+def _drill_names(ctx: ResourceContext, params: AuroraGlobalParameters) -> tuple[str, str, str]:
     suffix = ctx.drill_suffix()
     tail = f"-drill-{suffix}"
     # Identifiers stop at 63 characters and may not end with a hyphen; "-1" names the copy's one instance.
@@ -374,7 +376,7 @@ def _drill_names(ctx: Any, params: AuroraGlobalParameters) -> tuple[str, str, st
     return f"dr-drill-{suffix}", f"{base}{tail}", f"{base}{tail}-1"
 
 
-def _require_ours(ctx: Any, tags: list[dict[str, str]], what: str) -> None:
+def _require_ours(ctx: ResourceContext, tags: list[dict[str, str]], what: str) -> None:
     # Names derive from the execution, but deletion is irreversible: the tag must confirm it is our drill copy.
     if {"Key": TAG_EXECUTION, "Value": ctx.call.execution_id} not in tags:
         raise fatal(f"refusing to delete {what}: it is not tagged {TAG_EXECUTION}={ctx.call.execution_id}", "NotOurs")
@@ -392,7 +394,7 @@ def _report(found: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _lag_ms(ctx: Any, cluster: str) -> float | None:
+def _lag_ms(ctx: ResourceContext, cluster: str) -> float | None:
     """The latest AuroraGlobalDBReplicationLag (ms); None without datapoints or permission (it is only a report)."""
     now = datetime.now(UTC)
     try:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, model_validator
 
+from activities.core.context import ResourceContext
 from activities.core.aws import aws_call, aws_errors, fatal, unreachable
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, ServiceModule, register
@@ -54,14 +55,14 @@ class AutoScalingGroup(ServiceModule):
     summary = "Scale an Auto Scaling group in the recovery region (absolute or % of the primary) until InService"
     Parameters = AutoScalingGroupParameters
 
-    def instantiate(self, ctx: Any, params: AutoScalingGroupParameters) -> Operation:
+    def instantiate(self, ctx: ResourceContext, params: AutoScalingGroupParameters) -> Operation:
         group = _group(ctx, params.group_name, ctx.recovery_region)
         return Operation(done=True, outputs=_sizes(group), message=f"{params.group_name}: {_summary(group)}")
 
-    def status(self, ctx: Any, params: AutoScalingGroupParameters) -> dict[str, Any]:
+    def status(self, ctx: ResourceContext, params: AutoScalingGroupParameters) -> dict[str, Any]:
         return _sizes(_group(ctx, params.group_name, ctx.recovery_region))
 
-    def poll(self, ctx: Any, params: AutoScalingGroupParameters, handle: dict[str, Any]) -> Operation:
+    def poll(self, ctx: ResourceContext, params: AutoScalingGroupParameters, handle: dict[str, Any]) -> Operation:
         group = _group(ctx, handle["group"], handle["region"])
         instances = group.get("Instances", [])
         in_service = [i for i in instances if i["LifecycleState"] == "InService" and i["HealthStatus"] == "Healthy"]
@@ -71,7 +72,7 @@ class AutoScalingGroup(ServiceModule):
         return Operation(done=done, handle=handle, outputs=_sizes(group), message=message,
                          poll_interval_seconds=_POLL_SECONDS)
 
-    def activate(self, ctx: Any, params: AutoScalingGroupParameters) -> Operation:
+    def activate(self, ctx: ResourceContext, params: AutoScalingGroupParameters) -> Operation:
         region = ctx.recovery_region
         group = _group(ctx, params.group_name, region)
         if ctx.is_drill and params.drill == "verify":
@@ -90,7 +91,7 @@ class AutoScalingGroup(ServiceModule):
         handle = {"group": params.group_name, "region": region, "desired": desired, "basis": basis}
         return self.poll(ctx, params, handle)
 
-    def cleanup(self, ctx: Any, params: AutoScalingGroupParameters) -> Operation:
+    def cleanup(self, ctx: ResourceContext, params: AutoScalingGroupParameters) -> Operation:
         if ctx.is_drill:
             region = ctx.recovery_region
             group = _group(ctx, params.group_name, region)
@@ -111,7 +112,7 @@ class AutoScalingGroup(ServiceModule):
         return self.poll(ctx, params, {"group": name, "region": region, "desired": 0})
 
 
-def _target(ctx: Any, params: AutoScalingGroupParameters, group: dict[str, Any]) -> tuple[int, int, int, str]:
+def _target(ctx: ResourceContext, params: AutoScalingGroupParameters, group: dict[str, Any]) -> tuple[int, int, int, str]:
     """Min, max and desired for the recovery group, and what the desired count is based on."""
     desired, basis = params.desired_capacity, "desiredCapacity"
     if params.primary_percent is not None:
@@ -136,7 +137,7 @@ def _target(ctx: Any, params: AutoScalingGroupParameters, group: dict[str, Any])
     return min_size, max_size, desired, basis
 
 
-def _update(ctx: Any, region: str, group: dict[str, Any], min_size: int, max_size: int, desired: int) -> None:
+def _update(ctx: ResourceContext, region: str, group: dict[str, Any], min_size: int, max_size: int, desired: int) -> None:
     if (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (min_size, max_size, desired):
         return
     name = group["AutoScalingGroupName"]
@@ -146,11 +147,11 @@ def _update(ctx: Any, region: str, group: dict[str, Any], min_size: int, max_siz
     ctx.log.info("autoscaling.scaled", group=name, region=region, min=min_size, max=max_size, desired=desired)
 
 
-def _client(ctx: Any, region: str) -> Any:
+def _client(ctx: ResourceContext, region: str) -> Any:
     return ctx.client("autoscaling", region=region)
 
 
-def _group(ctx: Any, name: str, region: str) -> dict[str, Any]:
+def _group(ctx: ResourceContext, name: str, region: str) -> dict[str, Any]:
     with aws_errors(f"DescribeAutoScalingGroups {name}"):
         found = _client(ctx, region).describe_auto_scaling_groups(AutoScalingGroupNames=[name])
     groups = [g for g in found.get("AutoScalingGroups", []) if g.get("Status") != "Delete in progress"]

@@ -8,7 +8,6 @@ InvalidToken (moto) and reports the task closed.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import structlog
@@ -20,7 +19,6 @@ from contracts.callback import CALLBACK_SEND, GONE_CODES, CallbackReply, Callbac
 
 log = structlog.get_logger("dr.callback")
 
-_FALLBACK_REGION = "us-east-1"
 # Beyond activities.core.aws's list: our output was refused, or the token's KMS key is closed to us. Retrying cannot help.
 _PERMANENT = frozenset({"InvalidOutput", "KmsAccessDeniedException", "KmsInvalidStateException"})
 
@@ -28,8 +26,6 @@ _PERMANENT = frozenset({"InvalidOutput", "KmsAccessDeniedException", "KmsInvalid
 class CallbackActivities:
     def __init__(self, aws: AwsClients) -> None:
         self.aws = aws
-        self._lock = threading.Lock()
-        self._hub_clients: dict[str, Any] = {}
 
     def all(self) -> list[Any]:
         return [self.send]
@@ -37,7 +33,7 @@ class CallbackActivities:
     @activity.defn(name=CALLBACK_SEND)
     def send(self, request: CallbackRequest) -> CallbackReply:
         options = request.options
-        region = options.region or self.aws.base_session.region_name or _FALLBACK_REGION
+        region = options.region or self.aws.hub_region
         attempt = activity.info().attempt
         bound = log.bind(kind=request.kind, token=options.token_hint(), region=region, attempt=attempt,
                          account=request.account.id if request.account else "hub")
@@ -71,9 +67,4 @@ class CallbackActivities:
     def _client(self, request: CallbackRequest, region: str) -> Any:
         if request.account is not None:  # a plan account: its role, through the shared AssumeRole cache
             return self.aws.client("stepfunctions", request.account, region)
-        with self._lock:  # Session.client() is not thread-safe; the clients are
-            client = self._hub_clients.get(region)
-            if client is None:
-                client = self.aws.base_session.client("stepfunctions", region_name=region)
-                self._hub_clients[region] = client
-            return client
+        return self.aws.hub_client("stepfunctions", region)

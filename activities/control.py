@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contracts.activities import WAIT_ACTION, Operation, WaitParameters
+from activities.core.context import ResourceContext
 from activities.core.registry import ServiceModule, register
 from plans.model import PHASE_ORDER
 
@@ -22,15 +23,12 @@ class Wait(ServiceModule):
     Parameters = WaitParameters
     phases = frozenset(PHASE_ORDER)
 
-    def start(self, ctx: Any, params: WaitParameters) -> Operation:
+    def start(self, ctx: ResourceContext, params: WaitParameters) -> Operation:
         until = datetime.now(UTC) + timedelta(seconds=params.seconds)
         return self._at(until, params)
 
-    def poll(self, ctx: Any, params: WaitParameters, handle: dict[str, Any]) -> Operation:
+    def poll(self, ctx: ResourceContext, params: WaitParameters, handle: dict[str, Any]) -> Operation:
         return self._at(datetime.fromisoformat(handle["until"]), params)
-
-    def status(self, ctx: Any, params: WaitParameters) -> dict[str, Any]:
-        return {"seconds": params.seconds}
 
     @staticmethod
     def _at(until: datetime, params: WaitParameters) -> Operation:

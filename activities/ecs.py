@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
+from activities.core.context import ResourceContext
 from activities.core.aws import aws_call, aws_errors, fatal
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, ServiceModule, register
@@ -34,12 +35,12 @@ class EcsService(ServiceModule):
     action = "ecs.service"
     summary = "Scale an ECS service up in the recovery region and wait for steady state; scale the old one down"
     Parameters = EcsServiceParameters
-    def instantiate(self, ctx: Any, params: EcsServiceParameters) -> Operation:
+    def instantiate(self, ctx: ResourceContext, params: EcsServiceParameters) -> Operation:
         service = _service(ctx, params.cluster, params.service, ctx.recovery_region)
         return Operation(done=True, outputs=_counts(service),
                          message=f"{params.service} in {params.cluster}: {_summary(service)}")
 
-    def poll(self, ctx: Any, params: EcsServiceParameters, handle: dict[str, Any]) -> Operation:
+    def poll(self, ctx: ResourceContext, params: EcsServiceParameters, handle: dict[str, Any]) -> Operation:
         service = _service(ctx, handle["cluster"], handle["service"], handle["region"])
         # Steady as botocore's own `services_stable` waiter defines it: one deployment, all its tasks running.
         steady = (service["desiredCount"] == handle["desiredCount"] and service["runningCount"] == handle["desiredCount"]
@@ -48,10 +49,7 @@ class EcsService(ServiceModule):
         return Operation(done=steady, handle=handle, outputs=_counts(service), message=message,
                          poll_interval_seconds=_POLL_SECONDS)
 
-    def status(self, ctx: Any, params: EcsServiceParameters) -> dict[str, Any]:
-        return _counts(_service(ctx, params.cluster, params.service, ctx.recovery_region))
-
-    def activate(self, ctx: Any, params: EcsServiceParameters) -> Operation:
+    def activate(self, ctx: ResourceContext, params: EcsServiceParameters) -> Operation:
         region = ctx.recovery_region
         service = _service(ctx, params.cluster, params.service, region)
         tag = _TAG_PREFIX + ctx.call.execution_id
@@ -68,7 +66,7 @@ class EcsService(ServiceModule):
         return self.poll(ctx, params, {"cluster": params.cluster, "service": params.service, "region": region,
                                        "desiredCount": params.desired_count})
 
-    def cleanup(self, ctx: Any, params: EcsServiceParameters) -> Operation:
+    def cleanup(self, ctx: ResourceContext, params: EcsServiceParameters) -> Operation:
         if ctx.is_drill:
             region = ctx.recovery_region
             service = _service(ctx, params.cluster, params.service, region)
@@ -98,11 +96,11 @@ class EcsService(ServiceModule):
                                        "desiredCount": 0})
 
 
-def _client(ctx: Any, region: str) -> Any:
+def _client(ctx: ResourceContext, region: str) -> Any:
     return ctx.client("ecs", region=region)
 
 
-def _service(ctx: Any, cluster: str, name: str, region: str) -> dict[str, Any]:
+def _service(ctx: ResourceContext, cluster: str, name: str, region: str) -> dict[str, Any]:
     with aws_errors(f"DescribeServices {name}"):
         found = _client(ctx, region).describe_services(cluster=cluster, services=[name], include=["TAGS"])
     services = [s for s in found.get("services", []) if s.get("status") != "INACTIVE"]

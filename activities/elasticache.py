@@ -26,11 +26,12 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from activities.core.context import ResourceContext
 from activities.core.aws import aws_call, aws_errors, fatal
 from activities.core.context import TAG_EXECUTION
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, StateMachineModule, register
-from plans.model import Mode, Phase
+from plans.model import Mode
 
 _GROUP_ID = r"^[a-zA-Z][a-zA-Z0-9-]{0,39}$"
 _POLL_SECONDS = 15.0
@@ -57,35 +58,35 @@ class ElastiCacheGlobalDatastore(StateMachineModule):
     summary = "Fail an ElastiCache global datastore over to the recovery region (or detach its secondary in a disaster)"
     Parameters = GlobalDatastoreParameters
 
-    def status(self, ctx: Any, params: GlobalDatastoreParameters) -> dict[str, Any]:
+    def status(self, ctx: ResourceContext, params: GlobalDatastoreParameters) -> dict[str, Any]:
         group = _group(ctx, ctx.recovery_region, params.replication_group_id)
-        datastore = _datastore(ctx, params.global_replication_group_id, required=False)
+        datastore = _find_datastore(ctx, params.global_replication_group_id)
         return {"datastore": datastore and datastore["Status"], "role": _role(group),
                 "groupStatus": group and group["Status"], "endpoint": _endpoint(group)}
 
-    def step(self, ctx: Any, params: GlobalDatastoreParameters, handle: dict[str, Any]) -> Operation:
-        phase, drill = ctx.call.phase, ctx.is_drill
-        if phase is Phase.INSTANTIATE or (phase is Phase.ACTIVATE and drill and params.drill_method == "check"):
-            return _preflight(ctx, params)
-        if phase is Phase.ACTIVATE:
-            if drill:
-                return _drill_copy(ctx, params)
-            return _disassociate(ctx, params) if ctx.mode is Mode.DISASTER else _failover(ctx, params)
-        if phase is Phase.CLEANUP:
-            if drill and params.drill_method == "restore":
-                return _drill_cleanup(ctx, params)
-            return Operation(done=True, message="nothing to clean up: the old primary is handled by REPLICATE")
-        if phase is Phase.REPLICATE:
-            if drill:
-                return Operation(done=True, message="replication untouched by drill")
-            return _replicate(ctx, params)
-        raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
+    def instantiate(self, ctx: ResourceContext, params: GlobalDatastoreParameters, handle: dict[str, Any]) -> Operation:
+        return _preflight(ctx, params)
+
+    def activate(self, ctx: ResourceContext, params: GlobalDatastoreParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill:
+            return _preflight(ctx, params) if params.drill_method == "check" else _drill_copy(ctx, params)
+        return _disassociate(ctx, params) if ctx.mode is Mode.DISASTER else _failover(ctx, params)
+
+    def cleanup(self, ctx: ResourceContext, params: GlobalDatastoreParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill and params.drill_method == "restore":
+            return _drill_cleanup(ctx, params)
+        return Operation(done=True, message="nothing to clean up: the old primary is handled by REPLICATE")
+
+    def replicate(self, ctx: ResourceContext, params: GlobalDatastoreParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill:
+            return Operation(done=True, message="replication untouched by drill")
+        return _replicate(ctx, params)
 
 
 # --- phases ---------------------------------------------------------------------------------------------------------
 
 
-def _preflight(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
+def _preflight(ctx: ResourceContext, params: GlobalDatastoreParameters) -> Operation:
     datastore = _datastore(ctx, params.global_replication_group_id)
     member = _member(datastore, ctx.recovery_region, params.replication_group_id)
     primary = _member(datastore, ctx.primary_region, params.primary_replication_group_id)
@@ -110,7 +111,7 @@ def _preflight(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
     return Operation(done=True, outputs=outputs, message=message)
 
 
-def _failover(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
+def _failover(ctx: ResourceContext, params: GlobalDatastoreParameters) -> Operation:
     datastore = _datastore(ctx, params.global_replication_group_id)
     member = _member(datastore, ctx.recovery_region, params.replication_group_id)
     if member is None:
@@ -133,7 +134,7 @@ def _failover(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
                  f"{member['Role'].lower()} ({group['Status']})", outputs)
 
 
-def _disassociate(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
+def _disassociate(ctx: ResourceContext, params: GlobalDatastoreParameters) -> Operation:
     group = _require_group(ctx, ctx.recovery_region, params.replication_group_id)
     info = group.get("GlobalReplicationGroupInfo") or {}
     outputs = {"groupStatus": group["Status"], "endpoint": _endpoint(group)}
@@ -158,7 +159,7 @@ def _disassociate(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
     return _wait(f"detaching {params.replication_group_id} from {params.global_replication_group_id}", outputs)
 
 
-def _drill_copy(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
+def _drill_copy(ctx: ResourceContext, params: GlobalDatastoreParameters) -> Operation:
     snapshot_name, copy_id = _drill_names(ctx, params)
     outputs: dict[str, Any] = {"drillGroup": copy_id, "snapshot": snapshot_name}
     copy = _group(ctx, ctx.recovery_region, copy_id)
@@ -205,7 +206,7 @@ def _drill_copy(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
     return _wait(f"restoring drill copy {copy_id} from {snapshot_name}", outputs)
 
 
-def _drill_cleanup(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
+def _drill_cleanup(ctx: ResourceContext, params: GlobalDatastoreParameters) -> Operation:
     snapshot_name, copy_id = _drill_names(ctx, params)
     client = _client(ctx)
     copy = _group(ctx, ctx.recovery_region, copy_id)
@@ -229,7 +230,7 @@ def _drill_cleanup(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
     return Operation(done=True, message=f"drill copy {copy_id} and snapshot {snapshot_name} are gone")
 
 
-def _replicate(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
+def _replicate(ctx: ResourceContext, params: GlobalDatastoreParameters) -> Operation:
     group = _require_group(ctx, ctx.recovery_region, params.replication_group_id)
     info = group.get("GlobalReplicationGroupInfo") or {}
     global_id = info.get("GlobalReplicationGroupId")
@@ -285,7 +286,7 @@ def _replicate(ctx: Any, params: GlobalDatastoreParameters) -> Operation:
 # --- helpers --------------------------------------------------------------------------------------------------------
 
 
-def _client(ctx: Any) -> Any:
+def _client(ctx: ResourceContext) -> Any:
     # The recovery region: in a disaster it is the one that answers, and it serves the datastore's API.
     return ctx.client("elasticache", region=ctx.recovery_region)
 
@@ -294,15 +295,20 @@ def _wait(message: str, outputs: dict[str, Any] | None = None) -> Operation:
     return Operation(done=False, outputs=outputs or {}, message=message, poll_interval_seconds=_POLL_SECONDS)
 
 
-def _datastore(ctx: Any, global_id: str, required: bool = True) -> dict[str, Any] | None:
+def _datastore(ctx: ResourceContext, global_id: str) -> dict[str, Any]:
+    datastore = _find_datastore(ctx, global_id)
+    if datastore is None:
+        raise fatal(f"global datastore {global_id} not found (account {ctx.call.account.id})",
+                    "GlobalDatastoreNotFound")
+    return datastore
+
+
+def _find_datastore(ctx: ResourceContext, global_id: str) -> dict[str, Any] | None:
     found = aws_call(f"DescribeGlobalReplicationGroups {global_id}", _client(ctx).describe_global_replication_groups,
                      tolerate=("GlobalReplicationGroupNotFoundFault",), GlobalReplicationGroupId=global_id,
                      ShowMemberInfo=True)
     if found and found["GlobalReplicationGroups"]:
         return dict(found["GlobalReplicationGroups"][0])
-    if required:
-        raise fatal(f"global datastore {global_id} not found (account {ctx.call.account.id})",
-                    "GlobalDatastoreNotFound")
     return None
 
 
@@ -317,14 +323,14 @@ def _members(datastore: dict[str, Any]) -> list[str]:
     return [f"{m['ReplicationGroupId']}@{m['ReplicationGroupRegion']}:{m['Role']}" for m in members]
 
 
-def _group(ctx: Any, region: str, group_id: str) -> dict[str, Any] | None:
+def _group(ctx: ResourceContext, region: str, group_id: str) -> dict[str, Any] | None:
     found = aws_call(f"DescribeReplicationGroups {group_id}",
                      ctx.client("elasticache", region=region).describe_replication_groups,
                      tolerate=("ReplicationGroupNotFoundFault",), ReplicationGroupId=group_id)
     return dict(found["ReplicationGroups"][0]) if found and found["ReplicationGroups"] else None
 
 
-def _require_group(ctx: Any, region: str, group_id: str) -> dict[str, Any]:
+def _require_group(ctx: ResourceContext, region: str, group_id: str) -> dict[str, Any]:
     group = _group(ctx, region, group_id)
     if group is None:
         raise fatal(f"replication group {group_id} not found in {region} (account {ctx.call.account.id})",
@@ -332,7 +338,7 @@ def _require_group(ctx: Any, region: str, group_id: str) -> dict[str, Any]:
     return group
 
 
-def _snapshot(ctx: Any, name: str) -> dict[str, Any] | None:
+def _snapshot(ctx: ResourceContext, name: str) -> dict[str, Any] | None:
     found = aws_call(f"DescribeSnapshots {name}", _client(ctx).describe_snapshots,
                      tolerate=("SnapshotNotFoundFault",), SnapshotName=name)
     return dict(found["Snapshots"][0]) if found and found["Snapshots"] else None
@@ -352,14 +358,14 @@ def _endpoint(group: dict[str, Any] | None) -> str | None:
     return f"{endpoint['Address']}:{endpoint.get('Port')}" if endpoint and endpoint.get("Address") else None
 
 
-def _drill_names(ctx: Any, params: GlobalDatastoreParameters) -> tuple[str, str]:
+def _drill_names(ctx: ResourceContext, params: GlobalDatastoreParameters) -> tuple[str, str]:
     tail = f"-drill-{ctx.drill_suffix()}"
     # Replication group ids stop at 40 characters and may not end with, or double, a hyphen.
     base = params.replication_group_id[: 40 - len(tail)].rstrip("-")
     return f"{params.replication_group_id}{tail}", f"{base}{tail}"
 
 
-def _require_ours(ctx: Any, arn: str, what: str) -> None:
+def _require_ours(ctx: ResourceContext, arn: str, what: str) -> None:
     # Names are derived from the execution, but deletion is irreversible: the tag must confirm it is our drill copy.
     with aws_errors(f"ListTagsForResource {arn}"):
         tags = _client(ctx).list_tags_for_resource(ResourceName=arn).get("TagList", [])

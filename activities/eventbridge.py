@@ -19,6 +19,7 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AwareDatetime, Field, model_validator
 
+from activities.core.context import ResourceContext
 from activities.core.aws import aws_call, aws_errors, error_code, fatal, unreachable
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, ServiceModule, register
@@ -55,14 +56,14 @@ class EventBridgeRule(ServiceModule):
     summary = "Enable EventBridge rules in the recovery region and disable them in the old primary"
     Parameters = EventBridgeRuleParameters
 
-    def instantiate(self, ctx: Any, params: EventBridgeRuleParameters) -> Operation:
+    def instantiate(self, ctx: ResourceContext, params: EventBridgeRuleParameters) -> Operation:
         states = _states(ctx, ctx.recovery_region, params.event_bus_name, params.rules)
         return Operation(done=True, outputs={"recovery": states}, message=f"rules found: {_summary(states)}")
 
-    def status(self, ctx: Any, params: EventBridgeRuleParameters) -> dict[str, Any]:
+    def status(self, ctx: ResourceContext, params: EventBridgeRuleParameters) -> dict[str, Any]:
         return {"recovery": _states(ctx, ctx.recovery_region, params.event_bus_name, params.rules)}
 
-    def activate(self, ctx: Any, params: EventBridgeRuleParameters) -> Operation:
+    def activate(self, ctx: ResourceContext, params: EventBridgeRuleParameters) -> Operation:
         region, bus = ctx.recovery_region, params.event_bus_name
         if ctx.is_drill:
             states = _states(ctx, region, bus, params.rules)
@@ -87,7 +88,7 @@ class EventBridgeRule(ServiceModule):
             _set(ctx, region, bus, _rule(ctx, region, bus, name), enabled=True)
         return _done(ctx, params, "recovery rules enabled", outputs)
 
-    def cleanup(self, ctx: Any, params: EventBridgeRuleParameters) -> Operation:
+    def cleanup(self, ctx: ResourceContext, params: EventBridgeRuleParameters) -> Operation:
         region, bus = ctx.recovery_region, params.event_bus_name
         if ctx.is_drill:
             tag = _TAG_PREFIX + ctx.call.execution_id
@@ -140,18 +141,14 @@ class EventBridgeReplay(ServiceModule):
     summary = "Replay an EventBridge archive over a time window to its event bus, and wait until it completes"
     Parameters = EventBridgeReplayParameters
 
-    def instantiate(self, ctx: Any, params: EventBridgeReplayParameters) -> Operation:
+    def instantiate(self, ctx: ResourceContext, params: EventBridgeReplayParameters) -> Operation:
         archive = _archive(ctx, params.archive_name)
         outputs = {key: archive.get(key) for key in ("State", "EventCount", "EventSourceArn")}
         if archive["State"] not in ("ENABLED", "DISABLED"):
             raise fatal(f"archive {params.archive_name} is {archive['State']}", "ArchiveNotUsable")
         return Operation(done=True, outputs=outputs, message=f"archive {params.archive_name}: {archive['State']}")
 
-    def status(self, ctx: Any, params: EventBridgeReplayParameters) -> dict[str, Any]:
-        archive = _archive(ctx, params.archive_name)
-        return {key: archive.get(key) for key in ("State", "EventCount", "EventSourceArn")}
-
-    def activate(self, ctx: Any, params: EventBridgeReplayParameters) -> Operation:
+    def activate(self, ctx: ResourceContext, params: EventBridgeReplayParameters) -> Operation:
         region = ctx.recovery_region
         if ctx.is_drill and not params.drill_rules:
             return Operation(done=True, message="drill: replay skipped; it would re-deliver archived events to "
@@ -179,7 +176,7 @@ class EventBridgeReplay(ServiceModule):
                      start=start.isoformat(), end=end.isoformat(), rules=only or "all")
         return self.poll(ctx, params, handle)
 
-    def poll(self, ctx: Any, params: EventBridgeReplayParameters, handle: dict[str, Any]) -> Operation:
+    def poll(self, ctx: ResourceContext, params: EventBridgeReplayParameters, handle: dict[str, Any]) -> Operation:
         name = handle["replay"]
         with aws_errors(f"DescribeReplay {name}"):
             replay = _events(ctx, ctx.recovery_region).describe_replay(ReplayName=name)
@@ -195,11 +192,11 @@ class EventBridgeReplay(ServiceModule):
 # --- helpers --------------------------------------------------------------------------------------------------------
 
 
-def _events(ctx: Any, region: str) -> Any:
+def _events(ctx: ResourceContext, region: str) -> Any:
     return ctx.client("events", region=region)
 
 
-def _rule(ctx: Any, region: str, bus: str, name: str) -> dict[str, Any]:
+def _rule(ctx: ResourceContext, region: str, bus: str, name: str) -> dict[str, Any]:
     try:
         return dict(_events(ctx, region).describe_rule(Name=name, EventBusName=bus))
     except ClientError as exc:
@@ -209,7 +206,7 @@ def _rule(ctx: Any, region: str, bus: str, name: str) -> dict[str, Any]:
             raise
 
 
-def _set(ctx: Any, region: str, bus: str, rule: dict[str, Any], enabled: bool) -> None:
+def _set(ctx: ResourceContext, region: str, bus: str, rule: dict[str, Any], enabled: bool) -> None:
     if (rule["State"] != _DISABLED) == enabled:
         return
     call = _events(ctx, region).enable_rule if enabled else _events(ctx, region).disable_rule
@@ -218,17 +215,17 @@ def _set(ctx: Any, region: str, bus: str, rule: dict[str, Any], enabled: bool) -
     ctx.log.info("eventbridge.rule_switched", rule=rule["Name"], bus=bus, region=region, enabled=enabled)
 
 
-def _states(ctx: Any, region: str, bus: str, names: list[str]) -> dict[str, str]:
+def _states(ctx: ResourceContext, region: str, bus: str, names: list[str]) -> dict[str, str]:
     return {name: _rule(ctx, region, bus, name)["State"] for name in names}
 
 
-def _tags(ctx: Any, region: str, arn: str) -> dict[str, str]:
+def _tags(ctx: ResourceContext, region: str, arn: str) -> dict[str, str]:
     with aws_errors(f"ListTagsForResource {arn}"):
         found = _events(ctx, region).list_tags_for_resource(ResourceARN=arn)
     return {t["Key"]: t["Value"] for t in found.get("Tags", [])}
 
 
-def _disable_primary(ctx: Any, params: EventBridgeRuleParameters, tolerate_unreachable: bool) -> dict[str, Any]:
+def _disable_primary(ctx: ResourceContext, params: EventBridgeRuleParameters, tolerate_unreachable: bool) -> dict[str, Any]:
     region = ctx.primary_region
     bus = params.primary_event_bus_name or params.event_bus_name
     try:
@@ -244,7 +241,7 @@ def _disable_primary(ctx: Any, params: EventBridgeRuleParameters, tolerate_unrea
         return {"unreachable": True}
 
 
-def _done(ctx: Any, params: EventBridgeRuleParameters, what: str, outputs: dict[str, Any] | None = None) -> Operation:
+def _done(ctx: ResourceContext, params: EventBridgeRuleParameters, what: str, outputs: dict[str, Any] | None = None) -> Operation:
     states = _states(ctx, ctx.recovery_region, params.event_bus_name, params.rules)
     return Operation(done=True, outputs={"recovery": states, **(outputs or {})}, message=f"{what}: {_summary(states)}")
 
@@ -253,7 +250,7 @@ def _summary(states: dict[str, Any]) -> str:
     return ", ".join(f"{name} {state}" for name, state in states.items())
 
 
-def _archive(ctx: Any, name: str) -> dict[str, Any]:
+def _archive(ctx: ResourceContext, name: str) -> dict[str, Any]:
     try:
         return dict(_events(ctx, ctx.recovery_region).describe_archive(ArchiveName=name))
     except ClientError as exc:
@@ -263,7 +260,7 @@ def _archive(ctx: Any, name: str) -> dict[str, Any]:
             raise
 
 
-def _replay_name(ctx: Any) -> str:
+def _replay_name(ctx: ResourceContext) -> str:
     # One replay per execution and resource, so a retried start finds it; names are at most 64 characters.
     digest = hashlib.sha256(f"{ctx.call.execution_id}/{ctx.call.resource.name}".encode()).hexdigest()[:24]
     return f"dr-{ctx.call.mode.value}-{digest}"

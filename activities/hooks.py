@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from pydantic import Field
 from temporalio.exceptions import ApplicationError
 
+from activities.core.context import ResourceContext
 from activities.core.aws import aws_call, aws_errors, error_code
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, ServiceModule, register
@@ -67,14 +69,14 @@ class StopAutomationParameters(ModuleParameters):
     reason: str = ""
 
 
-def run_context(ctx: Any) -> dict[str, str]:
+def run_context(ctx: ResourceContext) -> dict[str, str]:
     """What a hook may learn of the run: "${dr.mode}" in a parameter, `drContext` in a Lambda event."""
     call = ctx.call
     return {"executionId": call.execution_id, "plan": call.plan_name, "mode": call.mode.value,
             "phase": call.phase.value, "layer": call.layer, "hook": call.resource.name}
 
 
-def idempotency_token(ctx: Any) -> str:
+def idempotency_token(ctx: ResourceContext) -> str:
     call = ctx.call
     key = f"{call.execution_id}/{call.phase.value}/{call.layer}/{call.resource.name}"
     return str(uuid.uuid5(_TOKEN_NAMESPACE, key))
@@ -100,7 +102,7 @@ class SsmAutomationHook(ServiceModule):
     Parameters = SsmAutomationParameters
     phases = frozenset(PHASE_ORDER)
 
-    def start(self, ctx: Any, params: SsmAutomationParameters) -> Operation:
+    def start(self, ctx: ResourceContext, params: SsmAutomationParameters) -> Operation:
         kwargs: dict[str, Any] = {"DocumentName": params.document_name, "ClientToken": idempotency_token(ctx),
                                   "Tags": ctx.tags()}
         if params.document_version:
@@ -113,7 +115,7 @@ class SsmAutomationHook(ServiceModule):
         ctx.log.info("hook.automation_started", document=params.document_name, automation=execution_id)
         return self.poll(ctx, params, {"automationExecutionId": execution_id, "region": ctx.call.region})
 
-    def poll(self, ctx: Any, params: SsmAutomationParameters, handle: dict[str, Any]) -> Operation:
+    def poll(self, ctx: ResourceContext, params: SsmAutomationParameters, handle: dict[str, Any]) -> Operation:
         execution_id = handle["automationExecutionId"]
         with aws_errors(f"GetAutomationExecution {execution_id}"):
             found = _ssm(ctx).get_automation_execution(AutomationExecutionId=execution_id)["AutomationExecution"]
@@ -136,14 +138,14 @@ class SsmAutomationHook(ServiceModule):
                          poll_interval_seconds=_POLL_SECONDS)
 
     @staticmethod
-    def stop(ctx: Any, execution_id: str) -> None:
+    def stop(ctx: ResourceContext, execution_id: str) -> None:
         # Tolerated: it already ended (between our look and the stop), which is what a stop wants.
         aws_call(f"StopAutomationExecution {execution_id}", _ssm(ctx).stop_automation_execution,
                  tolerate=("InvalidAutomationStatusUpdateException",), AutomationExecutionId=execution_id,
                  Type="Cancel")
         ctx.log.warning("hook.automation_stopped", automation=execution_id)
 
-    def status(self, ctx: Any, params: SsmAutomationParameters) -> dict[str, Any]:
+    def status(self, ctx: ResourceContext, params: SsmAutomationParameters) -> dict[str, Any]:
         """Whether the runbook is there to run (readiness), and how its latest executions ended."""
         kwargs = {"Name": params.document_name}
         if params.document_version and params.document_version.isdigit():
@@ -168,15 +170,10 @@ class StopSsmAutomation(ServiceModule):
     Parameters = StopAutomationParameters
     phases = frozenset(PHASE_ORDER)
 
-    def start(self, ctx: Any, params: StopAutomationParameters) -> Operation:
+    def start(self, ctx: ResourceContext, params: StopAutomationParameters) -> Operation:
         SsmAutomationHook.stop(ctx, params.automation_execution_id)
         return Operation(done=True, message=f"automation {params.automation_execution_id} stopped"
                          + (f" ({params.reason})" if params.reason else ""))
-
-    def status(self, ctx: Any, params: StopAutomationParameters) -> dict[str, Any]:
-        with aws_errors(f"GetAutomationExecution {params.automation_execution_id}"):
-            found = _ssm(ctx).get_automation_execution(AutomationExecutionId=params.automation_execution_id)
-        return {"status": found["AutomationExecution"]["AutomationExecutionStatus"]}
 
 
 @register
@@ -186,7 +183,7 @@ class LambdaHook(ServiceModule):
     Parameters = LambdaParameters
     phases = frozenset(PHASE_ORDER)
 
-    def start(self, ctx: Any, params: LambdaParameters) -> Operation:
+    def start(self, ctx: ResourceContext, params: LambdaParameters) -> Operation:
         context = run_context(ctx)
         event = {**substitute(dict(params.payload), context),
                  "drContext": {**context, "drill": ctx.is_drill, "invocationId": idempotency_token(ctx)}}
@@ -219,52 +216,28 @@ class LambdaHook(ServiceModule):
         return Operation(done=True, outputs=outputs, message=f"lambda {name} answered (version "
                                                              f"{answer.get('ExecutedVersion', '?')})")
 
-    def status(self, ctx: Any, params: LambdaParameters) -> dict[str, Any]:
-        kwargs = {"FunctionName": params.function_name, **({"Qualifier": params.qualifier} if params.qualifier
-                                                           else {})}
-        with aws_errors(f"GetFunctionConfiguration {params.function_name}"):
-            found = ctx.client("lambda").get_function_configuration(**kwargs)
-        return {key: found.get(key) for key in ("State", "Version", "Timeout", "LastModified")}
 
-
-class _fatal_codes:  # noqa: N801 - a context manager used like aws_errors
+@contextmanager
+def _fatal_codes(what: str, codes: set[str]) -> Iterator[None]:
     """Make these error codes non-retryable (they name the request, not the service's health)."""
-
-    def __init__(self, what: str, codes: set[str]) -> None:
-        self.what, self.codes = what, codes
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
-        if isinstance(exc, ClientError) and error_code(exc) in self.codes:
-            message = exc.response.get("Error", {}).get("Message", "")
-            raise _failure(f"{self.what}: {error_code(exc)}: {message}", error_code(exc)) from exc
-        return False
+    try:
+        yield
+    except ClientError as exc:
+        if error_code(exc) not in codes:
+            raise
+        message = exc.response.get("Error", {}).get("Message", "")
+        raise _failure(f"{what}: {error_code(exc)}: {message}", error_code(exc)) from exc
 
 
-def _ssm(ctx: Any) -> Any:
+def _ssm(ctx: ResourceContext) -> Any:
     return ctx.client("ssm")
 
 
-_lambda_clients: dict[tuple[Any, ...], Any] = {}
-_lambda_lock = threading.Lock()
-
-
-def _lambda(ctx: Any, timeout_seconds: int) -> Any:
+def _lambda(ctx: ResourceContext, timeout_seconds: int) -> Any:
     """A Lambda client that waits as long as the hook may take and never re-sends an invoke by itself."""
-    account, region = ctx.call.account, ctx.call.region
-    key = (account.id, account.role_name, region, timeout_seconds)
-    with _lambda_lock:
-        client = _lambda_clients.get(key)
-    if client is None:
-        session = ctx.aws.session_for(account)
-        config = Config(read_timeout=timeout_seconds, connect_timeout=10, retries={"total_max_attempts": 1})
-        # Session.client() is not thread-safe: hold the lock AwsClients holds around its own calls on the session.
-        with getattr(ctx.aws, "_lock", _lambda_lock), _lambda_lock:
-            client = _lambda_clients.get(key) or session.client("lambda", region_name=region, config=config)
-            _lambda_clients[key] = client
-    return client
+    config = Config(read_timeout=timeout_seconds, connect_timeout=10,
+                    retries={"mode": "standard", "total_max_attempts": 1})
+    return ctx.aws.client("lambda", ctx.call.account, ctx.call.region, config=config)
 
 
 def _automation_outputs(found: dict[str, Any]) -> dict[str, Any]:

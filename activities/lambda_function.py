@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, Literal, overload
 
 from botocore.exceptions import ClientError
 from pydantic import Field, model_validator
 
+from activities.core.context import ResourceContext
 from activities.core.aws import aws_call, aws_errors, error_code, fatal
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, ServiceModule, register
@@ -78,16 +79,16 @@ class LambdaFunction(ServiceModule):
     summary = "Switch a Lambda alias, set concurrency and enable event source mappings in the recovery region"
     Parameters = LambdaFunctionParameters
 
-    def instantiate(self, ctx: Any, params: LambdaFunctionParameters) -> Operation:
+    def instantiate(self, ctx: ResourceContext, params: LambdaFunctionParameters) -> Operation:
         return self.poll(ctx, params, {})
 
-    def activate(self, ctx: Any, params: LambdaFunctionParameters) -> Operation:
+    def activate(self, ctx: ResourceContext, params: LambdaFunctionParameters) -> Operation:
         return self.poll(ctx, params, {})
 
-    def cleanup(self, ctx: Any, params: LambdaFunctionParameters) -> Operation:
+    def cleanup(self, ctx: ResourceContext, params: LambdaFunctionParameters) -> Operation:
         return self.poll(ctx, params, {})
 
-    def poll(self, ctx: Any, params: LambdaFunctionParameters, handle: dict[str, Any]) -> Operation:
+    def poll(self, ctx: ResourceContext, params: LambdaFunctionParameters, handle: dict[str, Any]) -> Operation:
         phase = ctx.call.phase
         if phase is Phase.INSTANTIATE:
             return _verify(ctx, params, "ready")
@@ -95,7 +96,7 @@ class LambdaFunction(ServiceModule):
             return _drill_activate(ctx, params) if ctx.is_drill else _failover(ctx, params)
         return _drill_restore(ctx, params) if ctx.is_drill else _old_primary(ctx, params)
 
-    def status(self, ctx: Any, params: LambdaFunctionParameters) -> dict[str, Any]:
+    def status(self, ctx: ResourceContext, params: LambdaFunctionParameters) -> dict[str, Any]:
         lam = ctx.client("lambda", region=ctx.recovery_region)
         config = _function(lam, params.function_name, ctx.recovery_region)
         report = {"state": config.get("State"), "lastUpdateStatus": config.get("LastUpdateStatus"),
@@ -109,7 +110,7 @@ class LambdaFunction(ServiceModule):
 # --- phases ---------------------------------------------------------------------------------------------------------
 
 
-def _verify(ctx: Any, params: LambdaFunctionParameters, what: str) -> Operation:
+def _verify(ctx: ResourceContext, params: LambdaFunctionParameters, what: str) -> Operation:
     lam = ctx.client("lambda", region=ctx.recovery_region)
     config = _function(lam, params.function_name, ctx.recovery_region)
     if config.get("State") == "Failed":
@@ -125,7 +126,7 @@ def _verify(ctx: Any, params: LambdaFunctionParameters, what: str) -> Operation:
     return Operation(done=True, outputs=outputs, message=f"{params.function_name} {what}")
 
 
-def _drill_activate(ctx: Any, params: LambdaFunctionParameters) -> Operation:
+def _drill_activate(ctx: ResourceContext, params: LambdaFunctionParameters) -> Operation:
     if not params.drill_alias:
         return _verify(ctx, params, "verified; a drill without drillAlias moves no alias, concurrency or mapping")
     lam = ctx.client("lambda", region=ctx.recovery_region)
@@ -152,7 +153,7 @@ def _drill_activate(ctx: Any, params: LambdaFunctionParameters) -> Operation:
     return _settle(ctx, lam, params, drill, params.provisioned_concurrency, enable_mappings=False)
 
 
-def _drill_restore(ctx: Any, params: LambdaFunctionParameters) -> Operation:
+def _drill_restore(ctx: ResourceContext, params: LambdaFunctionParameters) -> Operation:
     if not params.drill_alias:
         return Operation(done=True, message=f"{params.function_name}: the drill changed nothing")
     lam = ctx.client("lambda", region=ctx.recovery_region)
@@ -184,7 +185,7 @@ def _drill_restore(ctx: Any, params: LambdaFunctionParameters) -> Operation:
                      message=f"{name}:{drill} restored as before the drill")
 
 
-def _failover(ctx: Any, params: LambdaFunctionParameters) -> Operation:
+def _failover(ctx: ResourceContext, params: LambdaFunctionParameters) -> Operation:
     lam = ctx.client("lambda", region=ctx.recovery_region)
     name = params.function_name
     _function(lam, name, ctx.recovery_region)
@@ -205,7 +206,7 @@ def _failover(ctx: Any, params: LambdaFunctionParameters) -> Operation:
                    enable_mappings=params.enable_event_source_mappings)
 
 
-def _old_primary(ctx: Any, params: LambdaFunctionParameters) -> Operation:
+def _old_primary(ctx: ResourceContext, params: LambdaFunctionParameters) -> Operation:
     if not (params.disable_primary_event_source_mappings or params.remove_primary_concurrency):
         return Operation(done=True, message=f"{params.function_name}: the old primary is kept as it is (plan)")
     region = ctx.primary_region
@@ -228,7 +229,7 @@ def _old_primary(ctx: Any, params: LambdaFunctionParameters) -> Operation:
     return Operation(done=True, outputs=outputs, message=f"old primary {name} in {region} stopped as the plan asks")
 
 
-def _settle(ctx: Any, lam: Any, params: LambdaFunctionParameters, alias: str | None, provisioned: int | None,
+def _settle(ctx: ResourceContext, lam: Any, params: LambdaFunctionParameters, alias: str | None, provisioned: int | None,
             enable_mappings: bool) -> Operation:
     """Provisioned concurrency as asked, the function's last update done, then (if asked) the mappings enabled."""
     name = params.function_name
@@ -280,6 +281,14 @@ def _function(lam: Any, name: str, region: str, qualifier: str | None = None) ->
             raise fatal(f"Lambda function {what} not found in {region}", "FunctionNotFound") from exc
         with aws_errors(f"GetFunctionConfiguration {name}"):
             raise
+
+
+@overload
+def _alias(lam: Any, name: str, alias: str, required: Literal[True]) -> dict[str, Any]: ...
+
+
+@overload
+def _alias(lam: Any, name: str, alias: str, required: bool = False) -> dict[str, Any] | None: ...
 
 
 def _alias(lam: Any, name: str, alias: str, required: bool = False) -> dict[str, Any] | None:
@@ -336,7 +345,7 @@ def _mappings(lam: Any, name: str, alias: str | None) -> list[dict[str, Any]]:
     return list(found.values())
 
 
-def _switch_mappings(ctx: Any, lam: Any, mappings: list[dict[str, Any]], enabled: bool) -> None:
+def _switch_mappings(ctx: ResourceContext, lam: Any, mappings: list[dict[str, Any]], enabled: bool) -> None:
     # Only settled mappings in the wrong state: one that is Creating/Updating is looked at again by the next poll.
     wrong = "Disabled" if enabled else "Enabled"
     for mapping in mappings:

@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from activities.core.context import ResourceContext
 from activities.core.aws import aws_call, aws_errors, fatal
 from activities.core.context import TAG_EXECUTION
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, StateMachineModule, register
-from plans.model import Phase
 
 _NAME = r"^[a-zA-Z][a-zA-Z0-9-]{0,39}$"
 _POLL_SECONDS = 15.0
@@ -59,31 +59,40 @@ class MemoryDbCluster(StateMachineModule):
     summary = "Verify a MemoryDB multi-region member (failover is DNS) or restore a cluster from a snapshot"
     Parameters = MemoryDbClusterParameters
 
-    def status(self, ctx: Any, params: MemoryDbClusterParameters) -> dict[str, Any]:
+    def status(self, ctx: ResourceContext, params: MemoryDbClusterParameters) -> dict[str, Any]:
         cluster = _cluster(ctx, ctx.recovery_region, params.cluster_name)
         return {"cluster": params.cluster_name, "exists": cluster is not None,
                 "status": cluster and cluster["Status"], "endpoint": _endpoint(cluster)}
 
-    def step(self, ctx: Any, params: MemoryDbClusterParameters, handle: dict[str, Any]) -> Operation:
-        phase = ctx.call.phase
+    def instantiate(self, ctx: ResourceContext, params: MemoryDbClusterParameters, handle: dict[str, Any]) -> Operation:
         if params.method == "multi-region":
-            if phase in (Phase.INSTANTIATE, Phase.ACTIVATE):
-                return _member_ready(ctx, params, ctx.recovery_region, params.cluster_name)
-            if phase is Phase.REPLICATE and not ctx.is_drill:
-                return _member_ready(ctx, params, ctx.primary_region, params.primary_cluster_name)
-            return Operation(done=True, message="multi-region cluster: nothing to change in this phase")
-        if phase is Phase.INSTANTIATE:
-            snapshot = _resolve_snapshot(ctx, params)
-            return Operation(done=True, outputs={"snapshot": snapshot["Name"]},
-                             message=f"snapshot {snapshot['Name']} available in {ctx.recovery_region}")
-        if phase is Phase.ACTIVATE:
-            return _restore(ctx, params)
-        if phase is Phase.CLEANUP and ctx.is_drill:
+            return _member_ready(ctx, params, ctx.recovery_region, params.cluster_name)
+        snapshot = _resolve_snapshot(ctx, params)
+        return Operation(done=True, outputs={"snapshot": snapshot["Name"]},
+                         message=f"snapshot {snapshot['Name']} available in {ctx.recovery_region}")
+
+    def activate(self, ctx: ResourceContext, params: MemoryDbClusterParameters, handle: dict[str, Any]) -> Operation:
+        if params.method == "multi-region":
+            return _member_ready(ctx, params, ctx.recovery_region, params.cluster_name)
+        return _restore(ctx, params)
+
+    def cleanup(self, ctx: ResourceContext, params: MemoryDbClusterParameters, handle: dict[str, Any]) -> Operation:
+        if params.method != "multi-region" and ctx.is_drill:
             return _delete_drill_cluster(ctx, params)
-        return Operation(done=True, message="snapshot restore: nothing to change in this phase")
+        return _nothing_to_change(params)
+
+    def replicate(self, ctx: ResourceContext, params: MemoryDbClusterParameters, handle: dict[str, Any]) -> Operation:
+        if params.method == "multi-region" and not ctx.is_drill:
+            return _member_ready(ctx, params, ctx.primary_region, params.primary_cluster_name)
+        return _nothing_to_change(params)
 
 
-def _member_ready(ctx: Any, params: MemoryDbClusterParameters, region: str, name: str | None) -> Operation:
+def _nothing_to_change(params: MemoryDbClusterParameters) -> Operation:
+    method = "multi-region cluster" if params.method == "multi-region" else "snapshot restore"
+    return Operation(done=True, message=f"{method}: nothing to change in this phase")
+
+
+def _member_ready(ctx: ResourceContext, params: MemoryDbClusterParameters, region: str, name: str | None) -> Operation:
     multi_name = params.multi_region_cluster_name or ""
     found = aws_call(f"DescribeMultiRegionClusters {multi_name}", _client(ctx).describe_multi_region_clusters,
                      tolerate=("MultiRegionClusterNotFoundFault",), MultiRegionClusterName=multi_name,
@@ -110,7 +119,7 @@ def _member_ready(ctx: Any, params: MemoryDbClusterParameters, region: str, name
                      message=f"{cluster['Name']} ({region}) is available at {outputs['endpoint']}: move traffic by DNS")
 
 
-def _restore(ctx: Any, params: MemoryDbClusterParameters) -> Operation:
+def _restore(ctx: ResourceContext, params: MemoryDbClusterParameters) -> Operation:
     name = _target_name(ctx, params)
     cluster = _cluster(ctx, ctx.recovery_region, name)
     if cluster is not None:
@@ -143,7 +152,7 @@ def _restore(ctx: Any, params: MemoryDbClusterParameters) -> Operation:
     return _wait(f"restoring {name} from {snapshot['Name']}", {"cluster": name, "snapshot": snapshot["Name"]})
 
 
-def _delete_drill_cluster(ctx: Any, params: MemoryDbClusterParameters) -> Operation:
+def _delete_drill_cluster(ctx: ResourceContext, params: MemoryDbClusterParameters) -> Operation:
     name = _target_name(ctx, params)
     cluster = _cluster(ctx, ctx.recovery_region, name)
     if cluster is None:
@@ -160,7 +169,7 @@ def _delete_drill_cluster(ctx: Any, params: MemoryDbClusterParameters) -> Operat
 # --- helpers --------------------------------------------------------------------------------------------------------
 
 
-def _client(ctx: Any, region: str | None = None) -> Any:
+def _client(ctx: ResourceContext, region: str | None = None) -> Any:
     return ctx.client("memorydb", region=region or ctx.recovery_region)
 
 
@@ -168,13 +177,13 @@ def _wait(message: str, outputs: dict[str, Any] | None = None) -> Operation:
     return Operation(done=False, outputs=outputs or {}, message=message, poll_interval_seconds=_POLL_SECONDS)
 
 
-def _cluster(ctx: Any, region: str, name: str) -> dict[str, Any] | None:
+def _cluster(ctx: ResourceContext, region: str, name: str) -> dict[str, Any] | None:
     found = aws_call(f"DescribeClusters {name}", _client(ctx, region).describe_clusters,
                      tolerate=("ClusterNotFoundFault",), ClusterName=name)
     return dict(found["Clusters"][0]) if found and found["Clusters"] else None
 
 
-def _resolve_snapshot(ctx: Any, params: MemoryDbClusterParameters) -> dict[str, Any]:
+def _resolve_snapshot(ctx: ResourceContext, params: MemoryDbClusterParameters) -> dict[str, Any]:
     client = _client(ctx)
     if params.snapshot_name:
         found = aws_call(f"DescribeSnapshots {params.snapshot_name}", client.describe_snapshots,
@@ -199,7 +208,7 @@ def _taken_at(snapshot: dict[str, Any]) -> Any:
     return (max(times).timestamp() if times else 0.0, snapshot["Name"])
 
 
-def _target_name(ctx: Any, params: MemoryDbClusterParameters) -> str:
+def _target_name(ctx: ResourceContext, params: MemoryDbClusterParameters) -> str:
     if not ctx.is_drill:
         return params.cluster_name
     tail = f"-drill-{ctx.drill_suffix()}"
@@ -212,7 +221,7 @@ def _endpoint(cluster: dict[str, Any] | None) -> str | None:
     return f"{endpoint['Address']}:{endpoint.get('Port')}" if endpoint.get("Address") else None
 
 
-def _require_ours(ctx: Any, arn: str, what: str) -> None:
+def _require_ours(ctx: ResourceContext, arn: str, what: str) -> None:
     with aws_errors(f"ListTags {arn}"):
         tags = _client(ctx).list_tags(ResourceArn=arn).get("TagList", [])
     if {"Key": TAG_EXECUTION, "Value": ctx.call.execution_id} not in tags:

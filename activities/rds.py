@@ -16,11 +16,12 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
+from activities.core.context import ResourceContext
 from activities.core.aws import aws_call, fatal, unreachable
 from activities.core.context import TAG_EXECUTION
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, StateMachineModule, register
-from plans.model import Mode, Phase
+from plans.model import Mode
 
 _DB_ID = r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$"
 _POLL_SECONDS = 20.0
@@ -48,31 +49,31 @@ class RdsReadReplica(StateMachineModule):
     summary = "Promote a cross-region RDS read replica; replicate back to the old primary region"
     Parameters = RdsReadReplicaParameters
 
-    def status(self, ctx: Any, params: RdsReadReplicaParameters) -> dict[str, Any]:
+    def status(self, ctx: ResourceContext, params: RdsReadReplicaParameters) -> dict[str, Any]:
         replica = _describe(_rds(ctx, ctx.recovery_region), params.replica_identifier)
         if replica is None:
             return {"identifier": params.replica_identifier, "exists": False}
         return {"identifier": params.replica_identifier, "exists": True, **_report(ctx, replica)}
 
-    def step(self, ctx: Any, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
-        phase = ctx.call.phase
-        if phase is Phase.INSTANTIATE:
-            return _preflight(ctx, params)
-        if phase is Phase.ACTIVATE:
-            return _drill_copy(ctx, params) if ctx.is_drill else _promote(ctx, params, handle)
-        if phase is Phase.CLEANUP:
-            return _drill_cleanup(ctx, params) if ctx.is_drill else _old_primary(ctx, params)
-        if phase is Phase.REPLICATE:
-            if ctx.is_drill:
-                return Operation(done=True, message="replication untouched by drill")
-            return _replicate_back(ctx, params)
-        raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
+    def instantiate(self, ctx: ResourceContext, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
+        return _preflight(ctx, params)
+
+    def activate(self, ctx: ResourceContext, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
+        return _drill_copy(ctx, params) if ctx.is_drill else _promote(ctx, params, handle)
+
+    def cleanup(self, ctx: ResourceContext, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
+        return _drill_cleanup(ctx, params) if ctx.is_drill else _old_primary(ctx, params)
+
+    def replicate(self, ctx: ResourceContext, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
+        if ctx.is_drill:
+            return Operation(done=True, message="replication untouched by drill")
+        return _replicate_back(ctx, params)
 
 
 # --- phases ---------------------------------------------------------------------------------------------------------
 
 
-def _preflight(ctx: Any, params: RdsReadReplicaParameters) -> Operation:
+def _preflight(ctx: ResourceContext, params: RdsReadReplicaParameters) -> Operation:
     replica = _replica(ctx, params)
     source = replica.get("ReadReplicaSourceDBInstanceIdentifier")
     if not _is_replica_of(replica, params.primary_identifier):
@@ -90,7 +91,7 @@ def _preflight(ctx: Any, params: RdsReadReplicaParameters) -> Operation:
     return Operation(done=True, outputs=outputs, message=f"replica {params.replica_identifier} of {source} available")
 
 
-def _promote(ctx: Any, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
+def _promote(ctx: ResourceContext, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
     rds = _rds(ctx, ctx.recovery_region)
     replica = _replica(ctx, params)
     status = replica["DBInstanceStatus"]
@@ -116,7 +117,7 @@ def _promote(ctx: Any, params: RdsReadReplicaParameters, handle: dict[str, Any])
     return _wait(f"promoting {params.replica_identifier} ({status})", handle, outputs)
 
 
-def _drill_copy(ctx: Any, params: RdsReadReplicaParameters) -> Operation:
+def _drill_copy(ctx: ResourceContext, params: RdsReadReplicaParameters) -> Operation:
     rds = _rds(ctx, ctx.recovery_region)
     snapshot_id, copy_id = _drill_names(ctx, params)
     handle: dict[str, Any] = {"snapshotId": snapshot_id, "instanceId": copy_id}
@@ -176,7 +177,7 @@ def _drill_copy(ctx: Any, params: RdsReadReplicaParameters) -> Operation:
     return _wait(f"restoring drill copy {copy_id} from {snapshot_id}", {**handle, "step": "restore"})
 
 
-def _drill_cleanup(ctx: Any, params: RdsReadReplicaParameters) -> Operation:
+def _drill_cleanup(ctx: ResourceContext, params: RdsReadReplicaParameters) -> Operation:
     rds = _rds(ctx, ctx.recovery_region)
     snapshot_id, copy_id = _drill_names(ctx, params)
     handle = {"snapshotId": snapshot_id, "instanceId": copy_id}
@@ -210,7 +211,7 @@ def _drill_cleanup(ctx: Any, params: RdsReadReplicaParameters) -> Operation:
     return Operation(done=True, handle=handle, message=f"drill copy {copy_id} and snapshot {snapshot_id} are gone")
 
 
-def _old_primary(ctx: Any, params: RdsReadReplicaParameters) -> Operation:
+def _old_primary(ctx: ResourceContext, params: RdsReadReplicaParameters) -> Operation:
     action = params.old_primary_action
     if action == "none":
         return Operation(done=True, message=f"old primary {params.primary_identifier} left as it is (action none)")
@@ -229,7 +230,7 @@ def _old_primary(ctx: Any, params: RdsReadReplicaParameters) -> Operation:
         raise
 
 
-def _stop_or_delete_primary(ctx: Any, params: RdsReadReplicaParameters, action: str) -> Operation:
+def _stop_or_delete_primary(ctx: ResourceContext, params: RdsReadReplicaParameters, action: str) -> Operation:
     rds = _rds(ctx, ctx.primary_region)
     name = params.primary_identifier
     primary = _describe(rds, name)
@@ -266,7 +267,7 @@ def _stop_or_delete_primary(ctx: Any, params: RdsReadReplicaParameters, action: 
     return _wait(f"deleting old primary {name}", {"step": "delete"}, outputs)
 
 
-def _replicate_back(ctx: Any, params: RdsReadReplicaParameters) -> Operation:
+def _replicate_back(ctx: ResourceContext, params: RdsReadReplicaParameters) -> Operation:
     promoted = _replica(ctx, params)
     if promoted.get("ReadReplicaSourceDBInstanceIdentifier"):
         raise fatal(f"{params.replica_identifier} is still a read replica; promote it before REPLICATE", "NotPromoted")
@@ -307,7 +308,7 @@ def _replicate_back(ctx: Any, params: RdsReadReplicaParameters) -> Operation:
 # --- helpers --------------------------------------------------------------------------------------------------------
 
 
-def _rds(ctx: Any, region: str) -> Any:
+def _rds(ctx: ResourceContext, region: str) -> Any:
     return ctx.client("rds", region=region)
 
 
@@ -329,7 +330,7 @@ def _snapshot(rds: Any, identifier: str) -> dict[str, Any] | None:
     return dict(found["DBSnapshots"][0]) if found and found["DBSnapshots"] else None
 
 
-def _replica(ctx: Any, params: RdsReadReplicaParameters) -> dict[str, Any]:
+def _replica(ctx: ResourceContext, params: RdsReadReplicaParameters) -> dict[str, Any]:
     replica = _describe(_rds(ctx, ctx.recovery_region), params.replica_identifier)
     if replica is None:
         raise fatal(
@@ -345,7 +346,7 @@ def _is_replica_of(instance: dict[str, Any], primary: str) -> bool:
     return source.rsplit(":", 1)[-1] == primary
 
 
-def _drill_names(ctx: Any, params: RdsReadReplicaParameters) -> tuple[str, str]:
+def _drill_names(ctx: ResourceContext, params: RdsReadReplicaParameters) -> tuple[str, str]:
     suffix = ctx.drill_suffix()
     tail = f"-drill-{suffix}"
     # Instance identifiers stop at 63 characters and may not end with a hyphen.
@@ -353,13 +354,13 @@ def _drill_names(ctx: Any, params: RdsReadReplicaParameters) -> tuple[str, str]:
     return f"dr-drill-{suffix}", f"{base}{tail}"
 
 
-def _require_ours(ctx: Any, tags: list[dict[str, str]], what: str) -> None:
+def _require_ours(ctx: ResourceContext, tags: list[dict[str, str]], what: str) -> None:
     # Names are derived from the execution, but deletion is irreversible: the tag must confirm it is our drill copy.
     if {"Key": TAG_EXECUTION, "Value": ctx.call.execution_id} not in tags:
         raise fatal(f"refusing to delete {what}: it is not tagged {TAG_EXECUTION}={ctx.call.execution_id}", "NotOurs")
 
 
-def _report(ctx: Any, instance: dict[str, Any]) -> dict[str, Any]:
+def _report(ctx: ResourceContext, instance: dict[str, Any]) -> dict[str, Any]:
     return {
         "status": instance["DBInstanceStatus"],
         "source": instance.get("ReadReplicaSourceDBInstanceIdentifier"),
@@ -385,7 +386,7 @@ def _replication_state(instance: dict[str, Any]) -> str | None:
     return None
 
 
-def _lag_seconds(ctx: Any, identifier: str) -> float | None:
+def _lag_seconds(ctx: ResourceContext, identifier: str) -> float | None:
     """The latest ReplicaLag datapoint; None when CloudWatch has none or we may not read it (it is only a report)."""
     now = datetime.now(UTC)
     try:

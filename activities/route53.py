@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from temporalio.exceptions import ApplicationError
 
+from activities.core.context import ResourceContext
 from activities.core.aws import aws_errors, fatal
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, ServiceModule, register
@@ -95,7 +96,7 @@ class Route53Record(ServiceModule):
     summary = "Switch a DNS record (value, alias target or weights) to the recovery side and wait for INSYNC"
     Parameters = Route53RecordParameters
 
-    def instantiate(self, ctx: Any, params: Route53RecordParameters) -> Operation:
+    def instantiate(self, ctx: ResourceContext, params: Route53RecordParameters) -> Operation:
         zone = _zone_id(ctx, params)
         records = find_records(ctx, zone, params.record_name, params.record_type)
         _check_kind(params, zone, records)
@@ -105,7 +106,7 @@ class Route53Record(ServiceModule):
         return Operation(done=True, outputs=outputs,
                          message=f"{fqdn(params.record_name)} points to {outputs['pointsTo']}")
 
-    def activate(self, ctx: Any, params: Route53RecordParameters) -> Operation:
+    def activate(self, ctx: ResourceContext, params: Route53RecordParameters) -> Operation:
         zone = _zone_id(ctx, params)
         records = find_records(ctx, zone, params.record_name, params.record_type)
         if records or params.kind == "weighted":
@@ -135,7 +136,7 @@ class Route53Record(ServiceModule):
                          message=f"{name} -> {_summary(wanted)} submitted ({change_id})",
                          poll_interval_seconds=POLL_SECONDS)
 
-    def cleanup(self, ctx: Any, params: Route53RecordParameters) -> Operation:
+    def cleanup(self, ctx: ResourceContext, params: Route53RecordParameters) -> Operation:
         if not ctx.is_drill:
             return Operation(done=True, message="nothing to clean up: the production record stays switched")
         zone = _zone_id(ctx, params)
@@ -156,10 +157,10 @@ class Route53Record(ServiceModule):
         return Operation(done=False, handle={"changeId": change_id, **outputs}, outputs=outputs,
                          message=f"deleting drill record {name} ({change_id})", poll_interval_seconds=POLL_SECONDS)
 
-    def poll(self, ctx: Any, params: Route53RecordParameters, handle: dict[str, Any]) -> Operation:
+    def poll(self, ctx: ResourceContext, params: Route53RecordParameters, handle: dict[str, Any]) -> Operation:
         return poll_change(ctx, self.action, handle)
 
-    def status(self, ctx: Any, params: Route53RecordParameters) -> dict[str, Any]:
+    def status(self, ctx: ResourceContext, params: Route53RecordParameters) -> dict[str, Any]:
         zone = _zone_id(ctx, params)
         records = find_records(ctx, zone, params.record_name, params.record_type)
         result: dict[str, Any] = {"hostedZoneId": zone, "recordName": fqdn(params.record_name),
@@ -281,19 +282,19 @@ def fqdn(name: str) -> str:
     return name.rstrip(".").lower() + "."
 
 
-def client(ctx: Any) -> Any:
+def client(ctx: ResourceContext) -> Any:
     return ctx.client("route53", region=ROUTE53_REGION)
 
 
-def _drill_name(ctx: Any, params: Route53RecordParameters) -> str:
+def _drill_name(ctx: ResourceContext, params: Route53RecordParameters) -> str:
     return params.drill_record_name or f"drill-{ctx.drill_suffix()}.{params.record_name.rstrip('.')}"
 
 
-def _zone_id(ctx: Any, params: Any) -> str:
+def _zone_id(ctx: ResourceContext, params: Any) -> str:
     return zone_id(ctx, params.hosted_zone_id, params.zone_name)
 
 
-def zone_id(ctx: Any, hosted_zone_id: str | None, zone_name: str | None) -> str:
+def zone_id(ctx: ResourceContext, hosted_zone_id: str | None, zone_name: str | None) -> str:
     if hosted_zone_id:
         return hosted_zone_id.removeprefix("/hostedzone/")
     if not zone_name:
@@ -319,7 +320,7 @@ def zone_id(ctx: Any, hosted_zone_id: str | None, zone_name: str | None) -> str:
     return str(found[0]["Id"]).removeprefix("/hostedzone/")
 
 
-def find_records(ctx: Any, zone: str, name: str, record_type: str) -> list[dict[str, Any]]:
+def find_records(ctx: ResourceContext, zone: str, name: str, record_type: str) -> list[dict[str, Any]]:
     """Every record set of this name and type: one for a simple or alias record, one per set identifier otherwise."""
     wanted = fqdn(name)
     kwargs: dict[str, Any] = {"StartRecordName": wanted, "StartRecordType": record_type}
@@ -339,7 +340,7 @@ def find_records(ctx: Any, zone: str, name: str, record_type: str) -> list[dict[
     return found
 
 
-def change(ctx: Any, zone: str, changes: list[tuple[str, dict[str, Any]]], comment: str) -> str:
+def change(ctx: ResourceContext, zone: str, changes: list[tuple[str, dict[str, Any]]], comment: str) -> str:
     # PriorRequestNotComplete (an earlier change to the zone still applying) is left retryable by aws_errors.
     names = ", ".join(sorted({f"{a} {r['Name']}" for a, r in changes}))
     with aws_errors(f"{names} in {zone}"):
@@ -351,7 +352,7 @@ def change(ctx: Any, zone: str, changes: list[tuple[str, dict[str, Any]]], comme
     return str(response["ChangeInfo"]["Id"])
 
 
-def poll_change(ctx: Any, action: str, handle: dict[str, Any]) -> Operation:
+def poll_change(ctx: ResourceContext, action: str, handle: dict[str, Any]) -> Operation:
     change_id = handle.get("changeId")
     if not change_id:
         raise fatal(f"{action}: poll needs a changeId in the handle, got {sorted(handle)}", "BadHandle")

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import Field
 
+from activities.core.context import ResourceContext
 from activities.core.aws import aws_errors, error_code, fatal
 from contracts.activities import Operation
 from activities.core.registry import ModuleParameters, ServiceModule, register
@@ -49,11 +50,11 @@ class Route53HealthCheck(ServiceModule):
     summary = "Fail a Route 53 FAILOVER record pair over to the SECONDARY by inverting the primary's health check"
     Parameters = Route53HealthCheckParameters
 
-    def instantiate(self, ctx: Any, params: Route53HealthCheckParameters) -> Operation:
+    def instantiate(self, ctx: ResourceContext, params: Route53HealthCheckParameters) -> Operation:
         state = _inspect(ctx, params)
         return Operation(done=True, outputs=state, message=_describe(state))
 
-    def activate(self, ctx: Any, params: Route53HealthCheckParameters) -> Operation:
+    def activate(self, ctx: ResourceContext, params: Route53HealthCheckParameters) -> Operation:
         state = _inspect(ctx, params)
         if ctx.is_drill:
             verb = "invert it" if state["healthy"] else "leave it: Route 53 already serves the SECONDARY"
@@ -86,18 +87,18 @@ class Route53HealthCheck(ServiceModule):
             f"health check {check} Inverted={after['inverted']}: Route 53 now treats the primary as unhealthy and "
             "serves the SECONDARY record"))
 
-    def cleanup(self, ctx: Any, params: Route53HealthCheckParameters) -> Operation:
+    def cleanup(self, ctx: ResourceContext, params: Route53HealthCheckParameters) -> Operation:
         if ctx.is_drill:
             return Operation(done=True, message="drill changed nothing: nothing to clean up")
         if not params.revert_on_cleanup:
             return Operation(done=True, message="the health check stays inverted (revertOnCleanup is false)")
         return _revert(ctx, _inspect(ctx, params))
 
-    def status(self, ctx: Any, params: Route53HealthCheckParameters) -> dict[str, Any]:
+    def status(self, ctx: ResourceContext, params: Route53HealthCheckParameters) -> dict[str, Any]:
         return _inspect(ctx, params)
 
 
-def _revert(ctx: Any, state: dict[str, Any]) -> Operation:
+def _revert(ctx: ResourceContext, state: dict[str, Any]) -> Operation:
     check = state["healthCheckId"]
     if state["previousInverted"] is None:
         if state["healthy"]:
@@ -117,11 +118,11 @@ def _revert(ctx: Any, state: dict[str, Any]) -> Operation:
         f"health check {check} back to Inverted={state['previousInverted']} (as before {state['invertedBy']})"))
 
 
-def _inspect(ctx: Any, params: Route53HealthCheckParameters) -> dict[str, Any]:
+def _inspect(ctx: ResourceContext, params: Route53HealthCheckParameters) -> dict[str, Any]:
     zone = zone_id(ctx, params.hosted_zone_id, params.zone_name)
     name = f"{fqdn(params.record_name)} ({params.record_type})"
     records = find_records(ctx, zone, params.record_name, params.record_type)
-    pair = {r.get("Failover"): r for r in records if r.get("Failover")}
+    pair = {r["Failover"]: r for r in records if r.get("Failover")}
     if "PRIMARY" not in pair or "SECONDARY" not in pair:
         raise fatal(f"record {name} in hosted zone {zone} is not a FAILOVER pair (found "
                     f"{sorted(pair) or 'no failover records'})", "RecordNotFound")
@@ -151,7 +152,7 @@ def _inspect(ctx: Any, params: Route53HealthCheckParameters) -> dict[str, Any]:
     }
 
 
-def _health_check(ctx: Any, check: str) -> tuple[dict[str, Any], int]:
+def _health_check(ctx: ResourceContext, check: str) -> tuple[dict[str, Any], int]:
     try:
         with aws_errors(f"GetHealthCheck {check}"):
             found = client(ctx).get_health_check(HealthCheckId=check)["HealthCheck"]
@@ -162,7 +163,7 @@ def _health_check(ctx: Any, check: str) -> tuple[dict[str, Any], int]:
     return found["HealthCheckConfig"], int(found["HealthCheckVersion"])
 
 
-def _update(ctx: Any, check: str, version: int, inverted: bool) -> dict[str, Any]:
+def _update(ctx: ResourceContext, check: str, version: int, inverted: bool) -> dict[str, Any]:
     # HealthCheckVersionMismatch (someone changed the check since we read it) stays retryable: the retry re-reads.
     with aws_errors(f"UpdateHealthCheck {check}"):
         found = client(ctx).update_health_check(HealthCheckId=check, HealthCheckVersion=version, Inverted=inverted)
@@ -170,7 +171,7 @@ def _update(ctx: Any, check: str, version: int, inverted: bool) -> dict[str, Any
             "version": found["HealthCheck"]["HealthCheckVersion"]}
 
 
-def _tag(ctx: Any, check: str, tags: dict[str, str]) -> None:
+def _tag(ctx: ResourceContext, check: str, tags: dict[str, str]) -> None:
     with aws_errors(f"ChangeTagsForResource healthcheck {check}"):
         client(ctx).change_tags_for_resource(ResourceType="healthcheck", ResourceId=check,
                                              AddTags=[{"Key": k, "Value": v} for k, v in tags.items()])

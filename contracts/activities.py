@@ -17,7 +17,6 @@ from plans.model import Account, Mode, Phase, Regions, Resource
 VALIDATE_PLAN = "dr.plan.validate"
 RESOURCE_START = "dr.resource.start"
 RESOURCE_WAIT = "dr.resource.wait"
-RESOURCE_STATUS = "dr.resource.status"
 NOTIFY = "dr.notify.publish"
 # Resolves a resource's `!Import` / `resolve:ssm:` references just before it starts; takes a ResourceCall and returns
 # the Resource with the values in place. Only resources with references call it.

@@ -20,7 +20,6 @@ DRS_WATCH_JOBS = "dr.drs.watch_jobs"
 DRS_CLEANUP_DRILL = "dr.drs.cleanup_drill"
 DRS_REVERSE = "dr.drs.reverse"
 DRS_APPLY_LAUNCH = "dr.drs.apply_launch"
-DRS_DRIFT = "dr.drs.drift"
 
 Impact = Literal["critical", "optional"]
 
@@ -188,7 +187,3 @@ class LaunchChange(ServerDrift):
 class ApplyLaunchResult(BaseModel):
     changes: list[LaunchChange]
     unchanged: int
-
-
-class DriftResult(BaseModel):
-    servers: list[ServerDrift]  # only those that drifted

@@ -2,9 +2,9 @@
 
 Recorded through botocore's event hooks, so `tests/test_iam_policies.py` can hold the IAM templates in deploy/iam/
 to exactly what the code calls. Under pytest-xdist each worker records its own tests' calls and hands them to the
-controller when it finishes (`export` / `merge`, see conftest): the check runs there, on all of them. A client is recorded when orchestrator code created it, whatever path it took:
-`AwsClients.client`, the clients modules build on an account's session (Lambda hooks, ARC cluster endpoints), and
-the hub's own STS / SSM / Step Functions clients. Which code created the client says whose identity it uses:
+controller when it finishes (`export` / `merge`, see conftest): the check runs there, on all of them. A client is recorded when orchestrator code created it: `AwsClients` builds them all, in an account
+(`client`, Lambda hooks and ARC cluster endpoints among them) or in the hub (`hub_client`: STS, SSM, Step Functions
+callbacks). Which of the two created the client says whose identity it uses:
 "hub" is the worker's own role (AssumeRole, ExternalId parameters, callbacks to hub state machines), "target" is
 the role the worker assumes in an account (everything a module does). Test code inspecting AWS through its own
 sessions is not recorded. The OpenSearch REST API is signed by hand, so it is recorded where it is signed.
@@ -25,9 +25,9 @@ _IAM_PREFIX = {"monitoring": "cloudwatch", "email": "ses"}
 _IAM_ACTION = {"lambda:Invoke": "lambda:InvokeFunction"}
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# (file relative to the repository, function) that creates a client -> the identity the client signs with.
-_HUB_CREATORS = {("activities/core/aws.py", "_sts_client"), ("activities/core/aws.py", "_ssm_parameter"),
-                 ("activities/callback.py", "_client")}
+# (file relative to the repository, function) on the stack of a client's creation that means it signs with the
+# worker's own identity: AwsClients builds every client, the hub's through this accessor.
+_HUB_CREATORS = {("activities/core/aws.py", "hub_client")}
 _ORCHESTRATOR_DIRS = ("activities/", "workers/", "workflows/", "drctl/")
 # Everything else of ours that may be on the stack; a virtualenv inside the checkout (make test's .venv) is not.
 _OUR_DIRS = (*_ORCHESTRATOR_DIRS, "plans/", "sandbox/", "tests/")
@@ -64,9 +64,12 @@ def _caller_frame() -> tuple[tuple[str, str], Any] | None:
     return None
 
 
-def _kind(creator: tuple[str, str], frame: Any) -> str:
-    if creator in _HUB_CREATORS:
-        return "hub"
+def _kind(frame: Any) -> str:
+    caller = frame
+    while caller is not None:
+        if (os.path.relpath(caller.f_code.co_filename, _ROOT), caller.f_code.co_name) in _HUB_CREATORS:
+            return "hub"
+        caller = caller.f_back
     # Notifications without a plan account publish with the worker's own credentials (the hub role's sns:Publish);
     # a plan account without a role is different: the README has the target role deployed in the hub account too.
     while frame is not None:
@@ -93,7 +96,7 @@ def install() -> None:
         found = _caller_frame()
         creator = found[0] if found else None
         if found and _orchestrator(creator):
-            kind = _kind(*found)
+            kind = _kind(found[1])
             signing_name = made.meta.service_model.signing_name
 
             def before_call(model: Any, **_: Any) -> None:

@@ -7,6 +7,7 @@ import threading
 import boto3
 import pytest
 import structlog
+from botocore.config import Config
 from temporalio.exceptions import ApplicationError
 
 from activities.core.aws import AwsClients
@@ -170,3 +171,28 @@ def test_assume_role_denied_is_non_retryable(sandbox) -> None:  # type: ignore[n
     assert APP_ACCOUNT in str(error.value) and "dr-orchestrator" in str(error.value)
     assert "AccessDenied" in str(error.value)
     assert key["SecretAccessKey"] not in str(error.value)
+
+
+def test_one_client_per_config_and_endpoint_with_standard_retries_whatever_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a worker's environment or profile says about retries must not change how often an activity's call is sent.
+    monkeypatch.setenv("AWS_RETRY_MODE", "legacy")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "9")
+    aws = AwsClients(base_session=_hub_session())
+    account = app_account()
+    plain = aws.client("lambda", account, "us-east-1")
+    assert plain.meta.config.retries == {"mode": "standard", "total_max_attempts": 3}
+    once = aws.client("lambda", account, "us-east-1",
+                      config=Config(read_timeout=5, retries={"mode": "standard", "total_max_attempts": 1}))
+    assert once is not plain and once.meta.config.read_timeout == 5
+    assert once.meta.config.retries == {"mode": "standard", "total_max_attempts": 1}
+    # An equal config is the same client: callers build their Config per call.
+    assert aws.client("lambda", account, "us-east-1",
+                      config=Config(read_timeout=5, retries={"mode": "standard", "total_max_attempts": 1})) is once
+    elsewhere = aws.client("lambda", account, "us-east-1", endpoint_url="http://127.0.0.1:9")
+    assert elsewhere.meta.endpoint_url == "http://127.0.0.1:9" and elsewhere is not plain
+    assert aws.assume_role_calls == 1
+    hub_sts = aws.hub_client("sts")
+    assert hub_sts is aws.hub_client("sts", "us-east-1")
+    assert hub_sts.meta.config.retries == {"mode": "standard", "total_max_attempts": 3}
+    assert hub_sts.get_caller_identity()["Account"] == HUB_ACCOUNT

@@ -67,14 +67,14 @@ def test_multi_region_activate_reports_the_recovery_endpoint_and_changes_nothing
 class _PrimaryRegionDown(AwsClients):
     """The primary region does not answer: its MemoryDB client points at a closed port, as in a regional outage."""
 
-    def client(self, service: str, account: Account, region: str) -> Any:
+    def client(self, service: str, account: Account, region: str, **options: Any) -> Any:
         if service == "memorydb" and region == "us-east-1":
             creds = self.session_for(account).get_credentials().get_frozen_credentials()
             return boto3.client(service, region_name=region, endpoint_url="http://127.0.0.1:9",
                                 aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
                                 aws_session_token=creds.token,
                                 config=Config(connect_timeout=1, retries={"max_attempts": 1}))
-        return super().client(service, account, region)
+        return super().client(service, account, region, **options)
 
 
 def test_multi_region_disaster_needs_nothing_from_the_primary_region(estate: MemoryDbEstate) -> None:

@@ -228,7 +228,7 @@ def test_cleanup_old_primary(estate: Estate, action: str) -> None:
 class _PrimaryRegionDown(AwsClients):
     """The primary region does not answer: its RDS client points at a closed port, as in a regional outage."""
 
-    def client(self, service: str, account: Account, region: str) -> Any:
+    def client(self, service: str, account: Account, region: str, **options: Any) -> Any:
         if service == "rds" and region == PRIMARY_REGION:
             creds = self.session_for(account).get_credentials().get_frozen_credentials()
             return boto3.client(
@@ -240,7 +240,7 @@ class _PrimaryRegionDown(AwsClients):
                 aws_session_token=creds.token,
                 config=Config(connect_timeout=1, retries={"max_attempts": 1}),
             )
-        return super().client(service, account, region)
+        return super().client(service, account, region, **options)
 
 
 def test_disaster_cleanup_reports_an_unreachable_primary_region(estate: Estate) -> None:

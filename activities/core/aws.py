@@ -1,10 +1,13 @@
 """AWS access for activities: one credential cache per worker process, shared by every activity thread.
 
 A resource lives in an account; the worker reaches it through an IAM role in that account (or with its own
-credentials when the account has no role). Assumed-role credentials are botocore `RefreshableCredentials`, so the
-refresh-before-expiry logic (advisory and mandatory windows, one refreshing thread) is botocore's own.
+credentials when the account has no role). Assumed-role credentials are botocore `RefreshableCredentials`, handed to
+the account's botocore session by a credential provider, so the refresh-before-expiry logic (advisory and mandatory
+windows, one refreshing thread) is botocore's own.
 
-The endpoint is never set here: boto3 reads `AWS_ENDPOINT_URL` itself, which is how the sandbox is reached.
+Every client comes from `AwsClients`, built once per account, service, region, config and endpoint. An endpoint is
+set only for a service reached at endpoints of its own (ARC's cluster); otherwise boto3 reads `AWS_ENDPOINT_URL`
+itself, which is how the sandbox is reached.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from typing import Any
 import boto3
 import botocore.session
 import structlog
-from botocore.credentials import RefreshableCredentials
+from botocore.config import Config
+from botocore.credentials import CredentialProvider, CredentialResolver, RefreshableCredentials
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
@@ -33,6 +37,10 @@ from plans.model import Account
 log = structlog.get_logger("dr.aws")
 
 _FALLBACK_REGION = "us-east-1"
+# Every client retries in botocore's standard mode, 3 attempts in all: botocore's own default, which every client
+# had before, stated so that a worker's AWS_RETRY_MODE / AWS_MAX_ATTEMPTS or profile cannot change it. Temporal's
+# retry policy is the long-term retry; botocore's only rides out a blip within one activity attempt.
+_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 3})
 _RETRYABLE_ASSUME_ROLE_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded", "ExpiredToken"})
 
 # Error codes that no retry can fix: the request or the resource state is wrong, not the service's health.
@@ -117,7 +125,8 @@ def unreachable(exc: Exception) -> bool:
 
 
 class AwsClients:
-    """Sessions and clients per target account, safe to share between activity threads."""
+    """The one factory of AWS clients for activities: sessions and clients per target account, safe to share between
+    activity threads. Each (account, service, region, config, endpoint) gets one client, built once."""
 
     def __init__(
         self,
@@ -135,8 +144,6 @@ class AwsClients:
         self._account_locks: dict[tuple[Any, ...], threading.Lock] = {}
         self._clients: dict[tuple[Any, ...], Any] = {}
         self._ssm_values: dict[str, str] = {}
-        self._sts: Any = None
-        self._ssm: Any = None
         self._assume_role_calls = 0
 
     @property
@@ -152,7 +159,9 @@ class AwsClients:
                 self._base = boto3.Session()
             return self._base
 
-    def _hub_region(self) -> str:
+    @property
+    def hub_region(self) -> str:
+        """The worker's own region: where its STS, SSM and (by default) Step Functions calls go."""
         return self.base_session.region_name or _FALLBACK_REGION
 
     def session_for(self, account: Account) -> boto3.Session:
@@ -175,18 +184,36 @@ class AwsClients:
                     self._sessions[key] = session
             return session
 
-    def client(self, service: str, account: Account, region: str) -> Any:
-        key = (*_account_key(account), service, region)
+    def client(self, service: str, account: Account, region: str, *, config: Config | None = None,
+               endpoint_url: str | None = None) -> Any:
+        """A client in `account` (through its role, if it has one). `config` is merged over the default (standard
+        retries, 3 attempts): the options it sets win. `endpoint_url` is for a service reached at endpoints of its
+        own (ARC's cluster endpoints)."""
+        key = (_account_key(account), service, region, _config_key(config), endpoint_url)
         with self._lock:
             client = self._clients.get(key)
         if client is not None:
             return client
-        session = self.session_for(account)
+        # Outside the lock: the first client of an account waits for its AssumeRole, the others need not.
+        return self._build(key, self.session_for(account), service, region, config, endpoint_url)
+
+    def hub_client(self, service: str, region: str | None = None, *, config: Config | None = None) -> Any:
+        """A client with the worker's own credentials, for what it does in the hub account (AssumeRole, reading
+        ExternalIds, answering Step Functions callers); region defaults to the worker's."""
+        region = region or self.hub_region
+        key = (None, service, region, _config_key(config), None)
+        with self._lock:
+            client = self._clients.get(key)
+        return client if client is not None else self._build(key, self.base_session, service, region, config, None)
+
+    def _build(self, key: tuple[Any, ...], session: boto3.Session, service: str, region: str,
+               config: Config | None, endpoint_url: str | None) -> Any:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
                 # Session.client() is not thread-safe; the clients it returns are, so creation stays under the lock.
-                client = session.client(service, region_name=region)
+                client = session.client(service, region_name=region, endpoint_url=endpoint_url,
+                                        config=_RETRIES.merge(config) if config is not None else _RETRIES)
                 self._clients[key] = client
             return client
 
@@ -201,13 +228,15 @@ class AwsClients:
         credentials = RefreshableCredentials.create_from_metadata(
             metadata=refresh(),
             refresh_using=refresh,
-            method="assume-role",
+            method=_AssumedRole.METHOD,
             advisory_timeout=self._refresh_margin,
             mandatory_timeout=max(self._refresh_margin // 2, 1),
         )
-        core = botocore.session.get_session()
-        core._credentials = credentials  # the hook boto3/botocore themselves use for assume-role providers
-        return boto3.Session(botocore_session=core, region_name=self._hub_region())
+        # The session's only credential provider hands out these credentials: no environment, profile or instance
+        # role of the worker can stand in for the account's role.
+        core = botocore.session.Session()
+        core.register_component("credential_provider", CredentialResolver([_AssumedRole(credentials)]))
+        return boto3.Session(botocore_session=core, region_name=self.hub_region)
 
     def _assume_role(self, account: Account, role_arn: str) -> dict[str, str]:
         kwargs: dict[str, Any] = {
@@ -220,7 +249,7 @@ class AwsClients:
         with self._lock:
             self._assume_role_calls += 1
         try:
-            response = self._sts_client().assume_role(**kwargs)
+            response = self.hub_client("sts").assume_role(**kwargs)
         except ClientError as exc:
             code = error_code(exc)
             # Throttling passes; so does an expired token of the worker's own, which its provider renews by the retry.
@@ -247,12 +276,6 @@ class AwsClients:
             "account_id": account.id,
         }
 
-    def _sts_client(self) -> Any:
-        with self._lock:
-            if self._sts is None:
-                self._sts = self.base_session.client("sts", region_name=self._hub_region())
-            return self._sts
-
     def _external_id(self, account: Account) -> str:
         source = account.external_id
         assert source is not None
@@ -275,13 +298,10 @@ class AwsClients:
     def _ssm_parameter(self, account: Account, name: str) -> str:
         with self._lock:
             cached = self._ssm_values.get(name)
-            if cached is not None:
-                return cached
-            if self._ssm is None:
-                self._ssm = self.base_session.client("ssm", region_name=self._hub_region())
-            ssm = self._ssm
+        if cached is not None:
+            return cached
         try:
-            value = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+            value = self.hub_client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
         except ClientError as exc:
             if _is_server_error(exc) or "Throttl" in error_code(exc):
                 raise
@@ -296,23 +316,32 @@ class AwsClients:
         return value
 
 
+class _AssumedRole(CredentialProvider):
+    """A credential provider holding one account's assumed-role credentials, which refresh themselves."""
+
+    METHOD = "assume-role"
+    CANONICAL_NAME = "custom-dr-assume-role"  # botocore reserves names without the "custom" prefix for its own
+
+    def __init__(self, credentials: RefreshableCredentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> RefreshableCredentials:
+        return self._credentials
+
+
 def _account_key(account: Account) -> tuple[Any, ...]:
     # The description is cosmetic; two plans naming the same account and role share credentials.
     return (account.id, account.role_name, account.external_id)
 
 
+def _config_key(config: Config | None) -> tuple[Any, ...] | None:
+    # Config has no equality of its own: two configs with the same options must share a client, so the key is the
+    # value of every option botocore defines.
+    if config is None:
+        return None
+    return tuple((name, repr(getattr(config, name))) for name in Config.OPTION_DEFAULTS)
+
+
 def _is_server_error(exc: ClientError) -> bool:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) >= 500
-
-
-_default: AwsClients | None = None
-_default_lock = threading.Lock()
-
-
-def default_clients() -> AwsClients:
-    """The worker's process-wide instance: one credential cache for all activity threads."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = AwsClients()
-        return _default

@@ -8,9 +8,11 @@ not touching the workflow.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+from activities.core.aws import fatal
+from activities.core.context import ResourceContext
 # ModuleParameters lives in the contract (workflows validate control.wait's parameters); modules take it from here.
 from contracts.activities import ModuleParameters, Operation
 from plans.catalogue import ActionSpec, Catalogue
@@ -22,7 +24,7 @@ _PHASE_METHODS = {Phase.INSTANTIATE: "instantiate", Phase.ACTIVATE: "activate", 
                   Phase.REPLICATE: "replicate"}
 
 
-class ServiceModule(ABC):
+class ServiceModule:
     """A module either defines one method per phase it supports (`instantiate`, `activate`, `cleanup`, `replicate`,
     each `(ctx, params) -> Operation`), from which `phases` follows, or overrides `start` and declares `phases`."""
 
@@ -37,40 +39,33 @@ class ServiceModule(ABC):
         if defined and "phases" not in cls.__dict__:
             cls.phases = defined
 
-    def start(self, ctx: Any, params: Any) -> Operation:
+    def start(self, ctx: ResourceContext, params: Any) -> Operation:
         """Begin this phase's operation, or find it already begun. Must be safe to call again."""
-        phase = ctx.call.phase
-        method = getattr(self, _PHASE_METHODS[phase], None) if phase in self.phases else None
-        if method is None:
-            from activities.core.aws import fatal
+        return self._phase_method(ctx)(ctx, params)
 
-            raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
-        return method(ctx, params)
-
-    def poll(self, ctx: Any, params: Any, handle: dict[str, Any]) -> Operation:
+    def poll(self, ctx: ResourceContext, params: Any, handle: dict[str, Any]) -> Operation:
         """Look once at the operation started by `start`. Only modules whose start can return done=False need it."""
         raise NotImplementedError(f"{self.action} started a long operation but has no poll")
 
-    @abstractmethod
-    def status(self, ctx: Any, params: Any) -> dict[str, Any]:
-        """The live state of the resource, whatever the phase: used by status checks and readiness."""
+    def _phase_method(self, ctx: ResourceContext) -> Callable[..., Operation]:
+        phase = ctx.call.phase
+        method = getattr(self, _PHASE_METHODS[phase], None) if phase in self.phases else None
+        if method is None:
+            raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
+        return method
 
 
 class StateMachineModule(ServiceModule):
     """A module whose phases are state machines driven by what AWS reports, not by what was remembered: start and
-    poll are one `step`, and the handle only carries what a step cannot read back (e.g. which operation it began)."""
+    poll are one step, the phase's method with the handle, `(ctx, params, handle) -> Operation`, which looks at the
+    resource, does the next thing the phase needs (idempotently) and says where it stands. The handle only carries
+    what a step cannot read back (e.g. which operation it began); start's is empty."""
 
-    phases: ClassVar[frozenset[Phase]] = frozenset(_PHASE_METHODS)
+    def start(self, ctx: ResourceContext, params: Any) -> Operation:
+        return self.poll(ctx, params, {})
 
-    @abstractmethod
-    def step(self, ctx: Any, params: Any, handle: dict[str, Any]) -> Operation:
-        """Look at the resource, do the next thing this phase needs (idempotently), say where it stands."""
-
-    def start(self, ctx: Any, params: Any) -> Operation:
-        return self.step(ctx, params, {})
-
-    def poll(self, ctx: Any, params: Any, handle: dict[str, Any]) -> Operation:
-        return self.step(ctx, params, handle)
+    def poll(self, ctx: ResourceContext, params: Any, handle: dict[str, Any]) -> Operation:
+        return self._phase_method(ctx)(ctx, params, handle)
 
 
 _REGISTRY: dict[str, ServiceModule] = {}

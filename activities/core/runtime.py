@@ -24,7 +24,6 @@ from activities.core.context import ResourceContext
 from contracts.activities import (
     RESOURCE_RESOLVE,
     RESOURCE_START,
-    RESOURCE_STATUS,
     RESOURCE_WAIT,
     VALIDATE_PLAN,
     Operation,
@@ -54,8 +53,7 @@ class DrActivities:
     def all(self) -> list[Any]:
         from activities.identity import load_trust
 
-        return [self.validate_plan, self.start_resource, self.wait_resource, self.resource_status,
-                self.resolve_references, load_trust]
+        return [self.validate_plan, self.start_resource, self.wait_resource, self.resolve_references, load_trust]
 
     @activity.defn(name=VALIDATE_PLAN)
     def validate_plan(self, plan: Plan) -> list[PlanIssue]:
@@ -93,15 +91,10 @@ class DrActivities:
             interval = operation.poll_interval_seconds
             if self.poll_cap_seconds is not None:
                 interval = min(interval, self.poll_cap_seconds)
-            if activity.wait_for_cancelled_sync(timedelta(seconds=interval)):
+            activity.wait_for_cancelled_sync(timedelta(seconds=interval))
+            if activity.is_cancelled():
                 ctx.log.warning("resource.wait_cancelled", polls=progress.polls)
                 raise CancelledError("wait cancelled; the AWS operation itself may still be running")
-
-    @activity.defn(name=RESOURCE_STATUS)
-    def resource_status(self, call: ResourceCall) -> dict[str, Any]:
-        ctx, module, params = self._prepare(call)
-        with _module_errors(ctx):
-            return module.status(ctx, params)
 
     @activity.defn(name=RESOURCE_RESOLVE)
     def resolve_references(self, call: ResourceCall) -> Resource:

@@ -18,7 +18,6 @@ from activities.drs.common import drs_errors, drs_time
 from contracts.drs import (
     DRS_APPLY_LAUNCH,
     DRS_CLEANUP_DRILL,
-    DRS_DRIFT,
     DRS_QUOTAS,
     DRS_RESOLVE,
     DRS_REVERSE,
@@ -27,7 +26,6 @@ from contracts.drs import (
     ApplyLaunchResult,
     CleanupRequest,
     CleanupResult,
-    DriftResult,
     DrsTarget,
     InstanceDetail,
     GroupRequest,
@@ -39,14 +37,13 @@ from contracts.drs import (
     ResolveResult,
     ReverseRequest,
     ReverseResult,
-    ServerDrift,
     ServerLaunchState,
     StartJobRequest,
     StartJobResult,
     WatchJobsRequest,
     WatchJobsResult,
 )
-from activities.drs.launch import apply_launch_settings, desired_for, drift
+from activities.drs.launch import apply_launch_settings, desired_for
 from activities.drs import (
     active_jobs_holding,
     JobKey,
@@ -82,7 +79,7 @@ class DrsActivities:
 
     def all(self) -> list[Any]:
         return [self.quotas, self.resolve, self.start_job, self.watch_jobs, self.cleanup_drill, self.reverse,
-                self.apply_launch, self.drift]
+                self.apply_launch]
 
     def _drs(self, target: DrsTarget) -> Any:
         return self.aws.client("drs", target.account, target.region)
@@ -137,11 +134,11 @@ class DrsActivities:
             for sid, (info, group) in chosen.items()
         ]
         # A server another run (or a console user) is recovering right now would only meet a ConflictException.
-        for server in servers:
-            holder = busy.get(server.id)
+        for resolved in servers:
+            holder = busy.get(resolved.id)
             if holder and holder[1] != execution_id:
                 who = f"execution {holder[1]}" if holder[1] else "started outside this orchestrator"
-                server.problem = f"in active DRS job {holder[0]} ({who})"
+                resolved.problem = f"in active DRS job {holder[0]} ({who})"
         if point_in_time is not None:
             self._choose_snapshots(drs, servers, point_in_time)
         log.info("drs.resolved", target=target.key, groups=len(groups), servers=len(servers),
@@ -189,7 +186,8 @@ class DrsActivities:
                 self._describe_instances(request.target, drs, changed)
                 log.info("drs.watch.returned", jobs=len(states), changed=len(changed), polls=polls)
                 return WatchJobsResult(jobs=states)
-            if activity.wait_for_cancelled_sync(timedelta(seconds=min(request.poll_seconds, remaining))):
+            activity.wait_for_cancelled_sync(timedelta(seconds=min(request.poll_seconds, remaining)))
+            if activity.is_cancelled():
                 log.warning("drs.watch.cancelled", polls=polls)
                 raise CancelledError("watch cancelled; the DRS jobs themselves keep running")
 
@@ -244,23 +242,6 @@ class DrsActivities:
             change.group = groups[change.server_id]
         log.info("drs.launch", target=target.key, servers=len(wanted), changed=len(changes))
         return ApplyLaunchResult(changes=changes, unchanged=len(wanted) - len(changes))
-
-    @activity.defn(name=DRS_DRIFT)
-    def drift(self, request: LaunchRequest) -> DriftResult:
-        target = request.target
-        drs, ec2 = self._drs(target), self.aws.client("ec2", target.account, target.region)
-        drifted: list[ServerDrift] = []
-        n = 0
-        for group in request.groups:
-            for server in group.servers:
-                activity.heartbeat({"servers_done": n})
-                n += 1
-                fields = drift(drs, ec2, server, desired_for(server, group.settings))
-                if fields:
-                    drifted.append(ServerDrift(server_id=server.id, hostname=server.hostname, group=group.group,
-                                               fields=fields))
-        log.info("drs.drift", target=target.key, servers=n, drifted=len(drifted))
-        return DriftResult(servers=drifted)
 
 
 def _hostname(server: ServerInfo) -> str:

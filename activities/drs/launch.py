@@ -206,7 +206,7 @@ def _template_versions(ec2: Any, template_id: str) -> dict[str, dict[str, Any]]:
 
 def _live(config: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     interfaces = data.get("NetworkInterfaces") or []
-    primary = next((i for i in interfaces if i.get("DeviceIndex", 0) == 0), {})
+    primary: dict[str, Any] = next((i for i in interfaces if i.get("DeviceIndex", 0) == 0), {})
     profile = data.get("IamInstanceProfile") or {}
     groups = primary.get("Groups") or data.get("SecurityGroupIds")
     return {

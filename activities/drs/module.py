@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from activities.core.context import ResourceContext
 from activities.core.aws import fatal
 from contracts.activities import Operation
 from activities.core.registry import ServiceModule, register
@@ -23,11 +24,7 @@ class DrsRecovery(ServiceModule):
     Parameters = DrsRecoveryParameters  # type: ignore[assignment]
     phases = frozenset(PHASE_ORDER)
 
-    def start(self, ctx: Any, params: Any) -> Operation:
+    def start(self, ctx: ResourceContext, params: Any) -> Operation:
         # Reaching this means a worker without DrsRecoveryWorkflow ran the plan: say so instead of doing half a job.
         raise fatal(f"{DRS_ACTION} runs as the DrsRecoveryWorkflow child workflow, not as a resource activity",
                     "WrongExecutionPath")
-
-    def status(self, ctx: Any, params: DrsRecoveryParameters) -> dict[str, Any]:
-        return {"waves": [{"name": w.name, "dependsOn": list(w.depends_on), "protectionGroups":
-                           list(w.protection_groups)} for w in params.waves]}

@@ -17,17 +17,17 @@ only what is missing, so a retried start or a poll after a worker crash is safe.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from activities.core.context import ResourceContext
 from activities.opensearch import replication
 from activities.opensearch import snapshot
-from activities.core.aws import fatal
 from contracts.activities import Operation
-from activities.opensearch.rest import busy, describe, rest_for, wait
+from activities.opensearch.rest import DomainRest, busy, describe, rest_for, wait
 from activities.core.registry import ModuleParameters, StateMachineModule, register
-from plans.model import Phase
 
 
 class OpenSearchDomainParameters(ModuleParameters):
@@ -68,7 +68,7 @@ class OpenSearchDomain(StateMachineModule):
     summary = "Restore an OpenSearch domain's indices from a snapshot, or promote cross-cluster replication followers"
     Parameters = OpenSearchDomainParameters
 
-    def status(self, ctx: Any, params: OpenSearchDomainParameters) -> dict[str, Any]:
+    def status(self, ctx: ResourceContext, params: OpenSearchDomainParameters) -> dict[str, Any]:
         status = describe(ctx, params.domain_name, ctx.recovery_region)
         report: dict[str, Any] = {"domain": params.domain_name, "processing": busy(status),
                                   "engineVersion": status.get("EngineVersion")}
@@ -79,23 +79,33 @@ class OpenSearchDomain(StateMachineModule):
             report["snapshot"] = snapshot.newest(rest, params)
         return report
 
-    def step(self, ctx: Any, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
-        phase = ctx.call.phase
+    def instantiate(self, ctx: ResourceContext, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
         status = describe(ctx, params.domain_name, ctx.recovery_region)
-        if phase is Phase.INSTANTIATE and busy(status):
+        if busy(status):
             # A configuration change or upgrade in progress (blue/green): restores and stops wait until it is over.
             return wait(f"domain {params.domain_name} is processing a change; waiting", handle)
-        if phase is Phase.REPLICATE:
-            return Operation(done=True, message=_REPLICATE_NOTE[params.method])
-        rest = rest_for(ctx, params.domain_name, status, ctx.recovery_region)
-        methods = snapshot if params.method == "snapshotRestore" else replication
-        if phase is Phase.INSTANTIATE:
-            return methods.preflight(ctx, params, rest)
-        if phase is Phase.ACTIVATE:
-            return methods.activate(ctx, params, rest, handle)
-        if phase is Phase.CLEANUP:
-            return methods.cleanup(ctx, params, rest, handle)
-        raise fatal(f"{self.action} has nothing to do in phase {phase.value}", "PhaseNotSupported")
+        return _method(params).preflight(ctx, params, _rest(ctx, params, status))
+
+    def activate(self, ctx: ResourceContext, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
+        rest = _rest(ctx, params, describe(ctx, params.domain_name, ctx.recovery_region))
+        return _method(params).activate(ctx, params, rest, handle)
+
+    def cleanup(self, ctx: ResourceContext, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
+        rest = _rest(ctx, params, describe(ctx, params.domain_name, ctx.recovery_region))
+        return _method(params).cleanup(ctx, params, rest, handle)
+
+    def replicate(self, ctx: ResourceContext, params: OpenSearchDomainParameters, handle: dict[str, Any]) -> Operation:
+        # Nothing to do but a look at the domain: REPLICATE fails on a domain that is gone, as every phase does.
+        describe(ctx, params.domain_name, ctx.recovery_region)
+        return Operation(done=True, message=_REPLICATE_NOTE[params.method])
+
+
+def _method(params: OpenSearchDomainParameters) -> ModuleType:
+    return snapshot if params.method == "snapshotRestore" else replication
+
+
+def _rest(ctx: ResourceContext, params: OpenSearchDomainParameters, status: dict[str, Any]) -> DomainRest:
+    return rest_for(ctx, params.domain_name, status, ctx.recovery_region)
 
 
 _REPLICATE_NOTE = {

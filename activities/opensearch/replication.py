@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from activities.core.context import ResourceContext
 from activities.core.aws import fatal
 from contracts.activities import Operation
 from activities.opensearch.rest import DomainRest, error_reason, error_type, wait
@@ -45,7 +46,7 @@ def followers(rest: DomainRest, indices: list[str]) -> dict[str, dict[str, Any]]
     return report
 
 
-def preflight(ctx: Any, params: Any, rest: DomainRest) -> Operation:
+def preflight(ctx: ResourceContext, params: Any, rest: DomainRest) -> Operation:
     report = followers(rest, params.indices)
     stopped = [i for i, r in report.items() if r["status"] == NOT_REPLICATING]
     if ctx.is_drill:
@@ -59,7 +60,7 @@ def preflight(ctx: Any, params: Any, rest: DomainRest) -> Operation:
     return Operation(done=True, outputs={"followers": report}, message=message)
 
 
-def activate(ctx: Any, params: Any, rest: DomainRest, handle: dict[str, Any]) -> Operation:
+def activate(ctx: ResourceContext, params: Any, rest: DomainRest, handle: dict[str, Any]) -> Operation:
     report = followers(rest, params.indices)
     if ctx.is_drill:
         return _verify(params, rest, report)
@@ -88,7 +89,7 @@ def activate(ctx: Any, params: Any, rest: DomainRest, handle: dict[str, Any]) ->
                      message=f"{len(params.indices)} indices on {rest.domain} promoted: replication stopped, writable")
 
 
-def cleanup(ctx: Any, params: Any, rest: DomainRest, handle: dict[str, Any]) -> Operation:
+def cleanup(ctx: ResourceContext, params: Any, rest: DomainRest, handle: dict[str, Any]) -> Operation:
     if ctx.is_drill:
         return Operation(done=True, message="the drill left replication untouched: nothing to clean up")
     return Operation(done=True, message=f"promoted indices on {rest.domain} stay as they are; the old leader "
@@ -119,7 +120,7 @@ def _verify(params: Any, rest: DomainRest, report: dict[str, dict[str, Any]]) ->
                              "(replication not stopped: drill)")
 
 
-def _stop(ctx: Any, rest: DomainRest, index: str, state: dict[str, Any]) -> None:
+def _stop(ctx: ResourceContext, rest: DomainRest, index: str, state: dict[str, Any]) -> None:
     status, data = rest.call("POST", f"_plugins/_replication/{index}/_stop", body={})
     # 400 "No replication in progress": an earlier attempt's stop got there first.
     if status == 400 and "no replication in progress" in error_reason(data).lower():

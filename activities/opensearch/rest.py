@@ -16,6 +16,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.httpsession import URLLib3Session
 
+from activities.core.context import ResourceContext
 from activities.core.aws import aws_errors, fatal
 from contracts.activities import Operation
 
@@ -55,7 +56,7 @@ def error_reason(data: Any) -> str:
 class DomainRest:
     """The REST API of one domain, signed with the resource account's (assumed-role) credentials."""
 
-    def __init__(self, ctx: Any, domain: str, endpoint: str, region: str) -> None:
+    def __init__(self, ctx: ResourceContext, domain: str, endpoint: str, region: str) -> None:
         self._ctx, self.domain, self.endpoint, self.region = ctx, domain, endpoint, region
 
     def call(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
@@ -105,7 +106,7 @@ def wait(message: str, handle: dict[str, Any], outputs: dict[str, Any] | None = 
                      poll_interval_seconds=POLL_SECONDS)
 
 
-def describe(ctx: Any, name: str, region: str) -> dict[str, Any]:
+def describe(ctx: ResourceContext, name: str, region: str) -> dict[str, Any]:
     with aws_errors(f"DescribeDomain {name} in {region}"):
         status = ctx.client("opensearch", region=region).describe_domain(DomainName=name)["DomainStatus"]
     if status.get("Deleted"):
@@ -117,7 +118,7 @@ def busy(status: dict[str, Any]) -> bool:
     return bool(status.get("Processing") or status.get("UpgradeProcessing"))
 
 
-def rest_for(ctx: Any, name: str, status: dict[str, Any], region: str) -> DomainRest:
+def rest_for(ctx: ResourceContext, name: str, status: dict[str, Any], region: str) -> DomainRest:
     endpoint = status.get("Endpoint") or (status.get("Endpoints") or {}).get("vpc")
     if not endpoint:
         raise fatal(f"OpenSearch domain {name} has no endpoint yet (still being created?)", "DomainNotReady")

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from activities.core.context import ResourceContext
 from activities.core.aws import fatal
 from contracts.activities import Operation
 from activities.opensearch.rest import (
@@ -29,11 +30,11 @@ from plans.model import Mode
 _CHUNK = 40
 
 
-def drill_prefix(ctx: Any) -> str:
+def drill_prefix(ctx: ResourceContext) -> str:
     return f"dr-drill-{ctx.drill_suffix()}-"
 
 
-def preflight(ctx: Any, params: Any, rest: DomainRest) -> Operation:
+def preflight(ctx: ResourceContext, params: Any, rest: DomainRest) -> Operation:
     snap = _snapshot(rest, params, params.snapshot)
     sources = _selected(snap, params)
     outputs: dict[str, Any] = {"repository": params.repository, "snapshot": snap["snapshot"],
@@ -54,7 +55,7 @@ def preflight(ctx: Any, params: Any, rest: DomainRest) -> Operation:
                      f"{len(sources)} indices to restore into {rest.domain}")
 
 
-def activate(ctx: Any, params: Any, rest: DomainRest, handle: dict[str, Any]) -> Operation:
+def activate(ctx: ResourceContext, params: Any, rest: DomainRest, handle: dict[str, Any]) -> Operation:
     chosen = handle.get("snapshot") or params.snapshot
     if _fresh_wanted(ctx, params):
         fresh = _fresh_snapshot(ctx, params, rest)
@@ -101,7 +102,7 @@ def activate(ctx: Any, params: Any, rest: DomainRest, handle: dict[str, Any]) ->
     return wait(f"restored indices recovering in {rest.domain}: {len(green)}/{len(targets)} green", handle, outputs)
 
 
-def cleanup(ctx: Any, params: Any, rest: DomainRest, handle: dict[str, Any]) -> Operation:
+def cleanup(ctx: ResourceContext, params: Any, rest: DomainRest, handle: dict[str, Any]) -> Operation:
     if not ctx.is_drill:
         return Operation(done=True, message=f"the restored indices are {rest.domain}'s production indices now")
     prefix = drill_prefix(ctx)
@@ -124,16 +125,16 @@ def newest(rest: DomainRest, params: Any) -> dict[str, Any]:
             "indices": len(snap.get("indices", []))}
 
 
-def _fresh_wanted(ctx: Any, params: Any) -> bool:
+def _fresh_wanted(ctx: ResourceContext, params: Any) -> bool:
     return bool(params.primary_domain_name) and not ctx.is_drill and ctx.mode is not Mode.DISASTER
 
 
-def _primary_rest(ctx: Any, params: Any) -> DomainRest:
+def _primary_rest(ctx: ResourceContext, params: Any) -> DomainRest:
     name = params.primary_domain_name
     return rest_for(ctx, name, describe(ctx, name, ctx.primary_region), ctx.primary_region)
 
 
-def _fresh_snapshot(ctx: Any, params: Any, rest: DomainRest) -> str | Operation:
+def _fresh_snapshot(ctx: ResourceContext, params: Any, rest: DomainRest) -> str | Operation:
     """Planned failover: the primary's snapshot taken now, once it is complete and the recovery domain sees it."""
     repo, name = params.repository, f"dr-failover-{ctx.drill_suffix()}"
     primary = _primary_rest(ctx, params)
@@ -188,7 +189,8 @@ def _snapshot(rest: DomainRest, params: Any, name: str | None) -> dict[str, Any]
         usable = [s for s in snapshots if s.get("state") == "SUCCESS"]
         if not usable:
             raise fatal(f"repository {repo} on {rest.domain} holds no successful snapshot", "SnapshotNotFound")
-        return dict(max(usable, key=lambda s: s.get("end_time_in_millis", 0)))
+        newest = max(usable, key=lambda s: s.get("end_time_in_millis", 0))
+        return dict(newest)
     snap = dict(snapshots[0])
     if snap.get("state") != "SUCCESS":
         # PARTIAL or FAILED snapshots miss shards: restoring one would bring incomplete indices into service.
