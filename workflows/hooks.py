@@ -17,11 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
+from workflows.steps import AWS_RETRY, START_TIMEOUT, end, record_failure, start_and_wait
+
 with workflow.unsafe.imports_passed_through():
-    from contracts.activities import RESOURCE_START, RESOURCE_WAIT, Operation, ResourceCall, WaitRequest
+    from contracts.activities import RESOURCE_START, Operation, ResourceCall
     from plans.hooks import LAMBDA_ACTION, SSM_AUTOMATION_STOP_ACTION, Hook
     from plans.model import Account, Layer, Mode, Phase, Plan, Regions, Resource
     from contracts.drs_recovery import HookTarget, WaveRecord, WaveStatus
@@ -29,10 +30,6 @@ with workflow.unsafe.imports_passed_through():
 
 # The module enforces a hook's timeout; this much later the workflow gives up on it too (a worker lost mid-wait).
 GRACE = timedelta(seconds=60)
-START_TIMEOUT = timedelta(minutes=5)
-HEARTBEAT = timedelta(minutes=2)
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-                    maximum_interval=timedelta(minutes=1), maximum_attempts=8)
 
 
 def hook_state(hook: Hook, when: str, account_id: str, region: str, mode: Mode) -> HookState:
@@ -101,46 +98,33 @@ async def run_hooks(items: Sequence[tuple[Hook, ResourceCall, HookState]], id_pr
 
 async def run_hook(hook: Hook, call: ResourceCall, state: HookState, activity_id: str) -> None:
     state.status, state.started_at = StepStatus.RUNNING, workflow.now()
+    timeout = timedelta(seconds=hook.timeout_seconds) + GRACE
+    # A Lambda invoke answers within the start activity; it must be allowed the hook's whole timeout to do so.
+    start_timeout = timeout if hook.action == LAMBDA_ACTION else START_TIMEOUT
     try:
-        await asyncio.wait_for(_start_and_wait(hook, call, state, activity_id),
-                               timeout=(timedelta(seconds=hook.timeout_seconds) + GRACE).total_seconds())
-        _end(state, StepStatus.SUCCEEDED)
+        await asyncio.wait_for(start_and_wait(call, state, activity_id, wait_timeout=timeout,
+                                              start_timeout=start_timeout), timeout=timeout.total_seconds())
+        end(state, StepStatus.SUCCEEDED)
     except asyncio.TimeoutError:
         state.error, state.error_type = f"did not finish within {hook.timeout_seconds} s", "HookTimeout"
-        _end(state, StepStatus.FAILED)
+        end(state, StepStatus.FAILED)
         await _stop(call, state, activity_id, "timeout")
     except ActivityError as err:
-        cause = err.cause
-        if isinstance(cause, CancelledError):
-            _end(state, StepStatus.CANCELLED, "cancelled")
+        if not record_failure(state, err, "cancelled"):
             return
-        state.error = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-        state.error_type = getattr(cause, "type", None) or type(cause).__name__
-        details = cause.details if isinstance(cause, ApplicationError) else ()
-        if details and isinstance(details[0], dict) and isinstance(details[0].get("outputs"), dict):
-            state.outputs = details[0]["outputs"]
-        _end(state, StepStatus.FAILED)
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            # A hook module's message says what failed without its type (error_type has it); its details may
+            # carry what the automation or function put out before it failed.
+            state.error = cause.message
+            if cause.details and isinstance(cause.details[0], dict) and \
+                    isinstance(cause.details[0].get("outputs"), dict):
+                state.outputs = cause.details[0]["outputs"]
         workflow.logger.warning("hook %s failed: %s", activity_id, state.error)
     except (asyncio.CancelledError, CancelledError):
-        _end(state, StepStatus.CANCELLED, "cancelled")
+        end(state, StepStatus.CANCELLED, "cancelled")
         await _stop(call, state, activity_id, "run cancelled")
         raise
-
-
-async def _start_and_wait(hook: Hook, call: ResourceCall, state: HookState, activity_id: str) -> None:
-    # A Lambda invoke answers within the start activity; it must be allowed the hook's whole timeout to do so.
-    start_timeout = timedelta(seconds=hook.timeout_seconds) + GRACE if hook.action == LAMBDA_ACTION \
-        else START_TIMEOUT
-    operation = await workflow.execute_activity(
-        RESOURCE_START, call, result_type=Operation, activity_id=f"{activity_id}/start",
-        start_to_close_timeout=start_timeout, retry_policy=RETRY)
-    _observe(state, operation)
-    while not operation.done:
-        operation = await workflow.execute_activity(
-            RESOURCE_WAIT, WaitRequest(call=call, operation=operation), result_type=Operation,
-            activity_id=f"{activity_id}/wait", start_to_close_timeout=timedelta(seconds=hook.timeout_seconds) + GRACE,
-            heartbeat_timeout=HEARTBEAT, retry_policy=RETRY)
-        _observe(state, operation)
 
 
 async def _stop(call: ResourceCall, state: HookState, activity_id: str, reason: str) -> None:
@@ -155,20 +139,10 @@ async def _stop(call: ResourceCall, state: HookState, activity_id: str, reason: 
         parameters={"automationExecutionId": execution_id, "reason": reason})})
     try:
         await workflow.execute_activity(RESOURCE_START, stop, result_type=Operation, activity_id=f"{activity_id}/stop",
-                                        start_to_close_timeout=timedelta(minutes=1), retry_policy=RETRY)
+                                        start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY)
         state.message = f"automation {execution_id} stopped ({reason})"
     except ActivityError as err:
         state.message = f"automation {execution_id} could not be stopped: {err.cause or err}"
-
-
-def _observe(state: HookState, operation: Operation) -> None:
-    state.message, state.handle, state.outputs = operation.message, operation.handle, operation.outputs
-
-
-def _end(state: HookState, status: StepStatus, message: str | None = None) -> None:
-    state.status, state.ended_at = status, workflow.now()
-    if message is not None:
-        state.message = message
 
 
 # ---- a layer's hooks (DrLifecycleWorkflow) ---------------------------------------------------------------------

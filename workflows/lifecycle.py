@@ -11,7 +11,6 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 
 from workflows.hooks import LayerHooksMixin
@@ -19,17 +18,14 @@ from workflows.lifecycle_callback import LifecycleCallbackMixin
 from workflows.lifecycle_control import LifecycleControlMixin
 from workflows.lifecycle_wait import WaitTimerMixin
 from workflows.notifications import NotificationsMixin
+from workflows.steps import AWS_RETRY, START_TIMEOUT, end, record_failure, start_and_wait
 
 with workflow.unsafe.imports_passed_through():
     from contracts.activities import (
         RESOURCE_RESOLVE,
-        RESOURCE_START,
-        RESOURCE_WAIT,
         VALIDATE_PLAN,
-        Operation,
         PlanIssue,
         ResourceCall,
-        WaitRequest,
     )
     from plans.drs import DRS_ACTION
     from plans.approvals import ApprovalPolicy
@@ -52,10 +48,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.state import close, failed_resources, layer_rollup, new_state, phase_rollup, result_of
 
-START_TIMEOUT = timedelta(minutes=5)
-WAIT_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
-AWS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-                        maximum_interval=timedelta(minutes=1), maximum_attempts=8)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -227,30 +219,13 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
             await self._wait_timer(resource, state)
             return
         try:
-            operation = await workflow.execute_activity(
-                RESOURCE_START, call, result_type=Operation, activity_id=f"{activity_id}/start",
-                start_to_close_timeout=START_TIMEOUT, retry_policy=AWS_RETRY,
-            )
-            self._observe(state, operation)
-            while not operation.done:
-                operation = await workflow.execute_activity(
-                    RESOURCE_WAIT, WaitRequest(call=call, operation=operation), result_type=Operation,
-                    activity_id=f"{activity_id}/wait", start_to_close_timeout=layer.timeout,
-                    heartbeat_timeout=WAIT_HEARTBEAT_TIMEOUT, retry_policy=AWS_RETRY,
-                )
-                self._observe(state, operation)
-            self._end(state, StepStatus.SUCCEEDED)
+            await start_and_wait(call, state, activity_id, wait_timeout=layer.timeout)
+            end(state, StepStatus.SUCCEEDED)
         except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, CancelledError):
-                self._end(state, StepStatus.CANCELLED, "cancelled; the AWS operation it started may still be running")
-                return
-            state.error = str(cause) if cause else str(err)
-            state.error_type = getattr(cause, "type", None) or type(cause).__name__
-            self._end(state, StepStatus.FAILED)
-            workflow.logger.warning("resource %s failed: %s", activity_id, state.error)
+            if record_failure(state, err, "cancelled; the AWS operation it started may still be running"):
+                workflow.logger.warning("resource %s failed: %s", activity_id, state.error)
         except (asyncio.CancelledError, CancelledError):
-            self._end(state, StepStatus.CANCELLED, "cancelled; the AWS operation it started may still be running")
+            end(state, StepStatus.CANCELLED, "cancelled; the AWS operation it started may still be running")
             raise
 
     async def _resolve_references(self, call: ResourceCall, state: ResourceState, activity_id: str) -> Resource | None:
@@ -263,17 +238,11 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
                 start_to_close_timeout=START_TIMEOUT, retry_policy=AWS_RETRY,
             )
         except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, CancelledError):
-                self._end(state, StepStatus.CANCELLED, "cancelled while resolving its references")
-                return None
-            state.error = str(cause) if cause else str(err)
-            state.error_type = getattr(cause, "type", None) or type(cause).__name__
-            self._end(state, StepStatus.FAILED)
-            workflow.logger.warning("resource %s: references not resolved: %s", activity_id, state.error)
+            if record_failure(state, err, "cancelled while resolving its references"):
+                workflow.logger.warning("resource %s: references not resolved: %s", activity_id, state.error)
             return None
         except (asyncio.CancelledError, CancelledError):
-            self._end(state, StepStatus.CANCELLED, "cancelled while resolving its references")
+            end(state, StepStatus.CANCELLED, "cancelled while resolving its references")
             raise
 
     async def _run_drs(self, phase: Phase, resource: Resource, state: ResourceState, child_id: str) -> None:
@@ -283,7 +252,7 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
                                         self._state.workflow_id, self._state.started_at)
         except (ValueError, KeyError) as exc:  # the worker's plan check reports the details; never fail the task
             state.error, state.error_type = f"invalid drs.recovery parameters: {exc}", "InvalidParameters"
-            self._end(state, StepStatus.FAILED)
+            end(state, StepStatus.FAILED)
             return
         state.outputs = {"childWorkflowId": child_id}
         try:
@@ -292,30 +261,16 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
         except ChildWorkflowError as err:
             self._withdraw_child_gates(child_id)
             state.error, state.error_type = str(err.cause or err), "DrsRecoveryFailed"
-            self._end(state, StepStatus.FAILED)
+            end(state, StepStatus.FAILED)
             return
         self._withdraw_child_gates(child_id)
         state.outputs.update(launched=result.launched, failed=result.failed, jobs=result.jobs,
                              waves={k: v.value for k, v in result.waves.items()})
         if result.status.succeeded:
-            self._end(state, StepStatus.SUCCEEDED, result.message)
+            end(state, StepStatus.SUCCEEDED, result.message)
         else:
             state.error, state.error_type = result.message, "DrsRecoveryFailed"
-            self._end(state, StepStatus.FAILED, result.message)
-
-    @staticmethod
-    def _end(state: ResourceState, status: StepStatus, message: str | None = None) -> None:
-        # Not in a `finally`: when an evicted workflow's coroutines are closed, there is no workflow clock to read.
-        state.status = status
-        state.ended_at = workflow.now()
-        if message is not None:
-            state.message = message
-
-    @staticmethod
-    def _observe(state: ResourceState, operation: Operation) -> None:
-        state.message = operation.message
-        state.handle = operation.handle
-        state.outputs = operation.outputs
+            end(state, StepStatus.FAILED, result.message)
 
     # ---- boundaries and gates ----------------------------------------------------------------------------------
 

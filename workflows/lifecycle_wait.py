@@ -20,6 +20,8 @@ from datetime import timedelta
 from pydantic import ValidationError
 from temporalio import workflow
 
+from workflows.steps import end
+
 with workflow.unsafe.imports_passed_through():
     from contracts.activities import WAIT_ACTION, WaitParameters
     from plans.model import Resource
@@ -40,7 +42,7 @@ class WaitTimerMixin:
             state.error = f"invalid parameters for {resource.name}: " + "; ".join(
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())  # no input: it may be a secret
             state.error_type = "InvalidParameters"
-            self._end(state, StepStatus.FAILED)  # type: ignore[attr-defined]
+            end(state, StepStatus.FAILED)
             return
         why = f" ({params.reason})" if params.reason else ""
         duration = timedelta(seconds=params.seconds)
@@ -49,6 +51,6 @@ class WaitTimerMixin:
         try:
             await workflow.sleep(duration, summary=f"{resource.name}: wait {params.seconds} s{why}")
         except asyncio.CancelledError:  # a forced cancel stops the wait, as it stopped the wait activity
-            self._end(state, StepStatus.CANCELLED, "cancelled during its wait")  # type: ignore[attr-defined]
+            end(state, StepStatus.CANCELLED, "cancelled during its wait")
             raise
-        self._end(state, StepStatus.SUCCEEDED, f"waited {params.seconds} s{why}")  # type: ignore[attr-defined]
+        end(state, StepStatus.SUCCEEDED, f"waited {params.seconds} s{why}")
