@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from plans.hooks import LAMBDA_ACTION, SSM_AUTOMATION_STOP_ACTION, Hook
     from plans.model import Account, Layer, Mode, Phase, Plan, Regions, Resource
     from contracts.drs_recovery import HookTarget, WaveRecord, WaveStatus
-    from contracts.lifecycle import HookState, LayerState, StepStatus
+    from contracts.lifecycle import HookState, LayerState, LifecycleState, StepStatus
 
 # The module enforces a hook's timeout; this much later the workflow gives up on it too (a worker lost mid-wait).
 GRACE = timedelta(seconds=60)
@@ -147,27 +147,23 @@ async def _stop(call: ResourceCall, state: HookState, activity_id: str, reason: 
 
 # ---- a layer's hooks (DrLifecycleWorkflow) ---------------------------------------------------------------------
 
-class LayerHooksMixin:
-    _input: Any
-    _state: Any
-    _tasks: dict[str, asyncio.Task[None]]
-
-    async def _run_layer_hooks(self, phase: Phase, layer: Layer, layer_state: LayerState, when: str) -> bool:
-        """Run the layer's pre- or post-hooks; False when the layer must fail (a hook with onFailure fail)."""
-        plan, hooks = self._input.plan, layer.pre_hooks if when == "pre" else layer.post_hooks
-        states = layer_state.pre_hooks if when == "pre" else layer_state.post_hooks
-        items = []
-        for hook, state in zip(hooks, states, strict=True):
-            account_key, region = layer_hook_target(plan, layer, hook)
-            if account_key not in plan.accounts:  # the worker's plan check names it; never fail the task
-                state.status, state.error, state.error_type = StepStatus.FAILED, \
-                    f"unknown account {account_key!r}", "InvalidParameters"
-                return hook.on_failure != "fail"
-            items.append((hook, hook_call(
-                hook, execution_id=self._state.workflow_id, plan_name=plan.name, mode=self._state.mode, phase=phase,
-                step=layer.name, account_key=account_key, account=plan.accounts[account_key], region=region,
-                regions=plan.regions), state))
-        return await run_hooks(items, f"{phase.value}/{layer.name}", self._tasks)
+async def run_layer_hooks(plan: Plan, run: LifecycleState, phase: Phase, layer: Layer, layer_state: LayerState,
+                          when: str, tasks: dict[str, asyncio.Task[None]]) -> bool:
+    """Run the layer's pre- or post-hooks; False when the layer must fail (a hook with onFailure fail)."""
+    hooks = layer.pre_hooks if when == "pre" else layer.post_hooks
+    states = layer_state.pre_hooks if when == "pre" else layer_state.post_hooks
+    items = []
+    for hook, state in zip(hooks, states, strict=True):
+        account_key, region = layer_hook_target(plan, layer, hook)
+        if account_key not in plan.accounts:  # the worker's plan check names it; never fail the task
+            state.status, state.error, state.error_type = StepStatus.FAILED, \
+                f"unknown account {account_key!r}", "InvalidParameters"
+            return hook.on_failure != "fail"
+        items.append((hook, hook_call(
+            hook, execution_id=run.workflow_id, plan_name=plan.name, mode=run.mode, phase=phase,
+            step=layer.name, account_key=account_key, account=plan.accounts[account_key], region=region,
+            regions=plan.regions), state))
+    return await run_hooks(items, f"{phase.value}/{layer.name}", tasks)
 
 
 # ---- a DRS wave's hooks (DrsRecoveryWorkflow, ACTIVATE) ---------------------------------------------------------
