@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.activities import RESOURCE_START, Operation, ResourceCall
     from plans.hooks import LAMBDA_ACTION, SSM_AUTOMATION_STOP_ACTION, Hook
     from plans.model import Account, Layer, Mode, Phase, Plan, Regions, Resource
-    from contracts.drs_recovery import HookTarget, WaveRecord, WaveStatus
+    from contracts.drs_recovery import DrsRecoveryInput, DrsRecoveryState, HookTarget, WaveRecord, WaveStatus
     from contracts.lifecycle import HookState, LayerState, LifecycleState, StepStatus
 
 # The module enforces a hook's timeout; this much later the workflow gives up on it too (a worker lost mid-wait).
@@ -168,28 +168,28 @@ async def run_layer_hooks(plan: Plan, run: LifecycleState, phase: Phase, layer: 
 
 # ---- a DRS wave's hooks (DrsRecoveryWorkflow, ACTIVATE) ---------------------------------------------------------
 
-class WaveHooksMixin:
-    _input: Any
-    _state: Any
-    _wake: bool
-    _end_wave: Callable[[WaveRecord, WaveStatus, str], None]  # DrsRecoveryWorkflow's
+class WaveHooks:
+    """The hooks of a DRS recovery's waves: a plain object the ACTIVATE engine (workflows.drs_waves) owns. It ends
+    waves through `end_wave` and wakes the engine's main loop through `wake` when hooks finish."""
 
-    def _init_wave_hooks(self) -> None:
-        self._hook_tasks: dict[tuple[str, str], asyncio.Task[Any]] = {}
+    def __init__(self, input: DrsRecoveryInput, state: DrsRecoveryState,
+                 end_wave: Callable[[WaveRecord, WaveStatus, str], None], wake: Callable[[], None]) -> None:
+        self._input, self._state, self._end_wave, self._wake = input, state, end_wave, wake
+        self._tasks: dict[tuple[str, str], asyncio.Task[Any]] = {}
         for record in self._state.waves:
             for target in self._input.wave_hooks.get(record.name, []):
                 states = record.pre_hooks if target.when == "pre" else record.post_hooks
                 states.append(hook_state(target.hook, target.when, target.account.id, target.region,
                                          self._input.mode))
 
-    def _wave_hooks_ready(self, record: WaveRecord) -> bool:
+    def ready(self, record: WaveRecord) -> bool:
         """Whether the wave may start its jobs: its pre-hooks ran and none with onFailure fail failed. The first
         call starts them; the wave stays PENDING meanwhile, and their end wakes the main loop."""
         if not any(h.runs for h in record.pre_hooks):
             return True
-        task = self._hook_tasks.get((record.name, "pre"))
+        task = self._tasks.get((record.name, "pre"))
         if task is None:
-            self._hook_tasks[(record.name, "pre")] = asyncio.create_task(self._wave_hooks(record, "pre"))
+            self._tasks[(record.name, "pre")] = asyncio.create_task(self._run(record, "pre"))
             return False
         if not task.done():
             return False
@@ -199,16 +199,16 @@ class WaveHooksMixin:
             return False
         return True
 
-    def _wave_launched(self, record: WaveRecord, status: WaveStatus, message: str) -> None:
+    def launched(self, record: WaveRecord, status: WaveStatus, message: str) -> None:
         """Called instead of ending a wave whose servers launched: its post-hooks run first."""
         if not any(h.runs for h in record.post_hooks) and failed_hook(record.pre_hooks, "continue") is None:
             self._end_wave(record, status, message)
             return
-        if (record.name, "post") in self._hook_tasks:
+        if (record.name, "post") in self._tasks:
             return  # running: their end closes the wave
 
         async def post() -> None:
-            await self._wave_hooks(record, "post")
+            await self._run(record, "post")
             hooks = [*record.pre_hooks, *record.post_hooks]
             failed, tolerated = failed_hook(hooks, "fail"), failed_hook(hooks, "continue")
             if failed is not None:
@@ -220,18 +220,21 @@ class WaveHooksMixin:
                 self._end_wave(record, status, message)
 
         record.message = f"{message}; post-hooks running" if any(h.runs for h in record.post_hooks) else message
-        self._hook_tasks[(record.name, "post")] = asyncio.create_task(post())
+        self._tasks[(record.name, "post")] = asyncio.create_task(post())
 
-    async def _wave_hooks(self, record: WaveRecord, when: str) -> bool:
+    async def _run(self, record: WaveRecord, when: str) -> bool:
         targets: list[HookTarget] = [t for t in self._input.wave_hooks.get(record.name, []) if t.when == when]
         states = record.pre_hooks if when == "pre" else record.post_hooks
-        items = [(t.hook, hook_call(
-            t.hook, execution_id=self._input.execution_id, plan_name=self._input.plan_name, mode=self._input.mode,
-            phase=self._input.phase, step=f"{self._input.resource}/wave:{record.name}", account_key=t.account_key,
-            account=t.account, region=t.region, regions=self._input.regions), s) for t, s in zip(targets, states,
-                                                                                                strict=True)]
+        items = []
+        for t, s in zip(targets, states, strict=True):
+            # drs_input_for gives an input its plan's regions whenever it gives it wave hooks.
+            assert self._input.regions is not None
+            items.append((t.hook, hook_call(
+                t.hook, execution_id=self._input.execution_id, plan_name=self._input.plan_name, mode=self._input.mode,
+                phase=self._input.phase, step=f"{self._input.resource}/wave:{record.name}",
+                account_key=t.account_key, account=t.account, region=t.region, regions=self._input.regions), s))
         try:
             return await run_hooks(items, f"wave/{record.name}")
         finally:
-            self._wake = True
+            self._wake()
 
