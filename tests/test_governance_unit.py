@@ -19,7 +19,7 @@ from workflows.rbac import Action
 from workflows.state import new_state
 
 INITIATOR = "initiator@example.com"
-NOW = datetime.now(UTC)  # the tokens are minted on the real clock: the run's clock must be near it
+NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)  # the run's clock, and when every token here is issued
 
 
 def run_state(mode: Mode, trusted: bool = True) -> LifecycleState:
@@ -34,8 +34,12 @@ def governance(state: LifecycleState, mode: Mode = Mode.DRILL) -> Governance:
     return Governance(state, mode, lambda: NOW, logging.getLogger("test.governance"))
 
 
+def token(subject: str, *roles: str, **claims: object) -> str:
+    return token_for(subject, roles, now=NOW.timestamp(), **claims)
+
+
 def request(subject: str, *roles: str, reason: str = "") -> ControlRequest:
-    return ControlRequest(actor=subject, token=token_for(subject, roles), reason=reason)
+    return ControlRequest(actor=subject, token=token(subject, *roles), reason=reason)
 
 
 def test_a_role_allowed_the_action_gets_its_verified_principal():
@@ -73,7 +77,7 @@ def test_a_message_without_a_valid_token_is_denied_under_the_claimed_name():
     gov = governance(state)
     assert gov.check(ControlRequest(actor="mallory"), Action.PAUSE_RESUME, "pause") is None
     assert gov.last_denial.startswith("no token")
-    forged = ControlRequest(actor="mallory", token=token_for("mallory", ("admin",), aud="someone-else"))
+    forged = ControlRequest(actor="mallory", token=token("mallory", "admin", aud="someone-else"))
     assert gov.check(forged, Action.PAUSE_RESUME, "pause") is None
     assert [(e.actor, e.verified, e.token_sha256 is None) for e in state.audit] == \
         [("mallory", False, True), ("mallory", False, False)]
@@ -146,6 +150,6 @@ def test_only_view_audit_reads_the_audit_trail():
     state = run_state(Mode.PLANNED)
     gov = governance(state, Mode.PLANNED)
     gov.check(ControlRequest(actor="x"), Action.CANCEL, "cancel")
-    assert gov.audit_trail(token_for("aud@example.com", ("auditor",))) == state.audit
+    assert gov.audit_trail(token("aud@example.com", "auditor")) == state.audit
     with pytest.raises(ApplicationError, match="may not view the audit trail"):
-        gov.audit_trail(token_for("op@example.com", ("operator",)))
+        gov.audit_trail(token("op@example.com", "operator"))
