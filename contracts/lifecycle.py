@@ -95,25 +95,29 @@ class StepStatus(StrEnum):
     SKIPPED = "SKIPPED"  # never started: an earlier failure, a cancel or a rejection stopped the run first
 
 
-class ResourceState(BaseModel):
-    name: str
-    action: str
-    account: str
-    region: str
+class StepState(BaseModel):
+    """How one step of a run went, a resource or a hook: what the step runner (workflows.steps) writes."""
+
     status: StepStatus = StepStatus.PENDING
     started_at: datetime | None = None
     ended_at: datetime | None = None
     message: str = ""
     error: str | None = None
     error_type: str | None = None
-    outputs: dict[str, Any] = Field(default_factory=dict)
-    handle: dict[str, Any] = Field(default_factory=dict)
-    skipped_by: str | None = None  # an operator skipped it before it started (it does not count in rollups)
+    outputs: dict[str, Any] = Field(default_factory=dict)  # what the operation reported (a hook's: clipped)
+    handle: dict[str, Any] = Field(default_factory=dict)  # what the next wait (or a stop) needs to find it
 
 
-class HookState(BaseModel):
-    """One pre- or post-hook of a layer or a DRS wave (plans.hooks), as the status shows it."""
+# pydantic orders a model's fields along its reversed MRO: what a step is (these bases, listed after StepState), then
+# StepState's, then the class's own. So `status` shows the fields in the order it always had.
+class _Resource(BaseModel):
+    name: str
+    action: str
+    account: str
+    region: str
 
+
+class _Hook(BaseModel):
     name: str
     when: str  # pre | post
     kind: str  # ssmAutomation | lambda
@@ -123,14 +127,14 @@ class HookState(BaseModel):
     on_failure: str = "fail"  # fail | continue
     timeout_seconds: int
     runs: bool = True  # False: the plan's `modes` leave it out of this run's mode (SKIPPED from the start)
-    status: StepStatus = StepStatus.PENDING
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    message: str = ""
-    error: str | None = None
-    error_type: str | None = None
-    outputs: dict[str, Any] = Field(default_factory=dict)  # automation outputs / Lambda payload, clipped
-    handle: dict[str, Any] = Field(default_factory=dict)
+
+
+class ResourceState(StepState, _Resource):
+    skipped_by: str | None = None  # an operator skipped it before it started (it does not count in rollups)
+
+
+class HookState(StepState, _Hook):
+    """One pre- or post-hook of a layer or a DRS wave (plans.hooks), as the status shows it."""
 
 
 class LayerState(BaseModel):

@@ -45,6 +45,17 @@ def test_workflow_code_imports_no_boto3_io_clock_or_randomness():
         # Which of our packages workflows may import is an import-linter contract (pyproject.toml, `make test`).
 
 
+def test_workflows_own_their_parts_instead_of_inheriting_them():
+    """Each workflow class stands alone, its message handlers on it; its parts are objects it owns. A mixin that
+    inherits the workflow under TYPE_CHECKING is what mypy rejected: none comes back."""
+    from workflows.drs_recovery import DrsRecoveryWorkflow
+
+    for cls in (DrLifecycleWorkflow, DrsRecoveryWorkflow):
+        assert cls.__bases__ == (object,), cls.__bases__
+    for path in sorted((ROOT / "workflows").glob("*.py")):
+        assert "TYPE_CHECKING" not in path.read_text(), path.name
+
+
 def test_importing_the_workflow_loads_no_boto3():
     code = "import sys, workflows.lifecycle, contracts.lifecycle; print(sorted(m for m in sys.modules " \
            "if m.split('.')[0] in ('boto3', 'botocore')))"

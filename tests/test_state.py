@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -52,3 +53,17 @@ def test_close_marks_what_never_ran_and_reports_partial_success():
     result = result_of(state)
     assert result.failed_resources == ["ACTIVATE/tolerant/b: boom"]
     assert "completed with 1 failed resource" in result.message
+
+
+def test_step_states_serialize_their_fields_in_the_order_status_always_showed():
+    """ResourceState and HookState share StepState; the `status` query's JSON keeps each one's own field order."""
+    from contracts.lifecycle import HookState, ResourceState
+
+    resource = ResourceState(name="r", action="control.wait", account="1", region="eu-west-1")
+    hook = HookState(name="h", when="pre", kind="lambda", target="f:1", account="1", region="eu-west-1",
+                     timeout_seconds=60)
+    progress = ["status", "started_at", "ended_at", "message", "error", "error_type", "outputs", "handle"]
+    assert list(json.loads(resource.model_dump_json())) == ["name", "action", "account", "region", *progress,
+                                                             "skipped_by"]
+    assert list(json.loads(hook.model_dump_json())) == ["name", "when", "kind", "target", "account", "region",
+                                                         "on_failure", "timeout_seconds", "runs", *progress]

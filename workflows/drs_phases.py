@@ -1,17 +1,15 @@
 """DrsRecoveryWorkflow's phases other than ACTIVATE: preflight and launch settings, drill cleanup, reverse replication.
 
-A mixin of the workflow class (same state, same rules: deterministic, no I/O), kept apart so each file reads alone.
+A plain object the workflow owns, on the engine's state and what every phase shares (workflows.drs_waves); same
+rules: deterministic, no I/O.
 """
 
 from __future__ import annotations
 
-import asyncio
-from datetime import timedelta
-from typing import TYPE_CHECKING
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
+
+from workflows.drs_waves import HEARTBEAT, RESOLVE, RETRY, SHORT, Waves
 
 with workflow.unsafe.imports_passed_through():
     from contracts.drs import (
@@ -33,21 +31,13 @@ with workflow.unsafe.imports_passed_through():
     from plans.model import Mode
     from contracts.drs_recovery import ChunkRecord, ServerRecord, ServerStatus, WaveStatus
 
-if TYPE_CHECKING:
-    from workflows.drs_recovery import DrsRecoveryWorkflow as _Base
-else:
-    _Base = object
 
-# Short timeouts: when a worker dies mid-call, the call is retried on another worker after this long, not later.
-SHORT = timedelta(minutes=1)
-HEARTBEAT = timedelta(seconds=20)  # the long activities heartbeat every few seconds
-RESOLVE = timedelta(minutes=15)  # thousands of servers, and a snapshot lookup each for a point in time
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-                    maximum_interval=timedelta(minutes=1), maximum_attempts=10)
+class DrsPhases:
+    def __init__(self, waves: Waves) -> None:
+        self._waves = waves
+        self._input, self._state = waves.input, waves.state
 
-
-class DrsPhasesMixin(_Base):
-    async def _preflight(self) -> None:
+    async def preflight(self) -> None:
         """Resolve every group now, report what a recovery would take, and bring the launch settings of the groups
         that give them to the plan's (in every mode: a drill launches with the settings a recovery would use)."""
         resolved = await workflow.execute_activity(
@@ -62,7 +52,7 @@ class DrsPhasesMixin(_Base):
                 status=ServerStatus.NOT_RECOVERABLE if server.problem else ServerStatus.PENDING)
         changed, launch_errors = await self._apply_launch_settings()
         for record in self._state.waves:
-            groups = self._waves[record.name].protection_groups
+            groups = self._waves.definitions[record.name].protection_groups
             record.servers = [s.id for s in self._state.servers.values() if s.wave == record.name]
             bad = [self._state.servers[s] for s in record.servers if self._state.servers[s].status.failed]
             critical = [s for s in bad if s.impact == "critical"]
@@ -73,8 +63,8 @@ class DrsPhasesMixin(_Base):
             if any(self._input.groups[g].launch_settings for g in groups):
                 message += f"; launch settings changed on {sum(s in changed for s in record.servers)} server(s)"
             message += "".join(f"; launch settings not applied: {e}" for e in errors)
-            self._end_wave(record, WaveStatus.FAILED if critical or errors else WaveStatus.SUCCEEDED, message)
-        self._finish()
+            self._waves.end_wave(record, WaveStatus.FAILED if critical or errors else WaveStatus.SUCCEEDED, message)
+        self._waves.finish()
 
     async def _apply_launch_settings(self) -> tuple[set[str], dict[str, str]]:
         """(ids of the servers whose settings changed, group -> why its settings could not be applied)."""
@@ -90,7 +80,7 @@ class DrsPhasesMixin(_Base):
         for key, groups in per_target.items():
             try:
                 result = await workflow.execute_activity(
-                    DRS_APPLY_LAUNCH, LaunchRequest(target=self._target(key), groups=groups),
+                    DRS_APPLY_LAUNCH, LaunchRequest(target=self._waves.target(key), groups=groups),
                     result_type=ApplyLaunchResult, start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT,
                     retry_policy=RETRY)
             except ActivityError as err:
@@ -100,9 +90,9 @@ class DrsPhasesMixin(_Base):
             changed |= {c.server_id for c in result.changes}
         return changed, errors
 
-    async def _cleanup(self) -> None:
+    async def cleanup(self) -> None:
         if self._input.mode is not Mode.DRILL:
-            self._end_all(WaveStatus.SUCCEEDED, "a real recovery keeps its instances")
+            self._waves.end_all(WaveStatus.SUCCEEDED, "a real recovery keeps its instances")
             return
         terminated, jobs = 0, []
         for key, target in self._input.targets().items():
@@ -116,17 +106,15 @@ class DrsPhasesMixin(_Base):
             self._state.chunks.append(ChunkRecord(wave="cleanup", chunk=len(self._state.chunks), target_key=key,
                                                   server_ids=[], job_id=job_id, started_at=workflow.now()))
         while any(c.active for c in self._state.chunks):
-            for key in sorted({c.target_key for c in self._state.chunks if c.active}):
-                if key not in self._watchers:
-                    self._watchers[key] = asyncio.create_task(self._watch(key))
-            self._wake = False
-            await workflow.wait_condition(lambda: self._wake)
-        self._end_all(WaveStatus.SUCCEEDED, f"terminated {terminated} drill instance(s) of this execution "
+            self._waves.watch_active()
+            self._waves.wake = False
+            await workflow.wait_condition(lambda: self._waves.wake)
+        self._waves.end_all(WaveStatus.SUCCEEDED, f"terminated {terminated} drill instance(s) of this execution "
                                             f"in {len(jobs)} TERMINATE job(s)")
 
-    async def _replicate(self) -> None:
+    async def replicate(self) -> None:
         if self._input.mode is Mode.DRILL:
-            self._end_all(WaveStatus.SUCCEEDED, "a drill leaves replication as it is")
+            self._waves.end_all(WaveStatus.SUCCEEDED, "a drill leaves replication as it is")
             return
         reversed_count, manual, errors = 0, [], []
         for target in self._input.targets().values():
@@ -140,5 +128,5 @@ class DrsPhasesMixin(_Base):
         message = f"reverse replication started for {reversed_count} server(s)"
         if manual:
             message += f"; {len(manual)} need the DRS failback client: {', '.join(manual[:10])}"
-        self._end_all(WaveStatus.FAILED if errors else WaveStatus.SUCCEEDED,
+        self._waves.end_all(WaveStatus.FAILED if errors else WaveStatus.SUCCEEDED,
                       message + (f"; errors: {'; '.join(errors[:5])}" if errors else ""))

@@ -1,308 +1,54 @@
 """DrsRecoveryWorkflow: one `drs.recovery` resource of one phase, as a child of DrLifecycleWorkflow.
 
-ACTIVATE runs the waves as a DAG: a wave starts when every wave it depends on succeeded, its servers are resolved
-from their protection groups at that moment, split per account+region into jobs no larger than the per-job quota,
-and started only while the account+region has room under its concurrent-jobs and servers-in-jobs quotas (shared by
-every wave running at once). Jobs are polled per account+region, never per server; each server is judged by its own
-launchStatus. CLEANUP (drill) terminates exactly this execution's drill instances; REPLICATE (real recoveries)
-starts reverse replication.
+ACTIVATE runs the waves as a DAG (workflows.drs_waves); INSTANTIATE checks what a recovery would take and applies
+the plan's launch settings, CLEANUP (drill) terminates exactly this execution's drill instances, REPLICATE (real
+recoveries) starts reverse replication (workflows.drs_phases). The message handlers are here; the waves' gates are
+decided at the lifecycle run, which signals its decisions.
 """
 
 from __future__ import annotations
 
-import asyncio
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, FailureError
 
-from workflows.drs_phases import HEARTBEAT, RESOLVE, RETRY, SHORT, DrsPhasesMixin
-from workflows.hooks import WaveHooksMixin
+from workflows.drs_phases import DrsPhases
+from workflows.drs_waves import Waves
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.drs import (
-        DRS_QUOTAS,
-        DRS_RESOLVE,
-        DRS_START_JOB,
-        DRS_WATCH_JOBS,
-        DrsTarget,
-        QuotaLimits,
-        ResolveRequest,
-        ResolveResult,
-        StartJobRequest,
-        StartJobResult,
-        WatchJobsRequest,
-        WatchJobsResult,
-    )
-    from plans.drs import Wave
-    from plans.model import Mode, Phase
+    from plans.model import Phase
     from contracts.drs_recovery import (
         DRS_WORKFLOW_TYPE,
-        ChunkRecord,
         DrsRecoveryInput,
         DrsRecoveryResult,
         DrsRecoveryState,
-        ServerRecord,
-        ServerStatus,
         WaveRecord,
-        WaveStatus,
     )
-    from contracts.lifecycle import ChildGate, ControlRequest, ControlResult, WaveDecision
-
-WATCH_SECONDS = 15.0
+    from contracts.lifecycle import ControlRequest, ControlResult, WaveDecision
 
 
 @workflow.defn(name=DRS_WORKFLOW_TYPE)
-class DrsRecoveryWorkflow(DrsPhasesMixin, WaveHooksMixin):
+class DrsRecoveryWorkflow:
     @workflow.init
     def __init__(self, input: DrsRecoveryInput) -> None:
-        self._input = input
         self._state = DrsRecoveryState(
             workflow_id=workflow.info().workflow_id, resource=input.resource, phase=input.phase, mode=input.mode,
             started_at=workflow.now(),
             waves=[WaveRecord(name=w.name, depends_on=list(w.depends_on)) for w in input.params.waves],
         )
-        self._waves: dict[str, Wave] = {w.name: w for w in input.params.waves}
-        self._approved: set[str] = set()
-        self._watchers: dict[str, asyncio.Task[None]] = {}
-        self._wake = False
-        self._init_wave_hooks()
+        self._waves = Waves(input, self._state)
+        self._phases = DrsPhases(self._waves)
 
     @workflow.run
     async def run(self, input: DrsRecoveryInput) -> DrsRecoveryResult:
         if input.phase is Phase.ACTIVATE:
-            await self._activate()
+            await self._waves.activate()
         elif input.phase is Phase.INSTANTIATE:
-            await self._preflight()
+            await self._phases.preflight()
         elif input.phase is Phase.CLEANUP:
-            await self._cleanup()
+            await self._phases.cleanup()
         else:
-            await self._replicate()
+            await self._phases.replicate()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._result()
-
-    # ---- ACTIVATE ----------------------------------------------------------------------------------------------
-
-    async def _activate(self) -> None:
-        for key, target in self._input.targets().items():
-            self._state.quotas[key] = await workflow.execute_activity(
-                DRS_QUOTAS, target, result_type=QuotaLimits, start_to_close_timeout=SHORT, retry_policy=RETRY)
-        try:
-            while True:
-                self._wake = False
-                await self._advance()
-                if all(w.status.finished for w in self._state.waves):
-                    break
-                if not self._wake:  # a wave that just ended may let its dependants start: advance again first
-                    try:
-                        await workflow.wait_condition(lambda: self._wake, timeout=self._next_deadline())
-                    except TimeoutError:
-                        pass  # a wave's timeout is due: the next advance closes it
-        finally:
-            for task in self._watchers.values():
-                task.cancel()
-        self._finish()
-
-    async def _advance(self) -> None:
-        now = workflow.now()
-        for record in self._state.waves:
-            if record.status is WaveStatus.PENDING:
-                await self._maybe_begin(record)
-            elif record.status is WaveStatus.RUNNING:
-                if all(self._state.servers[s].status is not ServerStatus.LAUNCHING for s in record.servers) and \
-                        not any(c.job_id is None for c in self._chunks_of(record.name)):
-                    self._close_wave(record)
-                elif record.started_at and (now - record.started_at).total_seconds() >= \
-                        self._waves[record.name].timeout_seconds:
-                    self._close_wave(record, timed_out=True)
-        await self._dispatch()
-        for key in sorted({c.target_key for c in self._state.chunks if c.active}):
-            if key not in self._watchers:
-                self._watchers[key] = asyncio.create_task(self._watch(key))
-
-    async def _maybe_begin(self, record: WaveRecord) -> None:
-        wave = self._waves[record.name]
-        deps = [self._state.wave(d) for d in wave.depends_on]
-        if any(d.status.finished and not d.status.succeeded for d in deps):
-            failed = ", ".join(d.name for d in deps if d.status.finished and not d.status.succeeded)
-            self._end_wave(record, WaveStatus.SKIPPED, f"not started: it depends on {failed}, which did not succeed")
-            return
-        if not all(d.status.succeeded for d in deps):
-            return
-        limit = self._input.params.max_concurrent_waves
-        if limit and sum(w.status is WaveStatus.RUNNING for w in self._state.waves) >= limit:
-            return
-        if wave.gated and record.name not in self._approved:
-            # The lifecycle learns of the gate first (its approve/reject decide it), then the wave shows as waiting.
-            await self._tell_parent("child_gate", ChildGate(
-                child_workflow_id=workflow.info().workflow_id, wave=record.name, gate_id=self._gate_id(record.name),
-                required=wave.approval.approvals if wave.approval else 1,
-                roles=[r.value for r in wave.approval.roles] if wave.approval else []))
-            if record.status is WaveStatus.PENDING and record.name not in self._approved:
-                record.status = WaveStatus.AWAITING_APPROVAL
-            else:
-                self._wake = True  # decided while the parent was being told: approved goes on, rejected has ended
-            return
-        if not self._wave_hooks_ready(record):
-            return
-        record.status, record.started_at = WaveStatus.RUNNING, workflow.now()
-        groups = [self._input.groups[g] for g in wave.protection_groups]
-        point_in_time = self._input.params.point_in_time
-        resolved = await workflow.execute_activity(
-            DRS_RESOLVE, ResolveRequest(groups=groups, execution_id=self._input.execution_id,
-                                        point_in_time=None if point_in_time == "latest" else point_in_time),
-            result_type=ResolveResult, start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT,
-            retry_policy=RETRY)
-        per_target: dict[str, list[str]] = {}
-        for server in resolved.servers:
-            if server.id in self._state.servers:
-                self._end_wave(record, WaveStatus.FAILED, f"server {server.id} ({server.hostname}) is also in wave "
-                               f"{self._state.servers[server.id].wave}")
-                return
-            self._state.servers[server.id] = ServerRecord(
-                id=server.id, hostname=server.hostname, group=server.group, wave=record.name, impact=server.impact,
-                target_key=server.target_key, snapshot_id=server.snapshot_id, detail=server.problem,
-                status=ServerStatus.NOT_RECOVERABLE if server.problem else ServerStatus.PENDING)
-            record.servers.append(server.id)
-            if not server.problem:
-                per_target.setdefault(server.target_key, []).append(server.id)
-        for key, ids in per_target.items():
-            size = self._state.quotas[key].servers_per_job
-            for n, start in enumerate(range(0, len(ids), size)):
-                self._state.chunks.append(ChunkRecord(wave=record.name, chunk=n, target_key=key,
-                                                      server_ids=ids[start:start + size]))
-        if not record.servers:
-            self._end_wave(record, WaveStatus.FAILED, "its protection groups matched no source server")
-            return
-        record.message = f"{sum(len(v) for v in per_target.values())}/{len(record.servers)} servers recoverable, " \
-                         f"{len(self._chunks_of(record.name))} job(s)"
-
-    async def _dispatch(self) -> None:
-        """Start queued jobs, oldest wave first, while each account+region has room under its quotas."""
-        for chunk in self._state.chunks:
-            if chunk.job_id is not None or self._state.wave(chunk.wave).status is not WaveStatus.RUNNING:
-                continue
-            quota = self._state.quotas[chunk.target_key]
-            active = [c for c in self._state.chunks if c.active and c.target_key == chunk.target_key]
-            jobs_free = quota.concurrent_jobs - quota.active_jobs_in_use - len(active)
-            servers_free = quota.servers_in_active_jobs - quota.servers_in_use - sum(len(c.server_ids) for c in active)
-            if jobs_free < 1 or servers_free < len(chunk.server_ids):
-                continue
-            target = self._target(chunk.target_key)
-            try:
-                started = await workflow.execute_activity(
-                    DRS_START_JOB, StartJobRequest(
-                        target=target, execution_id=self._input.execution_id, wave=chunk.wave, chunk=chunk.chunk,
-                        server_ids=chunk.server_ids, is_drill=self._input.mode is Mode.DRILL,
-                        since=self._input.since,
-                        snapshot_ids={s: self._state.servers[s].snapshot_id for s in chunk.server_ids
-                                      if self._state.servers[s].snapshot_id}),
-                    result_type=StartJobResult, start_to_close_timeout=SHORT, retry_policy=RETRY)
-            except ActivityError as err:
-                # E.g. a server already in another execution's job: these servers fail, the others go on.
-                chunk.job_id, chunk.started_at, chunk.settled_at = "", workflow.now(), workflow.now()
-                self._fail_servers(chunk.server_ids, f"job not started: {err.cause or err}")
-                continue
-            chunk.job_id, chunk.started_at = started.job_id, workflow.now()
-            for sid in chunk.server_ids:
-                record = self._state.servers[sid]
-                record.status, record.job_id, record.started_at = ServerStatus.LAUNCHING, started.job_id, chunk.started_at
-
-    async def _watch(self, target_key: str) -> None:
-        """One watch of one account+region's active jobs; the main loop starts the next, with any new jobs."""
-        try:
-            chunks = {c.job_id: c for c in self._state.chunks if c.active and c.target_key == target_key}
-            result = await workflow.execute_activity(
-                DRS_WATCH_JOBS, WatchJobsRequest(target=self._target(target_key), job_ids=sorted(chunks),
-                                                 known={j: c.signature for j, c in chunks.items()},
-                                                 max_wait_seconds=WATCH_SECONDS),
-                result_type=WatchJobsResult, start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=HEARTBEAT, retry_policy=RETRY)
-        except ActivityError as err:
-            # DRS cannot be read for this account+region after every retry: fail its servers rather than hang.
-            for chunk in chunks.values():
-                chunk.settled_at = workflow.now()
-                self._fail_servers(chunk.server_ids, f"job {chunk.job_id} could not be followed: {err.cause or err}")
-            self._watchers.pop(target_key, None)
-            self._wake = True
-            return
-        try:
-            seen = {job.job_id for job in result.jobs}
-            for job_id, chunk in chunks.items():
-                # DRS no longer knows the job (deleted by someone): its servers' fate is unknown, so not launched.
-                if job_id not in seen and (workflow.now() - chunk.started_at).total_seconds() > 60:
-                    chunk.settled_at = workflow.now()
-                    self._fail_servers(chunk.server_ids, f"job {job_id} disappeared from DRS")
-            for job in result.jobs:
-                chunk = chunks[job.job_id]
-                chunk.signature = job.signature()
-                if job.settled and chunk.settled_at is None:
-                    chunk.settled_at = workflow.now()
-                for sid, launch in job.servers.items():
-                    record = self._state.servers.get(sid)
-                    if record is None or record.job_id != job.job_id or record.status is ServerStatus.TIMED_OUT:
-                        continue
-                    record.launch_status = launch.launch_status
-                    record.recovery_instance_id = launch.recovery_instance_id or record.recovery_instance_id
-                    record.detail = job.last_events.get(sid, record.detail)
-                    if sid in job.instances:
-                        record.ec2_instance_id = job.instances[sid].ec2_instance_id
-                        record.private_ip = job.instances[sid].private_ip
-                    previous = record.status
-                    if launch.launch_status == "LAUNCHED":
-                        record.status = ServerStatus.LAUNCHED
-                    elif launch.launch_status == "FAILED" or (job.settled and launch.launch_status != "LAUNCHED"):
-                        record.status = ServerStatus.FAILED
-                    if record.status is not previous:
-                        record.ended_at = workflow.now()
-        finally:
-            self._watchers.pop(target_key, None)
-            self._wake = True
-
-    def _fail_servers(self, server_ids: list[str], detail: str) -> None:
-        for sid in server_ids:
-            record = self._state.servers[sid]
-            if record.status in (ServerStatus.PENDING, ServerStatus.LAUNCHING):
-                record.status, record.detail = ServerStatus.FAILED, detail
-
-    def _close_wave(self, record: WaveRecord, timed_out: bool = False) -> None:
-        servers = [self._state.servers[s] for s in record.servers]
-        if timed_out:
-            for server in servers:
-                if server.status in (ServerStatus.LAUNCHING, ServerStatus.PENDING):
-                    server.status = ServerStatus.TIMED_OUT
-        critical = [s for s in servers if s.impact == "critical" and s.status.failed]
-        optional = [s for s in servers if s.impact == "optional"]
-        optional_failed = [s for s in optional if s.status.failed]
-        launched = sum(s.status is ServerStatus.LAUNCHED for s in servers)
-        summary = f"{launched}/{len(servers)} launched"
-        limit = self._waves[record.name].max_failed_percent
-        if timed_out:
-            self._end_wave(record, WaveStatus.FAILED, f"timed out; {summary}")
-        elif critical:
-            names = ", ".join(s.hostname or s.id for s in critical[:5])
-            self._end_wave(record, WaveStatus.FAILED, f"{summary}; critical servers failed: {names}"
-                           + (" ..." if len(critical) > 5 else ""))
-        elif optional_failed and 100 * len(optional_failed) / len(optional) > limit:
-            self._end_wave(record, WaveStatus.FAILED, f"{summary}; {len(optional_failed)}/{len(optional)} optional "
-                           f"servers failed, more than the {limit:g}% allowed")
-        elif optional_failed:
-            self._wave_launched(record, WaveStatus.PARTIAL, f"{summary}; {len(optional_failed)} optional failed "
-                                "(allowed)")
-        else:
-            self._wave_launched(record, WaveStatus.SUCCEEDED, summary)
-
-    def _end_wave(self, record: WaveRecord, status: WaveStatus, message: str) -> None:
-        record.status, record.message, record.ended_at = status, message, workflow.now()
-        self._wake = True
-
-    def _next_deadline(self) -> timedelta | None:
-        now = workflow.now()
-        remaining = [self._waves[w.name].timeout_seconds - (now - w.started_at).total_seconds()
-                     for w in self._state.waves if w.status is WaveStatus.RUNNING and w.started_at]
-        return timedelta(seconds=max(min(remaining), 1)) if remaining else None
-
-    # ---- messages and results ----------------------------------------------------------------------------------
+        return self._waves.result()
 
     @workflow.query(name="status")
     def status(self) -> DrsRecoveryState:
@@ -323,74 +69,10 @@ class DrsRecoveryWorkflow(DrsPhasesMixin, WaveHooksMixin):
     @workflow.signal(name="approve_wave")
     def approve_wave(self, decision: WaveDecision) -> None:
         """The lifecycle's gate for this wave was approved. Idempotent; ignored once the wave has moved on."""
-        record = next((w for w in self._state.waves if w.name == decision.wave), None)
-        if record is None or record.status not in (WaveStatus.PENDING, WaveStatus.AWAITING_APPROVAL):
-            return
-        self._approved.add(record.name)
-        record.status = WaveStatus.PENDING
-        self._wake = True
+        self._waves.approve(decision)
 
     @workflow.signal(name="reject_wave")
     def reject_wave(self, decision: WaveDecision) -> None:
         """The lifecycle's gate for this wave was rejected: the wave fails, its dependants are skipped. Ignored
         once the wave was approved or has moved on."""
-        record = next((w for w in self._state.waves if w.name == decision.wave), None)
-        if record is None or record.name in self._approved or not self._waves[record.name].gated or \
-                record.status not in (WaveStatus.PENDING, WaveStatus.AWAITING_APPROVAL):
-            return
-        self._end_wave(record, WaveStatus.FAILED, f"rejected by {decision.actor}: {decision.reason}")
-
-    def _gate_id(self, wave: str) -> str:
-        """The lifecycle's gate id: this child's id without the "<lifecycle id>/" prefix, then "/wave:<name>"."""
-        own, parent = workflow.info().workflow_id, workflow.info().parent
-        prefix = f"{parent.workflow_id}/" if parent else ""
-        if prefix and own.startswith(prefix):
-            step = own[len(prefix):]  # "<PHASE>/<layer>/<resource>"
-        else:
-            step = f"{self._input.phase.value}/{self._input.resource}"
-        return f"{step}/wave:{wave}"
-
-    async def _tell_parent(self, signal: str, payload: ChildGate) -> None:
-        parent = workflow.info().parent
-        if parent is None:  # started on its own: only this workflow's `approve` decides its waves
-            return
-        try:
-            await workflow.get_external_workflow_handle(parent.workflow_id).signal(signal, payload)
-        except FailureError as err:  # the lifecycle has ended: this child is about to be closed with it
-            workflow.logger.warning("could not signal %s to %s: %s", signal, parent.workflow_id, err)
-
-    def _chunks_of(self, wave: str) -> list[ChunkRecord]:
-        return [c for c in self._state.chunks if c.wave == wave]
-
-    def _target(self, key: str) -> DrsTarget:
-        return self._input.targets()[key]
-
-    def _end_all(self, status: WaveStatus, message: str) -> None:
-        for record in self._state.waves:
-            self._end_wave(record, status, message)
-        self._finish(message)
-
-    def _finish(self, message: str | None = None) -> None:
-        waves = self._state.waves
-        if any(not w.status.succeeded for w in waves):
-            self._state.status = WaveStatus.FAILED
-        elif any(w.status is WaveStatus.PARTIAL for w in waves):
-            self._state.status = WaveStatus.PARTIAL
-        else:
-            self._state.status = WaveStatus.SUCCEEDED
-        servers = self._state.servers.values()
-        launched = sum(s.status is ServerStatus.LAUNCHED for s in servers)
-        self._state.message = message or (
-            f"{launched}/{len(servers)} servers launched in {len(waves)} wave(s), "
-            f"{sum(c.job_id is not None for c in self._state.chunks)} DRS job(s)"
-            + "".join(f"; {w.name}: {w.message}" for w in waves if w.status is not WaveStatus.SUCCEEDED))
-        self._state.ended_at = workflow.now()
-
-    def _result(self) -> DrsRecoveryResult:
-        servers = self._state.servers.values()
-        return DrsRecoveryResult(
-            status=self._state.status, message=self._state.message,
-            launched=sum(s.status is ServerStatus.LAUNCHED for s in servers),
-            failed=sum(s.status.failed for s in servers),
-            waves={w.name: w.status for w in self._state.waves},
-            jobs=sum(c.job_id is not None for c in self._state.chunks))
+        self._waves.reject(decision)

@@ -1,52 +1,74 @@
 """Who may send which message to a run: token verification, role permissions, four-eyes and N-of-M approvals,
 and the audit trail that records every decision and every denied attempt.
 
-A mixin of DrLifecycleWorkflow. Denials are answered by the update *handler* (accepted=False), not by a validator:
+A plain object DrLifecycleWorkflow owns, over the run's state; it is given the clock and the logger, so its decisions
+can be tested without a server. Denials are answered by the update *handler* (accepted=False), not by a validator:
 a validator's rejection leaves nothing in history, and the audit trail must keep denied attempts durably.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+from workflows.ports import Clock
 
 with workflow.unsafe.imports_passed_through():
     from contracts.identity import IdentityError, Principal, token_hash, verify_token
-    from contracts.lifecycle import Approval, AuditEntry, ControlRequest, ControlResult, Gate
+    from contracts.lifecycle import Approval, AuditEntry, ControlRequest, Gate, LifecycleState
+    from plans.model import Mode
     from workflows.rbac import Action, allowed, roles_allowed, scope_of
-
-if TYPE_CHECKING:
-    from workflows.lifecycle import DrLifecycleWorkflow as _Base
-else:
-    _Base = object
 
 MAX_DENIED_ENTRIES = 200  # denied attempts beyond this are counted, not listed: a caller cannot grow history unbounded
 
 
-class GovernanceMixin(_Base):
-    _last_denial: str = ""  # the reason of the denial just recorded, for the handler's answer
+class Governance:
+    def __init__(self, state: LifecycleState, mode: Mode, now: Clock,
+                 logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+        self._state = state
+        self._mode = mode  # the mode the run started in: a switch to ungraceful does not change who may do what
+        self._now = now
+        self._logger = logger
+        self.last_denial = ""  # the reason of the denial just recorded, for the handler's answer
 
-    async def _authorize(self, request: ControlRequest, action: Action, what: str) -> Principal | None:
-        """The verified caller if allowed to do `action` on this run; else None, with the denial on record."""
+    async def authorize(self, request: ControlRequest, action: Action, what: str) -> Principal | None:
+        """`check`, once the run has its trust configuration (a message may come before the activity that loads
+        it has answered)."""
         await workflow.wait_condition(lambda: self._state.trust is not None or self._state.status.finished)
+        return self.check(request, action, what)
+
+    def check(self, request: ControlRequest, action: Action, what: str) -> Principal | None:
+        """The verified caller if allowed to do `action` on this run; else None, with the denial on record."""
         if self._state.trust is None:
-            self._deny(what, request, "the run ended before its identity configuration was loaded")
+            self.deny(what, request, "the run ended before its identity configuration was loaded")
             return None
         try:
-            principal = verify_token(request.token, self._state.trust, workflow.now())
+            principal = verify_token(request.token, self._state.trust, self._now())
         except IdentityError as denial:
-            self._deny(what, request, str(denial))
+            self.deny(what, request, str(denial))
             return None
-        if not allowed(principal.roles, action, self._input.mode):
-            scope = scope_of(self._input.mode)
-            self._deny(what, request, f"roles {principal.roles or ['(none)']} may not {action.value} on a {scope} "
-                                      f"run (allowed: {', '.join(roles_allowed(action, self._input.mode))})",
-                       principal)
+        if not allowed(principal.roles, action, self._mode):
+            scope = scope_of(self._mode)
+            self.deny(what, request, f"roles {principal.roles or ['(none)']} may not {action.value} on a {scope} "
+                                     f"run (allowed: {', '.join(roles_allowed(action, self._mode))})", principal)
             return None
         return principal
 
-    def _approval_problem(self, gate: Gate, principal: Principal, approving: bool) -> str | None:
+    def audit_trail(self, token: str) -> list[AuditEntry]:
+        """The audit trail, for a token that carries view-audit. Raises otherwise: a query leaves no history, so
+        there is nothing to record."""
+        if self._state.trust is None:
+            raise ApplicationError("the run has not loaded its identity configuration yet")
+        principal = verify_token(token, self._state.trust, self._now())
+        if not allowed(principal.roles, Action.VIEW_AUDIT, self._mode):
+            raise ApplicationError(f"roles {principal.roles} may not view the audit trail "
+                                   f"(allowed: {', '.join(roles_allowed(Action.VIEW_AUDIT, self._mode))})")
+        return self._state.audit
+
+    def approval_problem(self, gate: Gate, principal: Principal, approving: bool) -> str | None:
         if gate.roles and not set(principal.roles) & set(gate.roles):
             return f"gate {gate.id} counts only approvals of {', '.join(gate.roles)}"
         if approving and principal.subject == self._state.initiator:
@@ -55,38 +77,33 @@ class GovernanceMixin(_Base):
             return f"{principal.subject} already approved gate {gate.id}"
         return None
 
-    def _count_approval(self, gate: Gate, principal: Principal, request: ControlRequest) -> bool:
+    def count_approval(self, gate: Gate, principal: Principal, request: ControlRequest) -> bool:
         """Record one approval; whether the gate now has all it needs."""
-        gate.approvals.append(Approval(actor=principal.subject, roles=principal.roles, at=workflow.now(),
+        gate.approvals.append(Approval(actor=principal.subject, roles=principal.roles, at=self._now(),
                                        reason=request.reason))
         return len(gate.approvals) >= gate.required
 
-    def _deny(self, what: str, request: ControlRequest, reason: str, principal: Principal | None = None) -> None:
-        self._last_denial = reason
+    def deny(self, what: str, request: ControlRequest, reason: str, principal: Principal | None = None) -> None:
+        self.last_denial = reason
         self._state.denied_attempts += 1
         entry = AuditEntry(
-            at=workflow.now(), actor=principal.subject if principal else (request.actor or "(unknown)"),
+            at=self._now(), actor=principal.subject if principal else (request.actor or "(unknown)"),
             action=what, accepted=False, reason=reason, roles=principal.roles if principal else [],
             verified=principal is not None, token_sha256=token_hash(request.token) if request.token else None,
             detail=f"request reason: {request.reason}" if request.reason else "")
         denied = sum(1 for e in self._state.audit if not e.accepted)
         if denied < MAX_DENIED_ENTRIES:
             self._state.audit.append(entry)
-        self._log_audit(entry)
+        self._log(entry)
 
-    def _allowed_entry(self, what: str, principal: Principal, request: ControlRequest, detail: str = "") -> None:
-        entry = AuditEntry(at=workflow.now(), actor=principal.subject, action=what, accepted=True,
+    def allow(self, what: str, principal: Principal, request: ControlRequest, detail: str = "") -> None:
+        entry = AuditEntry(at=self._now(), actor=principal.subject, action=what, accepted=True,
                            reason=request.reason, detail=detail, roles=principal.roles,
                            token_sha256=token_hash(request.token or ""))
         self._state.audit.append(entry)
-        self._log_audit(entry)
+        self._log(entry)
 
-    def _log_audit(self, entry: AuditEntry) -> None:
+    def _log(self, entry: AuditEntry) -> None:
         # The worker's log handler turns `extra` into fields: one structured event per decision.
-        workflow.logger.info("audit %s %s by %s: %s", entry.action, "allowed" if entry.accepted else "DENIED",
-                             entry.actor, entry.reason or entry.detail,
-                             extra={"audit": entry.model_dump(mode="json")})
-
-    def _denied_result(self, message: str) -> ControlResult:
-        self._publish()
-        return ControlResult(accepted=False, status=self._state.status, message=f"denied: {message}")
+        self._logger.info("audit %s %s by %s: %s", entry.action, "allowed" if entry.accepted else "DENIED",
+                          entry.actor, entry.reason or entry.detail, extra={"audit": entry.model_dump(mode="json")})

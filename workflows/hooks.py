@@ -17,22 +17,19 @@ from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
+from workflows.steps import AWS_RETRY, START_TIMEOUT, end, record_failure, start_and_wait
+
 with workflow.unsafe.imports_passed_through():
-    from contracts.activities import RESOURCE_START, RESOURCE_WAIT, Operation, ResourceCall, WaitRequest
+    from contracts.activities import RESOURCE_START, Operation, ResourceCall
     from plans.hooks import LAMBDA_ACTION, SSM_AUTOMATION_STOP_ACTION, Hook
     from plans.model import Account, Layer, Mode, Phase, Plan, Regions, Resource
-    from contracts.drs_recovery import HookTarget, WaveRecord, WaveStatus
-    from contracts.lifecycle import HookState, LayerState, StepStatus
+    from contracts.drs_recovery import DrsRecoveryInput, DrsRecoveryState, HookTarget, WaveRecord, WaveStatus
+    from contracts.lifecycle import HookState, LayerState, LifecycleState, StepStatus
 
 # The module enforces a hook's timeout; this much later the workflow gives up on it too (a worker lost mid-wait).
 GRACE = timedelta(seconds=60)
-START_TIMEOUT = timedelta(minutes=5)
-HEARTBEAT = timedelta(minutes=2)
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-                    maximum_interval=timedelta(minutes=1), maximum_attempts=8)
 
 
 def hook_state(hook: Hook, when: str, account_id: str, region: str, mode: Mode) -> HookState:
@@ -101,46 +98,33 @@ async def run_hooks(items: Sequence[tuple[Hook, ResourceCall, HookState]], id_pr
 
 async def run_hook(hook: Hook, call: ResourceCall, state: HookState, activity_id: str) -> None:
     state.status, state.started_at = StepStatus.RUNNING, workflow.now()
+    timeout = timedelta(seconds=hook.timeout_seconds) + GRACE
+    # A Lambda invoke answers within the start activity; it must be allowed the hook's whole timeout to do so.
+    start_timeout = timeout if hook.action == LAMBDA_ACTION else START_TIMEOUT
     try:
-        await asyncio.wait_for(_start_and_wait(hook, call, state, activity_id),
-                               timeout=(timedelta(seconds=hook.timeout_seconds) + GRACE).total_seconds())
-        _end(state, StepStatus.SUCCEEDED)
+        await asyncio.wait_for(start_and_wait(call, state, activity_id, wait_timeout=timeout,
+                                              start_timeout=start_timeout), timeout=timeout.total_seconds())
+        end(state, StepStatus.SUCCEEDED)
     except asyncio.TimeoutError:
         state.error, state.error_type = f"did not finish within {hook.timeout_seconds} s", "HookTimeout"
-        _end(state, StepStatus.FAILED)
+        end(state, StepStatus.FAILED)
         await _stop(call, state, activity_id, "timeout")
     except ActivityError as err:
-        cause = err.cause
-        if isinstance(cause, CancelledError):
-            _end(state, StepStatus.CANCELLED, "cancelled")
+        if not record_failure(state, err, "cancelled"):
             return
-        state.error = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-        state.error_type = getattr(cause, "type", None) or type(cause).__name__
-        details = cause.details if isinstance(cause, ApplicationError) else ()
-        if details and isinstance(details[0], dict) and isinstance(details[0].get("outputs"), dict):
-            state.outputs = details[0]["outputs"]
-        _end(state, StepStatus.FAILED)
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            # A hook module's message says what failed without its type (error_type has it); its details may
+            # carry what the automation or function put out before it failed.
+            state.error = cause.message
+            if cause.details and isinstance(cause.details[0], dict) and \
+                    isinstance(cause.details[0].get("outputs"), dict):
+                state.outputs = cause.details[0]["outputs"]
         workflow.logger.warning("hook %s failed: %s", activity_id, state.error)
     except (asyncio.CancelledError, CancelledError):
-        _end(state, StepStatus.CANCELLED, "cancelled")
+        end(state, StepStatus.CANCELLED, "cancelled")
         await _stop(call, state, activity_id, "run cancelled")
         raise
-
-
-async def _start_and_wait(hook: Hook, call: ResourceCall, state: HookState, activity_id: str) -> None:
-    # A Lambda invoke answers within the start activity; it must be allowed the hook's whole timeout to do so.
-    start_timeout = timedelta(seconds=hook.timeout_seconds) + GRACE if hook.action == LAMBDA_ACTION \
-        else START_TIMEOUT
-    operation = await workflow.execute_activity(
-        RESOURCE_START, call, result_type=Operation, activity_id=f"{activity_id}/start",
-        start_to_close_timeout=start_timeout, retry_policy=RETRY)
-    _observe(state, operation)
-    while not operation.done:
-        operation = await workflow.execute_activity(
-            RESOURCE_WAIT, WaitRequest(call=call, operation=operation), result_type=Operation,
-            activity_id=f"{activity_id}/wait", start_to_close_timeout=timedelta(seconds=hook.timeout_seconds) + GRACE,
-            heartbeat_timeout=HEARTBEAT, retry_policy=RETRY)
-        _observe(state, operation)
 
 
 async def _stop(call: ResourceCall, state: HookState, activity_id: str, reason: str) -> None:
@@ -155,71 +139,57 @@ async def _stop(call: ResourceCall, state: HookState, activity_id: str, reason: 
         parameters={"automationExecutionId": execution_id, "reason": reason})})
     try:
         await workflow.execute_activity(RESOURCE_START, stop, result_type=Operation, activity_id=f"{activity_id}/stop",
-                                        start_to_close_timeout=timedelta(minutes=1), retry_policy=RETRY)
+                                        start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY)
         state.message = f"automation {execution_id} stopped ({reason})"
     except ActivityError as err:
         state.message = f"automation {execution_id} could not be stopped: {err.cause or err}"
 
 
-def _observe(state: HookState, operation: Operation) -> None:
-    state.message, state.handle, state.outputs = operation.message, operation.handle, operation.outputs
-
-
-def _end(state: HookState, status: StepStatus, message: str | None = None) -> None:
-    state.status, state.ended_at = status, workflow.now()
-    if message is not None:
-        state.message = message
-
-
 # ---- a layer's hooks (DrLifecycleWorkflow) ---------------------------------------------------------------------
 
-class LayerHooksMixin:
-    _input: Any
-    _state: Any
-    _tasks: dict[str, asyncio.Task[None]]
-
-    async def _run_layer_hooks(self, phase: Phase, layer: Layer, layer_state: LayerState, when: str) -> bool:
-        """Run the layer's pre- or post-hooks; False when the layer must fail (a hook with onFailure fail)."""
-        plan, hooks = self._input.plan, layer.pre_hooks if when == "pre" else layer.post_hooks
-        states = layer_state.pre_hooks if when == "pre" else layer_state.post_hooks
-        items = []
-        for hook, state in zip(hooks, states, strict=True):
-            account_key, region = layer_hook_target(plan, layer, hook)
-            if account_key not in plan.accounts:  # the worker's plan check names it; never fail the task
-                state.status, state.error, state.error_type = StepStatus.FAILED, \
-                    f"unknown account {account_key!r}", "InvalidParameters"
-                return hook.on_failure != "fail"
-            items.append((hook, hook_call(
-                hook, execution_id=self._state.workflow_id, plan_name=plan.name, mode=self._state.mode, phase=phase,
-                step=layer.name, account_key=account_key, account=plan.accounts[account_key], region=region,
-                regions=plan.regions), state))
-        return await run_hooks(items, f"{phase.value}/{layer.name}", self._tasks)
+async def run_layer_hooks(plan: Plan, run: LifecycleState, phase: Phase, layer: Layer, layer_state: LayerState,
+                          when: str, tasks: dict[str, asyncio.Task[None]]) -> bool:
+    """Run the layer's pre- or post-hooks; False when the layer must fail (a hook with onFailure fail)."""
+    hooks = layer.pre_hooks if when == "pre" else layer.post_hooks
+    states = layer_state.pre_hooks if when == "pre" else layer_state.post_hooks
+    items = []
+    for hook, state in zip(hooks, states, strict=True):
+        account_key, region = layer_hook_target(plan, layer, hook)
+        if account_key not in plan.accounts:  # the worker's plan check names it; never fail the task
+            state.status, state.error, state.error_type = StepStatus.FAILED, \
+                f"unknown account {account_key!r}", "InvalidParameters"
+            return hook.on_failure != "fail"
+        items.append((hook, hook_call(
+            hook, execution_id=run.workflow_id, plan_name=plan.name, mode=run.mode, phase=phase,
+            step=layer.name, account_key=account_key, account=plan.accounts[account_key], region=region,
+            regions=plan.regions), state))
+    return await run_hooks(items, f"{phase.value}/{layer.name}", tasks)
 
 
 # ---- a DRS wave's hooks (DrsRecoveryWorkflow, ACTIVATE) ---------------------------------------------------------
 
-class WaveHooksMixin:
-    _input: Any
-    _state: Any
-    _wake: bool
-    _end_wave: Callable[[WaveRecord, WaveStatus, str], None]  # DrsRecoveryWorkflow's
+class WaveHooks:
+    """The hooks of a DRS recovery's waves: a plain object the ACTIVATE engine (workflows.drs_waves) owns. It ends
+    waves through `end_wave` and wakes the engine's main loop through `wake` when hooks finish."""
 
-    def _init_wave_hooks(self) -> None:
-        self._hook_tasks: dict[tuple[str, str], asyncio.Task[Any]] = {}
+    def __init__(self, input: DrsRecoveryInput, state: DrsRecoveryState,
+                 end_wave: Callable[[WaveRecord, WaveStatus, str], None], wake: Callable[[], None]) -> None:
+        self._input, self._state, self._end_wave, self._wake = input, state, end_wave, wake
+        self._tasks: dict[tuple[str, str], asyncio.Task[Any]] = {}
         for record in self._state.waves:
             for target in self._input.wave_hooks.get(record.name, []):
                 states = record.pre_hooks if target.when == "pre" else record.post_hooks
                 states.append(hook_state(target.hook, target.when, target.account.id, target.region,
                                          self._input.mode))
 
-    def _wave_hooks_ready(self, record: WaveRecord) -> bool:
+    def ready(self, record: WaveRecord) -> bool:
         """Whether the wave may start its jobs: its pre-hooks ran and none with onFailure fail failed. The first
         call starts them; the wave stays PENDING meanwhile, and their end wakes the main loop."""
         if not any(h.runs for h in record.pre_hooks):
             return True
-        task = self._hook_tasks.get((record.name, "pre"))
+        task = self._tasks.get((record.name, "pre"))
         if task is None:
-            self._hook_tasks[(record.name, "pre")] = asyncio.create_task(self._wave_hooks(record, "pre"))
+            self._tasks[(record.name, "pre")] = asyncio.create_task(self._run(record, "pre"))
             return False
         if not task.done():
             return False
@@ -229,16 +199,16 @@ class WaveHooksMixin:
             return False
         return True
 
-    def _wave_launched(self, record: WaveRecord, status: WaveStatus, message: str) -> None:
+    def launched(self, record: WaveRecord, status: WaveStatus, message: str) -> None:
         """Called instead of ending a wave whose servers launched: its post-hooks run first."""
         if not any(h.runs for h in record.post_hooks) and failed_hook(record.pre_hooks, "continue") is None:
             self._end_wave(record, status, message)
             return
-        if (record.name, "post") in self._hook_tasks:
+        if (record.name, "post") in self._tasks:
             return  # running: their end closes the wave
 
         async def post() -> None:
-            await self._wave_hooks(record, "post")
+            await self._run(record, "post")
             hooks = [*record.pre_hooks, *record.post_hooks]
             failed, tolerated = failed_hook(hooks, "fail"), failed_hook(hooks, "continue")
             if failed is not None:
@@ -250,18 +220,21 @@ class WaveHooksMixin:
                 self._end_wave(record, status, message)
 
         record.message = f"{message}; post-hooks running" if any(h.runs for h in record.post_hooks) else message
-        self._hook_tasks[(record.name, "post")] = asyncio.create_task(post())
+        self._tasks[(record.name, "post")] = asyncio.create_task(post())
 
-    async def _wave_hooks(self, record: WaveRecord, when: str) -> bool:
+    async def _run(self, record: WaveRecord, when: str) -> bool:
         targets: list[HookTarget] = [t for t in self._input.wave_hooks.get(record.name, []) if t.when == when]
         states = record.pre_hooks if when == "pre" else record.post_hooks
-        items = [(t.hook, hook_call(
-            t.hook, execution_id=self._input.execution_id, plan_name=self._input.plan_name, mode=self._input.mode,
-            phase=self._input.phase, step=f"{self._input.resource}/wave:{record.name}", account_key=t.account_key,
-            account=t.account, region=t.region, regions=self._input.regions), s) for t, s in zip(targets, states,
-                                                                                                strict=True)]
+        items = []
+        for t, s in zip(targets, states, strict=True):
+            # drs_input_for gives an input its plan's regions whenever it gives it wave hooks.
+            assert self._input.regions is not None
+            items.append((t.hook, hook_call(
+                t.hook, execution_id=self._input.execution_id, plan_name=self._input.plan_name, mode=self._input.mode,
+                phase=self._input.phase, step=f"{self._input.resource}/wave:{record.name}",
+                account_key=t.account_key, account=t.account, region=t.region, regions=self._input.regions), s))
         try:
             return await run_hooks(items, f"wave/{record.name}")
         finally:
-            self._wake = True
+            self._wake()
 

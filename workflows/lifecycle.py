@@ -11,63 +11,62 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 
-from workflows.hooks import LayerHooksMixin
-from workflows.lifecycle_callback import LifecycleCallbackMixin
-from workflows.lifecycle_control import LifecycleControlMixin
-from workflows.lifecycle_wait import WaitTimerMixin
-from workflows.notifications import NotificationsMixin
+from workflows.governance import Governance
+from workflows.hooks import run_layer_hooks
+from workflows.lifecycle_callback import StepFunctionsCallback
+from workflows.lifecycle_control import Control
+from workflows.lifecycle_gates import Gates
+from workflows.lifecycle_status import StatusBoard
+from workflows.lifecycle_wait import wait_timer, waits_on_a_timer
+from workflows.notifications import Notifier
+from workflows.steps import AWS_RETRY, START_TIMEOUT, end, record_failure, start_and_wait
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.activities import (
-        RESOURCE_RESOLVE,
-        RESOURCE_START,
-        RESOURCE_WAIT,
-        VALIDATE_PLAN,
-        Operation,
-        PlanIssue,
-        ResourceCall,
-        WaitRequest,
-    )
+    from contracts.activities import RESOURCE_RESOLVE, VALIDATE_PLAN, PlanIssue, ResourceCall
     from plans.drs import DRS_ACTION
-    from plans.approvals import ApprovalPolicy
-    from plans.model import Layer, Mode, Phase, Resource
+    from plans.model import Layer, Phase, Resource
     from plans.references import has_references
     from contracts.drs_recovery import DRS_WORKFLOW_TYPE, DrsRecoveryResult, drs_input_for
     from contracts.identity import LOAD_TRUST, TrustConfig
-    from contracts.search_attributes import DR_INITIATOR, DR_MODE, DR_PHASE, DR_PLAN, DR_STATUS
+    from contracts.search_attributes import DR_INITIATOR, DR_MODE, DR_PLAN
     from workflows.rbac import START_ACTION
     from contracts.lifecycle import (
         WORKFLOW_TYPE,
+        AuditEntry,
+        ChildGate,
         ControlRequest,
-        Gate,
+        ControlResult,
         LayerState,
         LifecycleInput,
         LifecycleResult,
+        LifecycleState,
         ResourceState,
         RunStatus,
         StepStatus,
     )
-    from workflows.state import close, failed_resources, layer_rollup, new_state, phase_rollup, result_of
-
-START_TIMEOUT = timedelta(minutes=5)
-WAIT_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
-AWS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-                        maximum_interval=timedelta(minutes=1), maximum_attempts=8)
+    from workflows.state import layer_rollup, new_state, phase_rollup, result_of
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHooksMixin, NotificationsMixin,
-                          WaitTimerMixin):
+class DrLifecycleWorkflow:
+    """Runs the phases, layers and resources, and owns the message handlers. Who may do what (Governance), what the
+    updates do (Control), gates, notifications and the Step Functions callback are plain objects over the run's one
+    state model, made here with what each needs."""
+
     @workflow.init
     def __init__(self, input: LifecycleInput) -> None:
         self._input = input
         self._state = new_state(input, workflow.info().workflow_id, workflow.now())
-        self._refresh_status()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._published: tuple[str, str] | None = None
+        self._board = StatusBoard(self._state)
+        self._board.refresh()
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # running steps, by key: a forced cancel stops them
+        self._governance = Governance(self._state, input.mode, workflow.now, workflow.logger)
+        self._notifier = Notifier(self._state, input.plan, workflow.execute_activity, workflow.now)
+        self._gates = Gates(self._state, input.mode, self._board, self._notifier)
+        self._control = Control(self._state, self._governance, self._board, self._notifier, self._tasks)
+        self._callback = StepFunctionsCallback(self._state, input)
 
     # ---- run ---------------------------------------------------------------------------------------------------
 
@@ -78,20 +77,20 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
             DR_MODE.value_set(input.mode.value),
             DR_INITIATOR.value_set(input.initiator),
         ])
-        self._publish()
-        self._callback_begin()
+        self._board.publish()
+        self._callback.begin()
         try:
             if await self._admit_initiator(input):
                 await self._validate_and_run(input)
         except asyncio.CancelledError:
             # Cancelled through Temporal itself (`temporal workflow cancel`): record it, then let Temporal know.
             self._state.cancel_requested = True
-            self._finish(RunStatus.CANCELLED, "cancelled through Temporal")
-            await self._callback_end()
+            self._board.finish(RunStatus.CANCELLED, "cancelled through Temporal")
+            await self._callback.end()
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._notify_outcome()
-        await self._callback_end()
+        await self._notifier.outcome()
+        await self._callback.end()
         result = result_of(self._state)
         if self._state.status is RunStatus.FAILED:
             raise ApplicationError(result.message, result.model_dump(mode="json"), type="DrRunFailed",
@@ -105,7 +104,7 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
         )
         if issues:
             details = "; ".join(f"{i.where()}: {i.message}" for i in issues)
-            self._finish(RunStatus.FAILED, f"plan rejected by the worker: {details}")
+            self._board.finish(RunStatus.FAILED, f"plan rejected by the worker: {details}")
         else:
             await self._run_phases()
 
@@ -116,36 +115,36 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
             LOAD_TRUST, result_type=TrustConfig, start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY)
         request = ControlRequest(actor=input.initiator, token=input.token)
         what = START_ACTION[input.mode].value
-        principal = await self._authorize(request, START_ACTION[input.mode], what)
+        principal = await self._governance.authorize(request, START_ACTION[input.mode], what)
         if principal is None:
-            self._finish(RunStatus.REJECTED, f"start denied: {self._last_denial}")
+            self._board.finish(RunStatus.REJECTED, f"start denied: {self._governance.last_denial}")
             return False
         self._state.initiator, self._state.initiator_roles = principal.subject, principal.roles
         workflow.upsert_search_attributes([DR_INITIATOR.value_set(principal.subject)])
-        self._allowed_entry(what, principal, request, detail=f"plan {input.plan.name}")
+        self._governance.allow(what, principal, request, detail=f"plan {input.plan.name}")
         return True
 
     async def _run_phases(self) -> None:
         for phase_state in self._state.phases:
             phase = phase_state.phase
-            if not await self._boundary():
+            if not await self._gates.boundary():
                 break
             self._state.current_phase = phase
             phase_state.status = StepStatus.RUNNING
             phase_state.started_at = workflow.now()
-            self._publish()
+            self._board.publish()
             phase_plan = self._input.plan.phases.get(phase)
             policy = phase_plan.approval_policy if phase_plan else None
-            if policy and not await self._gate(phase.value, policy):
+            if policy and not await self._gates.passed(phase.value, policy):
                 phase_state.status = StepStatus.SKIPPED
                 break
             for layer, layer_state in zip(self._input.plan.layers(phase), phase_state.layers, strict=True):
-                if not await self._boundary():
+                if not await self._gates.boundary():
                     break
                 if layer_state.skipped_by:
                     continue
-                if layer.approval_policy and not await self._gate(f"{phase.value}/{layer.name}",
-                                                                  layer.approval_policy):
+                if layer.approval_policy and not await self._gates.passed(f"{phase.value}/{layer.name}",
+                                                                          layer.approval_policy):
                     break
                 await self._run_layer(phase, layer, layer_state)
                 if layer_state.status is StepStatus.FAILED:
@@ -153,19 +152,20 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
             phase_state.ended_at = workflow.now()
             phase_state.status = phase_rollup(phase_state)
             if phase_state.status is StepStatus.FAILED:
-                self._finish(RunStatus.FAILED, f"phase {phase.value} failed: {self._failure_summary()}")
+                self._board.finish(RunStatus.FAILED, f"phase {phase.value} failed: {self._board.failure_summary()}")
                 return
             if self._state.status.finished:
                 return
         if self._state.cancel_requested:
-            self._finish(RunStatus.CANCELLED, "cancelled by operator")
+            self._board.finish(RunStatus.CANCELLED, "cancelled by operator")
         elif not self._state.status.finished:
-            self._finish(RunStatus.COMPLETED, "")
+            self._board.finish(RunStatus.COMPLETED, "")
 
     async def _run_layer(self, phase: Phase, layer: Layer, layer_state: LayerState) -> None:
         layer_state.status = StepStatus.RUNNING
         layer_state.started_at = workflow.now()
-        if layer.pre_hooks and not await self._run_layer_hooks(phase, layer, layer_state, "pre"):
+        if layer.pre_hooks and not await run_layer_hooks(self._input.plan, self._state, phase, layer, layer_state,
+                                                         "pre", self._tasks):
             layer_state.status, layer_state.ended_at = layer_rollup(layer_state), workflow.now()
             return  # failed or cancelled: its resources never start (SKIPPED when the run closes)
         limit = self._input.options.max_parallel_resources or self._input.plan.defaults.max_parallel_resources
@@ -173,7 +173,8 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
 
         async def one(resource: Resource, resource_state: ResourceState) -> None:
             async with slots:
-                if layer_state.status is StepStatus.FAILED or not await self._boundary() or resource_state.skipped_by:
+                if layer_state.status is StepStatus.FAILED or not await self._gates.boundary() \
+                        or resource_state.skipped_by:
                     return
                 key = f"{phase.value}/{layer.name}/{resource.name}"
                 task = asyncio.create_task(self._run_resource(phase, layer, resource, resource_state))
@@ -199,8 +200,8 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
         layer_state.ended_at = workflow.now()
         layer_state.status = layer_rollup(layer_state)
         if layer.post_hooks and layer_state.status in (StepStatus.SUCCEEDED, StepStatus.PARTIAL) \
-                and await self._boundary():
-            await self._run_layer_hooks(phase, layer, layer_state, "post")
+                and await self._gates.boundary():
+            await run_layer_hooks(self._input.plan, self._state, phase, layer, layer_state, "post", self._tasks)
             layer_state.ended_at = workflow.now()
             layer_state.status = layer_rollup(layer_state)
 
@@ -224,33 +225,16 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
             await self._run_drs(phase, resource, state, f"{self._state.workflow_id}/{activity_id}")
             return
         if self._waits_on_a_timer(resource):
-            await self._wait_timer(resource, state)
+            await wait_timer(resource, state)
             return
         try:
-            operation = await workflow.execute_activity(
-                RESOURCE_START, call, result_type=Operation, activity_id=f"{activity_id}/start",
-                start_to_close_timeout=START_TIMEOUT, retry_policy=AWS_RETRY,
-            )
-            self._observe(state, operation)
-            while not operation.done:
-                operation = await workflow.execute_activity(
-                    RESOURCE_WAIT, WaitRequest(call=call, operation=operation), result_type=Operation,
-                    activity_id=f"{activity_id}/wait", start_to_close_timeout=layer.timeout,
-                    heartbeat_timeout=WAIT_HEARTBEAT_TIMEOUT, retry_policy=AWS_RETRY,
-                )
-                self._observe(state, operation)
-            self._end(state, StepStatus.SUCCEEDED)
+            await start_and_wait(call, state, activity_id, wait_timeout=layer.timeout)
+            end(state, StepStatus.SUCCEEDED)
         except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, CancelledError):
-                self._end(state, StepStatus.CANCELLED, "cancelled; the AWS operation it started may still be running")
-                return
-            state.error = str(cause) if cause else str(err)
-            state.error_type = getattr(cause, "type", None) or type(cause).__name__
-            self._end(state, StepStatus.FAILED)
-            workflow.logger.warning("resource %s failed: %s", activity_id, state.error)
+            if record_failure(state, err, "cancelled; the AWS operation it started may still be running"):
+                workflow.logger.warning("resource %s failed: %s", activity_id, state.error)
         except (asyncio.CancelledError, CancelledError):
-            self._end(state, StepStatus.CANCELLED, "cancelled; the AWS operation it started may still be running")
+            end(state, StepStatus.CANCELLED, "cancelled; the AWS operation it started may still be running")
             raise
 
     async def _resolve_references(self, call: ResourceCall, state: ResourceState, activity_id: str) -> Resource | None:
@@ -263,17 +247,11 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
                 start_to_close_timeout=START_TIMEOUT, retry_policy=AWS_RETRY,
             )
         except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, CancelledError):
-                self._end(state, StepStatus.CANCELLED, "cancelled while resolving its references")
-                return None
-            state.error = str(cause) if cause else str(err)
-            state.error_type = getattr(cause, "type", None) or type(cause).__name__
-            self._end(state, StepStatus.FAILED)
-            workflow.logger.warning("resource %s: references not resolved: %s", activity_id, state.error)
+            if record_failure(state, err, "cancelled while resolving its references"):
+                workflow.logger.warning("resource %s: references not resolved: %s", activity_id, state.error)
             return None
         except (asyncio.CancelledError, CancelledError):
-            self._end(state, StepStatus.CANCELLED, "cancelled while resolving its references")
+            end(state, StepStatus.CANCELLED, "cancelled while resolving its references")
             raise
 
     async def _run_drs(self, phase: Phase, resource: Resource, state: ResourceState, child_id: str) -> None:
@@ -283,105 +261,102 @@ class DrLifecycleWorkflow(LifecycleControlMixin, LifecycleCallbackMixin, LayerHo
                                         self._state.workflow_id, self._state.started_at)
         except (ValueError, KeyError) as exc:  # the worker's plan check reports the details; never fail the task
             state.error, state.error_type = f"invalid drs.recovery parameters: {exc}", "InvalidParameters"
-            self._end(state, StepStatus.FAILED)
+            end(state, StepStatus.FAILED)
             return
         state.outputs = {"childWorkflowId": child_id}
         try:
             result = await workflow.execute_child_workflow(
                 DRS_WORKFLOW_TYPE, child_input, id=child_id, result_type=DrsRecoveryResult)
         except ChildWorkflowError as err:
-            self._withdraw_child_gates(child_id)
+            self._control.withdraw_child_gates(child_id)
             state.error, state.error_type = str(err.cause or err), "DrsRecoveryFailed"
-            self._end(state, StepStatus.FAILED)
+            end(state, StepStatus.FAILED)
             return
-        self._withdraw_child_gates(child_id)
+        self._control.withdraw_child_gates(child_id)
         state.outputs.update(launched=result.launched, failed=result.failed, jobs=result.jobs,
                              waves={k: v.value for k, v in result.waves.items()})
         if result.status.succeeded:
-            self._end(state, StepStatus.SUCCEEDED, result.message)
+            end(state, StepStatus.SUCCEEDED, result.message)
         else:
             state.error, state.error_type = result.message, "DrsRecoveryFailed"
-            self._end(state, StepStatus.FAILED, result.message)
+            end(state, StepStatus.FAILED, result.message)
 
-    @staticmethod
-    def _end(state: ResourceState, status: StepStatus, message: str | None = None) -> None:
-        # Not in a `finally`: when an evicted workflow's coroutines are closed, there is no workflow clock to read.
-        state.status = status
-        state.ended_at = workflow.now()
-        if message is not None:
-            state.message = message
+    def _waits_on_a_timer(self, resource: Resource) -> bool:
+        # A method of the workflow, so that a test can run it as it was before the patch (tests/test_architecture).
+        return waits_on_a_timer(resource)
 
-    @staticmethod
-    def _observe(state: ResourceState, operation: Operation) -> None:
-        state.message = operation.message
-        state.handle = operation.handle
-        state.outputs = operation.outputs
+    # ---- messages: the handlers are here, what they do is Control's (workflows/lifecycle_control.py) -------------
 
-    # ---- boundaries and gates ----------------------------------------------------------------------------------
+    @workflow.query(name="status")
+    def status(self) -> LifecycleState:
+        """Everything but the audit trail, which needs view-audit (query `audit`)."""
+        return self._state.model_copy(update={"audit": []})
 
-    async def _boundary(self) -> bool:
-        """Wait here while paused; answer whether the run may go on."""
-        await workflow.wait_condition(lambda: not self._state.paused or self._state.cancel_requested)
-        return not self._state.cancel_requested and not self._state.status.finished
+    @workflow.query(name="audit")
+    def audit(self, token: str) -> list[AuditEntry]:
+        """The audit trail, for callers whose token carries view-audit (queries leave no history: denials raise)."""
+        return self._governance.audit_trail(token)
 
-    async def _gate(self, gate_id: str, policy: ApprovalPolicy) -> bool:
-        now = workflow.now()
-        timeout = timedelta(minutes=policy.timeout_minutes) if policy.timeout_minutes else None
-        gate = Gate(id=gate_id, requested_at=now, required=policy.approvals, roles=[r.value for r in policy.roles],
-                    timeout_at=now + timeout if timeout else None, on_timeout=policy.on_timeout)
-        self._state.gates.append(gate)
-        self._refresh_status()
-        self._publish()
-        await self._notify_approval_needed(gate)
-        try:
-            await workflow.wait_condition(lambda: gate.decision is not None or self._state.cancel_requested,
-                                          timeout=timeout, timeout_summary=f"approval gate {gate_id} times out")
-        except asyncio.TimeoutError:
-            return self._gate_timed_out(gate, policy.timeout_minutes or 0)
-        if gate.decision == "rejected":
-            self._finish(RunStatus.REJECTED, f"gate {gate_id} rejected by {gate.actor}: {gate.reason}")
-            return False
-        self._refresh_status()
-        self._publish()
-        return await self._boundary()
+    @workflow.update(name="approve")
+    async def approve(self, request: ControlRequest) -> ControlResult:
+        return await self._control.decide(request, "approve", "approved")
 
-    def _gate_timed_out(self, gate: Gate, minutes: float) -> bool:
-        gate.decision, gate.decided_at = "timed-out", workflow.now()
-        waited = f"no decision within {minutes:.3g} min"  # as configured: the timer fires a little after it is due
-        # Going on without the approvals is a drill's privilege: a real failover never proceeds unapproved.
-        if gate.on_timeout == "continue" and self._input.mode is Mode.DRILL:
-            gate.reason = f"{waited}; the plan lets a drill continue"
-            self._refresh_status()
-            self._publish()
-            return True
-        gate.reason = f"{waited}; the run is aborted"
-        self._finish(RunStatus.REJECTED, f"gate {gate.id} timed out: {gate.reason}")
-        return False
+    @approve.validator
+    def _check_approve(self, request: ControlRequest) -> None:
+        self._control.check_decision(request, rejecting=False)
 
-    # ---- state helpers -----------------------------------------------------------------------------------------
+    @workflow.update(name="reject")
+    async def reject(self, request: ControlRequest) -> ControlResult:
+        return await self._control.decide(request, "reject", "rejected")
 
-    def _refresh_status(self) -> None:
-        if self._state.status.finished:
-            return
-        if self._state.pending_gate() is not None:
-            self._state.status = RunStatus.AWAITING_APPROVAL
-        elif self._state.paused:
-            self._state.status = RunStatus.PAUSED
-        else:
-            self._state.status = RunStatus.RUNNING
+    @reject.validator
+    def _check_reject(self, request: ControlRequest) -> None:
+        self._control.check_decision(request, rejecting=True)
 
-    def _publish(self) -> None:
-        """Upsert DrPhase/DrStatus when they changed, so the Temporal UI can filter runs by where they are."""
-        phase = self._state.current_phase.value if self._state.current_phase else "PENDING"
-        current = (phase, self._state.status.value)
-        if current != self._published:
-            workflow.upsert_search_attributes([DR_PHASE.value_set(current[0]), DR_STATUS.value_set(current[1])])
-            self._published = current
+    @workflow.update(name="pause")
+    async def pause(self, request: ControlRequest) -> ControlResult:
+        return await self._control.pause(request)
 
-    def _finish(self, status: RunStatus, message: str) -> None:
-        if not self._state.status.finished:
-            close(self._state, status, message, workflow.now())
-            self._publish()
+    @pause.validator
+    def _check_pause(self, request: ControlRequest) -> None:
+        self._control.check_pause()
 
-    def _failure_summary(self) -> str:
-        return ", ".join(failed_resources(self._state)) or "see status"
+    @workflow.update(name="resume")
+    async def resume(self, request: ControlRequest) -> ControlResult:
+        return await self._control.resume(request)
+
+    @resume.validator
+    def _check_resume(self, request: ControlRequest) -> None:
+        self._control.check_resume()
+
+    @workflow.update(name="cancel")
+    async def cancel(self, request: ControlRequest) -> ControlResult:
+        return await self._control.cancel(request)
+
+    @cancel.validator
+    def _check_cancel(self, request: ControlRequest) -> None:
+        self._control.check_cancel(request)
+
+    @workflow.update(name="skip")
+    async def skip(self, request: ControlRequest) -> ControlResult:
+        """Skip a layer or a resource that has not started: it never runs, and its absence fails nothing."""
+        return await self._control.skip(request)
+
+    @skip.validator
+    def _check_skip(self, request: ControlRequest) -> None:
+        self._control.check_skip(request)
+
+    @workflow.update(name="switch_ungraceful")
+    async def switch_ungraceful(self, request: ControlRequest) -> ControlResult:
+        """A planned failover that cannot finish gracefully (the primary stopped answering) goes on as a disaster
+        recovery: every resource started from now on fails over ungracefully; what is done stays done."""
+        return await self._control.switch_ungraceful(request)
+
+    @switch_ungraceful.validator
+    def _check_switch_ungraceful(self, request: ControlRequest) -> None:
+        self._control.check_switch_ungraceful()
+
+    @workflow.signal(name="child_gate")
+    async def child_gate(self, signal: ChildGate) -> None:
+        """A DRS child's wave waits for approval: it becomes a gate of this run. Repeats are ignored."""
+        await self._control.child_gate(signal)

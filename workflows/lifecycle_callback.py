@@ -1,7 +1,7 @@
 """The Step Functions callback of DrLifecycleWorkflow: heartbeats while the run is in progress, one final answer.
 
-A mixin of the workflow class (same state, same determinism rules). `run` calls `_callback_begin` first and
-`_callback_end` once the run has its final status, on every path (completed, failed, rejected, cancelled).
+A plain object the workflow owns, over the run's state and input (same determinism rules). `run` calls `begin` first
+and `end` once the run has its final status, on every path (completed, failed, rejected, cancelled).
 
 History cost: each heartbeat is a timer plus a local activity, ~6 events; the loop stops when the run ends, when Step
 Functions says the token is gone, or after MAX_HEARTBEATS. The final send is one ordinary activity: it is recorded
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -31,13 +31,8 @@ with workflow.unsafe.imports_passed_through():
         failure_error,
         fit_json,
     )
-    from contracts.lifecycle import RunStatus, StepStatus
+    from contracts.lifecycle import LifecycleInput, LifecycleState, RunStatus, StepStatus
     from workflows.state import result_of
-
-if TYPE_CHECKING:
-    from workflows.lifecycle import DrLifecycleWorkflow as _Base
-else:
-    _Base = object
 
 # Heartbeats are best effort and the next one comes soon: a short try, no long retry chain holding the loop.
 HEARTBEAT_TIMEOUT = timedelta(seconds=20)
@@ -49,10 +44,12 @@ FINAL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coeffic
                           maximum_interval=timedelta(minutes=1), maximum_attempts=14)
 
 
-class LifecycleCallbackMixin(_Base):
-    _heartbeat_task: asyncio.Task[None] | None = None
+class StepFunctionsCallback:
+    def __init__(self, state: LifecycleState, input: LifecycleInput) -> None:
+        self._state, self._input = state, input
+        self._heartbeat_task: asyncio.Task[None] | None = None
 
-    def _callback_begin(self) -> None:
+    def begin(self) -> None:
         options = self._input.options.callback
         if options is None:
             return
@@ -91,7 +88,7 @@ class LifecycleCallbackMixin(_Base):
             state.heartbeat_error = None
         state.heartbeat_error = f"stopped after {MAX_HEARTBEATS} heartbeats to keep the history bounded"
 
-    async def _callback_end(self) -> None:
+    async def end(self) -> None:
         """Answer the caller once, with the run's final status. Never raises: the run's own outcome stands."""
         state = self._state.callback
         if state is None:
@@ -159,4 +156,4 @@ class LifecycleCallbackMixin(_Base):
         options = self._input.options.callback
         assert options is not None
         account = self._input.plan.accounts[options.account] if options.account else None
-        return CallbackRequest(kind=kind, options=options, account=account, **fields)  # type: ignore[arg-type]
+        return CallbackRequest(kind=kind, options=options, account=account, **fields)

@@ -1,4 +1,5 @@
-"""Telling people what a run needs and how it ended, through the plan's SNS topic (a mixin of DrLifecycleWorkflow).
+"""Telling people what a run needs and how it ended, through the plan's SNS topic: a plain object DrLifecycleWorkflow
+owns, given the run's state, its plan, the clock and a way to run the activity that publishes.
 
 The messages are built here, deterministically, from the run's state; an activity publishes them. A notification
 that cannot be delivered is recorded and logged, and never fails or holds up the run: recovery goes on.
@@ -8,22 +9,19 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows.ports import ActivityRunner, Clock
+
 with workflow.unsafe.imports_passed_through():
     from contracts.activities import NOTIFY, NotifyRequest
     from plans.notifications import NotificationEvent
-    from contracts.lifecycle import Gate, NotificationRecord, RunStatus
+    from contracts.lifecycle import Gate, LifecycleState, NotificationRecord, RunStatus
+    from plans.model import Plan
     from workflows.state import result_of
-
-if TYPE_CHECKING:
-    from workflows.lifecycle import DrLifecycleWorkflow as _Base
-else:
-    _Base = object
 
 _OUTCOME_EVENTS = {RunStatus.COMPLETED: NotificationEvent.COMPLETED, RunStatus.FAILED: NotificationEvent.FAILED,
                    RunStatus.CANCELLED: NotificationEvent.CANCELLED, RunStatus.REJECTED: NotificationEvent.REJECTED}
@@ -31,8 +29,11 @@ _OUTCOME_EVENTS = {RunStatus.COMPLETED: NotificationEvent.COMPLETED, RunStatus.F
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=5), maximum_attempts=3)
 
 
-class NotificationsMixin(_Base):
-    async def _notify_approval_needed(self, gate: Gate) -> None:
+class Notifier:
+    def __init__(self, state: LifecycleState, plan: Plan, run_activity: ActivityRunner, now: Clock) -> None:
+        self._state, self._plan, self._run_activity, self._now = state, plan, run_activity, now
+
+    async def approval_needed(self, gate: Gate) -> None:
         wf = self._state.workflow_id
         needed = f"{gate.required} approval(s)" + (f" from {', '.join(gate.roles)}" if gate.roles else "")
         update_input = json.dumps({"gate": gate.id, "token": "<your token>", "reason": "<why>"})
@@ -48,17 +49,17 @@ class NotificationsMixin(_Base):
             f"  temporal workflow update execute --workflow-id {wf} --name approve --input '{update_input}'",
             f"Reject instead: drctl drill reject {wf} --gate '{gate.id}' --reason '<why>'",
         ]
-        await self._notify(NotificationEvent.APPROVAL_NEEDED, f"Approval needed: {self._state.plan_name} {gate.id}",
+        await self._send(NotificationEvent.APPROVAL_NEEDED, f"Approval needed: {self._state.plan_name} {gate.id}",
                            "\n".join(lines), gate=gate.id)
 
-    async def _notify_paused(self, actor: str, reason: str) -> None:
+    async def paused(self, actor: str, reason: str) -> None:
         wf = self._state.workflow_id
         text = (f"Run {wf} ({self._state.mode.value} of plan {self._state.plan_name}) was paused by {actor}"
                 f"{': ' + reason if reason else ''}.\nRunning operations finish; nothing new starts until\n"
                 f"  drctl drill resume {wf}")
-        await self._notify(NotificationEvent.PAUSED, f"Paused: {self._state.plan_name}", text)
+        await self._send(NotificationEvent.PAUSED, f"Paused: {self._state.plan_name}", text)
 
-    async def _notify_outcome(self) -> None:
+    async def outcome(self) -> None:
         event = _OUTCOME_EVENTS.get(self._state.status)
         if event is None:
             return
@@ -71,20 +72,20 @@ class NotificationsMixin(_Base):
                  f"Phases: {phases}"]
         if result.failed_resources:
             lines.append("Failed: " + ", ".join(result.failed_resources))
-        await self._notify(event, f"{self._state.status.value}: {self._state.mode.value} of "
-                                  f"{self._state.plan_name}", "\n".join(lines))
+        await self._send(event, f"{self._state.status.value}: {self._state.mode.value} of "
+                                f"{self._state.plan_name}", "\n".join(lines))
 
-    async def _notify(self, event: NotificationEvent, subject: str, message: str, gate: str | None = None) -> None:
-        settings = self._input.plan.notifications
+    async def _send(self, event: NotificationEvent, subject: str, message: str, gate: str | None = None) -> None:
+        settings = self._plan.notifications
         if settings is None or event not in settings.events:
             return
-        account = self._input.plan.accounts.get(settings.account) if settings.account else None
-        record = NotificationRecord(event=event.value, at=workflow.now(), gate=gate)
+        account = self._plan.accounts.get(settings.account) if settings.account else None
+        record = NotificationRecord(event=event.value, at=self._now(), gate=gate)
         self._state.notifications.append(record)
         attributes = {"event": event.value, "plan": self._state.plan_name, "mode": self._state.mode.value,
                       "workflowId": self._state.workflow_id, **({"gate": gate} if gate else {})}
         try:
-            record.message_id = await workflow.execute_activity(
+            record.message_id = await self._run_activity(
                 NOTIFY, NotifyRequest(topic_arn=settings.topic_arn, region=settings.region, account=account,
                                       event=event.value, subject=subject, message=message, attributes=attributes),
                 result_type=str, start_to_close_timeout=timedelta(seconds=15), retry_policy=_RETRY)

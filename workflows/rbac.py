@@ -22,7 +22,6 @@ class Action(StrEnum):
     CANCEL = "cancel"
     SKIP_STEP = "skip-step"
     SWITCH_UNGRACEFUL = "switch-ungraceful"
-    TERMINATE_DRILL_EARLY = "terminate-drill-instances-early"
     VIEW = "view"
     VIEW_AUDIT = "view-audit"
 
@@ -40,12 +39,10 @@ GRANTS: dict[Role, dict[Action, frozenset[str]]] = {
     Role.RECOVERY_MANAGER: {action: _BOTH for action in Action},
     Role.PLAN_MANAGER: {
         Action.START_DRILL: _DRILL_ONLY, Action.APPROVE: _DRILL_ONLY, Action.PAUSE_RESUME: _BOTH,
-        Action.CANCEL: _DRILL_ONLY, Action.SKIP_STEP: _DRILL_ONLY, Action.TERMINATE_DRILL_EARLY: _DRILL_ONLY,
-        Action.VIEW: _BOTH,
+        Action.CANCEL: _DRILL_ONLY, Action.SKIP_STEP: _DRILL_ONLY, Action.VIEW: _BOTH,
     },
     Role.OPERATOR: {
-        Action.START_DRILL: _DRILL_ONLY, Action.PAUSE_RESUME: _BOTH, Action.CANCEL: _DRILL_ONLY,
-        Action.TERMINATE_DRILL_EARLY: _DRILL_ONLY, Action.VIEW: _BOTH,
+        Action.START_DRILL: _DRILL_ONLY, Action.PAUSE_RESUME: _BOTH, Action.CANCEL: _DRILL_ONLY, Action.VIEW: _BOTH,
     },
     Role.READ_ONLY: {Action.VIEW: _BOTH},
     Role.AUDITOR: {Action.VIEW: _BOTH, Action.VIEW_AUDIT: _BOTH},

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from plans.model import Hook, Layer, Mode, Plan, Resource
+from plans.hooks import Hook
+from plans.model import Layer, Mode, Plan, Resource
 from contracts.lifecycle import (
     HookState,
     LayerState,

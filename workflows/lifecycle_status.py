@@ -1,0 +1,43 @@
+"""The run's status as others see it: RunStatus kept in step with pause and gates, and the DrPhase/DrStatus search
+attributes by which the Temporal UI filters runs. A plain object DrLifecycleWorkflow owns, over the run's state."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from contracts.lifecycle import LifecycleState, RunStatus
+    from contracts.search_attributes import DR_PHASE, DR_STATUS
+    from workflows.state import close, failed_resources
+
+
+class StatusBoard:
+    def __init__(self, state: LifecycleState) -> None:
+        self._state = state
+        self._published: tuple[str, str] | None = None
+
+    def refresh(self) -> None:
+        if self._state.status.finished:
+            return
+        if self._state.pending_gate() is not None:
+            self._state.status = RunStatus.AWAITING_APPROVAL
+        elif self._state.paused:
+            self._state.status = RunStatus.PAUSED
+        else:
+            self._state.status = RunStatus.RUNNING
+
+    def publish(self) -> None:
+        """Upsert DrPhase/DrStatus when they changed: an upsert is a command in history, so only then."""
+        phase = self._state.current_phase.value if self._state.current_phase else "PENDING"
+        current = (phase, self._state.status.value)
+        if current != self._published:
+            workflow.upsert_search_attributes([DR_PHASE.value_set(current[0]), DR_STATUS.value_set(current[1])])
+            self._published = current
+
+    def finish(self, status: RunStatus, message: str) -> None:
+        if not self._state.status.finished:
+            close(self._state, status, message, workflow.now())
+            self.publish()
+
+    def failure_summary(self) -> str:
+        return ", ".join(failed_resources(self._state)) or "see status"

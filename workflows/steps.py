@@ -1,0 +1,67 @@
+"""One step of a run through the generic resource activities: start it, wait until its operation is done, and
+record in the step's state how it went. A layer's resources (workflows.lifecycle) and hooks (workflows.hooks) are
+steps alike; the timeouts and the retry policy of their activities are written here once.
+
+Deterministic workflow code: time comes from `workflow.now()`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from contracts.activities import RESOURCE_START, RESOURCE_WAIT, Operation, ResourceCall, WaitRequest
+    from contracts.lifecycle import StepState, StepStatus
+
+# Short: when a worker dies mid-start, the start is retried elsewhere after this long (starts are idempotent).
+START_TIMEOUT = timedelta(minutes=5)
+# The wait activities heartbeat every few seconds: a lost worker is noticed after this long, not at the timeout.
+HEARTBEAT_TIMEOUT = timedelta(minutes=2)
+# AWS throttles and has blips: a few retries with backoff ride them out; after the last, the step fails.
+AWS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
+                        maximum_interval=timedelta(minutes=1), maximum_attempts=8)
+
+
+async def start_and_wait(call: ResourceCall, state: StepState, activity_id: str, *, wait_timeout: timedelta,
+                         start_timeout: timedelta = START_TIMEOUT) -> None:
+    """Start the step's operation, then wait until it is done; raises what the activities raise."""
+    operation = await workflow.execute_activity(
+        RESOURCE_START, call, result_type=Operation, activity_id=f"{activity_id}/start",
+        start_to_close_timeout=start_timeout, retry_policy=AWS_RETRY,
+    )
+    observe(state, operation)
+    while not operation.done:
+        operation = await workflow.execute_activity(
+            RESOURCE_WAIT, WaitRequest(call=call, operation=operation), result_type=Operation,
+            activity_id=f"{activity_id}/wait", start_to_close_timeout=wait_timeout,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=AWS_RETRY,
+        )
+        observe(state, operation)
+
+
+def record_failure(state: StepState, err: ActivityError, cancelled: str) -> bool:
+    """End the step after its activity failed: CANCELLED with the message `cancelled` when the activity was
+    cancelled, else FAILED with the cause's text and type. Whether it failed (False: it was cancelled)."""
+    cause = err.cause
+    if isinstance(cause, CancelledError):
+        end(state, StepStatus.CANCELLED, cancelled)
+        return False
+    state.error = str(cause) if cause else str(err)
+    state.error_type = getattr(cause, "type", None) or type(cause).__name__
+    end(state, StepStatus.FAILED)
+    return True
+
+
+def observe(state: StepState, operation: Operation) -> None:
+    state.message, state.handle, state.outputs = operation.message, operation.handle, operation.outputs
+
+
+def end(state: StepState, status: StepStatus, message: str | None = None) -> None:
+    # Not in a `finally`: when an evicted workflow's coroutines are closed, there is no workflow clock to read.
+    state.status, state.ended_at = status, workflow.now()
+    if message is not None:
+        state.message = message
