@@ -33,9 +33,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/drctl demo
 
-# The architecture, checked before the tests: the layer contracts in pyproject.toml ([tool.importlinter]).
+# The architecture, checked before the tests: the layer contracts ([tool.importlinter]) and the types ([tool.mypy]:
+# every package of the product and the sandbox) as pyproject.toml sets them.
 check: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(VENV)/bin/mypy
 
 test: check
 	$(PYTEST)

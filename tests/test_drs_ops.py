@@ -97,7 +97,10 @@ def test_tags_select_all_keys_with_several_values_unioned_with_ids_and_hostnames
     assert lone not in {s.source_server_id for s in chosen}
 
     info = next(s for s in chosen if s.source_server_id == stalled)
-    assert (info.hostname, info.replication_state, info.lag_seconds) == ("sel-stalled", "STALLED", 5400)
+    assert (info.hostname, info.replication_state) == ("sel-stalled", "STALLED")
+    # A stalled server's lag keeps growing from 5400 s while the test runs, as in DRS: on a loaded machine the
+    # read may come seconds later, so the lag is asserted from its start, not to the second.
+    assert info.lag_seconds is not None and 5400 <= info.lag_seconds < 5400 + 60
     assert (info.origin_region, info.origin_account, info.replication_direction) == ("eu-west-1", HUB_ACCOUNT,
                                                                                       "FAILOVER")
     assert info.arn and info.tags == {"app": "shop", "tier": "app"}
