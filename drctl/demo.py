@@ -110,6 +110,7 @@ async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityPr
     from plans.loader import load_plan
     from plans.model import Mode
     from contracts.search_attributes import start_search_attributes
+    from contracts.run_metadata import start_metadata
     from contracts.lifecycle import DEFAULT_TASK_QUEUE, WORKFLOW_TYPE, LifecycleInput, workflow_id_for
 
     plan = load_plan(plan_file, catalogue=catalogue())
@@ -120,7 +121,7 @@ async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityPr
     before = _production_snapshot(plan)
     handle = await client.start_workflow(
         WORKFLOW_TYPE, run_input, id=workflow_id, task_queue=DEFAULT_TASK_QUEUE,
-        search_attributes=start_search_attributes(run_input),
+        search_attributes=start_search_attributes(run_input), **start_metadata(run_input),
     )
     click.echo(f"\nDrill of plan '{plan.name}' ({plan_file.name}) started: {workflow_id}")
     click.echo(f"  Temporal UI: {ui_link(ui_base, 'default', workflow_id)}\n")

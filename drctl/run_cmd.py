@@ -97,13 +97,14 @@ def start(file: str, mode: str, phases: tuple[str, ...], token: str | None, init
 async def _start(run_input: Any, wait: bool) -> int:
     from drctl.progress import follow, summary, ui_link, exit_code_for
     from contracts.search_attributes import start_search_attributes
+    from contracts.run_metadata import start_metadata
     from contracts.lifecycle import WORKFLOW_TYPE, workflow_id_for
 
     client, settings = await _client()
     workflow_id = workflow_id_for(run_input.plan.name, run_input.mode, datetime.now(UTC))
     handle = await client.start_workflow(
         WORKFLOW_TYPE, run_input, id=workflow_id, task_queue=settings.task_queue,
-        search_attributes=start_search_attributes(run_input),
+        search_attributes=start_search_attributes(run_input), **start_metadata(run_input),
     )
     click.echo(workflow_id)
     click.echo(f"  {ui_link(UI_URL, settings.namespace, workflow_id)}", err=True)

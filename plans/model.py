@@ -6,6 +6,8 @@ module registry (known actions, their parameters) live in `plans.validation`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from datetime import timedelta
 from enum import StrEnum
@@ -206,6 +208,12 @@ class Plan(PlanModel):
 
     # Cross-references (account keys, actions, parameters) are checked in plans.validation, which can name the
     # exact field of each problem; a model validator here could only blame the whole plan.
+
+    def digest(self) -> str:
+        """`sha256:` and 16 hex digits of the plan as the run received it (canonical JSON): which plan a run ran,
+        in the run's memo and reports, whatever file or client it came from."""
+        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def account_key_for(self, item: Resource | ProtectionGroup) -> str:
         return item.account or self.defaults.account or next(iter(self.accounts))

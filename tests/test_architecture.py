@@ -112,7 +112,8 @@ async def test_a_history_from_before_the_wait_timer_replays_on_its_activities(wo
 
     assert {"ACTIVATE/a/w1/start", "ACTIVATE/a/w2/start", "ACTIVATE/b/w3/start"} <= set(await activities(old))
     assert not [a for a in await activities(new) if a.startswith("ACTIVATE/")]
-    assert await timer_summaries(new) == ["w1: wait 1 s", "w2: wait 1 s", "w3: wait 1 s"]
+    waits = [summary for summary in await timer_summaries(new) if "layer timeout" not in summary]
+    assert waits == ["w1: wait 1 s", "w2: wait 1 s", "w3: wait 1 s"]
     replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=pydantic_data_converter,
                         workflow_runner=workflow_runner())
     for handle in (old, new):

@@ -49,7 +49,10 @@ async def test_a_wait_takes_its_full_length_as_a_timer(skipping_worker, skipping
     assert ttl.handle["until"] == (ttl.started_at + timedelta(seconds=900)).isoformat()
     assert ttl.ended_at - ttl.started_at >= timedelta(seconds=900)
     assert warm.started_at >= ttl.ended_at and warm.ended_at - warm.started_at >= timedelta(seconds=120)
-    assert await timer_summaries(handle) == ["ttl: wait 900 s (DNS TTL)", "warm-up: wait 120 s"]
+    # Each resource also runs under its layer's timeout: a timer the UI names too, not a bare "1 (1h)".
+    assert await timer_summaries(handle) == [
+        "ACTIVATE / dns / ttl: layer timeout (3600 s)", "ttl: wait 900 s (DNS TTL)",
+        "ACTIVATE / after / warm-up: layer timeout (3600 s)", "warm-up: wait 120 s"]
 
 
 async def test_a_wait_read_from_ssm_waits_the_value_read(skipping_worker, skipping_env):
@@ -64,7 +67,8 @@ async def test_a_wait_read_from_ssm_waits_the_value_read(skipping_worker, skippi
     ttl = resource(state, "ACTIVATE", "dns", "ttl")
     assert ttl.status is StepStatus.SUCCEEDED and ttl.message == "waited 600 s (TTL from SSM)"
     assert ttl.ended_at - ttl.started_at >= timedelta(seconds=600)
-    assert await timer_summaries(handle) == ["ttl: wait 600 s (TTL from SSM)"]
+    assert await timer_summaries(handle) == ["ACTIVATE / dns / ttl: layer timeout (3600 s)",
+                                             "ttl: wait 600 s (TTL from SSM)"]
 
 
 async def _start(running: Any, env: WorkflowEnvironment, plan: Plan, mode: Mode = Mode.DRILL) -> Any:

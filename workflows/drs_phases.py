@@ -43,7 +43,8 @@ class DrsPhases:
         resolved = await workflow.execute_activity(
             DRS_RESOLVE, ResolveRequest(groups=list(self._input.groups.values()),
                                         execution_id=self._input.execution_id), result_type=ResolveResult,
-            start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT, retry_policy=RETRY)
+            start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT, retry_policy=RETRY,
+            summary=f"find the source servers of {len(self._input.groups)} protection group(s) and check them")
         group_wave = {g: w.name for w in self._input.params.waves for g in w.protection_groups}
         for server in resolved.servers:
             self._state.servers[server.id] = ServerRecord(
@@ -82,7 +83,7 @@ class DrsPhases:
                 result = await workflow.execute_activity(
                     DRS_APPLY_LAUNCH, LaunchRequest(target=self._waves.target(key), groups=groups),
                     result_type=ApplyLaunchResult, start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT,
-                    retry_policy=RETRY)
+                    retry_policy=RETRY, summary=f"apply the plan's launch settings of {len(groups)} group(s) in {key}")
             except ActivityError as err:
                 # E.g. a static address outside its subnet: these groups' waves fail, the message names the server.
                 errors.update({g.group: str(err.cause or err) for g in groups})
@@ -99,7 +100,8 @@ class DrsPhases:
             result = await workflow.execute_activity(
                 DRS_CLEANUP_DRILL, CleanupRequest(target=target, execution_id=self._input.execution_id,
                                                   since=self._input.since),
-                result_type=CleanupResult, start_to_close_timeout=SHORT, retry_policy=RETRY)
+                result_type=CleanupResult, start_to_close_timeout=SHORT, retry_policy=RETRY,
+                summary=f"terminate this drill's recovery instances in {key}")
             terminated += len(result.recovery_instance_ids)
             jobs += [(key, j) for j in result.terminate_job_ids]
         for key, job_id in jobs:
@@ -108,6 +110,7 @@ class DrsPhases:
         while any(c.active for c in self._state.chunks):
             self._waves.watch_active()
             self._waves.wake = False
+            self._waves.show()
             await workflow.wait_condition(lambda: self._waves.wake)
         self._waves.end_all(WaveStatus.SUCCEEDED, f"terminated {terminated} drill instance(s) of this execution "
                                             f"in {len(jobs)} TERMINATE job(s)")
@@ -121,7 +124,8 @@ class DrsPhases:
             result = await workflow.execute_activity(
                 DRS_REVERSE, ReverseRequest(target=target, execution_id=self._input.execution_id,
                                             since=self._input.since),
-                result_type=ReverseResult, start_to_close_timeout=SHORT, retry_policy=RETRY)
+                result_type=ReverseResult, start_to_close_timeout=SHORT, retry_policy=RETRY,
+                summary=f"start reverse replication of the recovered servers in {target.key}")
             reversed_count += len(result.reversed)
             manual += result.needs_failback_client
             errors += [f"{k}: {v}" for k, v in result.errors.items()]

@@ -39,6 +39,7 @@ class DrsRecoveryWorkflow:
 
     @workflow.run
     async def run(self, input: DrsRecoveryInput) -> DrsRecoveryResult:
+        self._waves.show()
         if input.phase is Phase.ACTIVATE:
             await self._waves.activate()
         elif input.phase is Phase.INSTANTIATE:

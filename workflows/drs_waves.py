@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 from workflows.hooks import WaveHooks
+from workflows.run_details import drs_details
 
 with workflow.unsafe.imports_passed_through():
     from contracts.drs import (
@@ -76,16 +77,19 @@ class Waves:
     async def activate(self) -> None:
         for key, target in self.input.targets().items():
             self.state.quotas[key] = await workflow.execute_activity(
-                DRS_QUOTAS, target, result_type=QuotaLimits, start_to_close_timeout=SHORT, retry_policy=RETRY)
+                DRS_QUOTAS, target, result_type=QuotaLimits, start_to_close_timeout=SHORT, retry_policy=RETRY,
+                summary=f"read the DRS quotas of {key}")
         try:
             while True:
                 self.wake = False
                 await self._advance()
+                self.show()
                 if all(w.status.finished for w in self.state.waves):
                     break
                 if not self.wake:  # a wave that just ended may let its dependants start: advance again first
                     try:
-                        await workflow.wait_condition(lambda: self.wake, timeout=self._next_deadline())
+                        await workflow.wait_condition(lambda: self.wake, timeout=self._next_deadline(),
+                                                      timeout_summary="the next wave timeout")
                     except TimeoutError:
                         pass  # a wave's timeout is due: the next advance closes it
         finally:
@@ -140,7 +144,8 @@ class Waves:
             DRS_RESOLVE, ResolveRequest(groups=groups, execution_id=self.input.execution_id,
                                         point_in_time=None if point_in_time == "latest" else point_in_time),
             result_type=ResolveResult, start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT,
-            retry_policy=RETRY)
+            retry_policy=RETRY, summary=f"wave {record.name}: find the source servers of "
+                                        f"{', '.join(wave.protection_groups)}")
         per_target: dict[str, list[str]] = {}
         for server in resolved.servers:
             if server.id in self.state.servers:
@@ -185,7 +190,9 @@ class Waves:
                         since=self.input.since,
                         snapshot_ids={s: self.state.servers[s].snapshot_id for s in chunk.server_ids
                                       if self.state.servers[s].snapshot_id}),
-                    result_type=StartJobResult, start_to_close_timeout=SHORT, retry_policy=RETRY)
+                    result_type=StartJobResult, start_to_close_timeout=SHORT, retry_policy=RETRY,
+                    summary=f"wave {chunk.wave}: start a DRS {'drill' if self.input.mode is Mode.DRILL else 'recovery'}"
+                            f" job for {len(chunk.server_ids)} server(s) in {chunk.target_key}")
             except ActivityError as err:
                 # E.g. a server already in another execution's job: these servers fail, the others go on.
                 chunk.job_id, chunk.started_at, chunk.settled_at = "", workflow.now(), workflow.now()
@@ -213,7 +220,8 @@ class Waves:
                                                  known={j: c.signature for j, c in chunks.items()},
                                                  max_wait_seconds=WATCH_SECONDS),
                 result_type=WatchJobsResult, start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=HEARTBEAT, retry_policy=RETRY)
+                heartbeat_timeout=HEARTBEAT, retry_policy=RETRY,
+                summary=f"follow {len(chunks)} DRS job(s) in {target_key} until they change")
         except ActivityError as err:
             # DRS cannot be read for this account+region after every retry: fail its servers rather than hang.
             for chunk in chunks.values():
@@ -361,6 +369,11 @@ class Waves:
             f"{sum(c.job_id is not None for c in self.state.chunks)} DRS job(s)"
             + "".join(f"; {w.name}: {w.message}" for w in waves if w.status is not WaveStatus.SUCCEEDED))
         self.state.ended_at = workflow.now()
+        self.show()
+
+    def show(self) -> None:
+        """The run page's current details: each wave's progress. Not a command: free to call often."""
+        workflow.set_current_details(drs_details(self.state))
 
     def result(self) -> DrsRecoveryResult:
         servers = self.state.servers.values()

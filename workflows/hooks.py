@@ -19,7 +19,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
-from workflows.steps import AWS_RETRY, START_TIMEOUT, end, record_failure, start_and_wait
+from workflows.steps import AWS_RETRY, START_TIMEOUT, end, record_failure, start_and_wait, within
+from workflows.run_details import step_summary
 
 with workflow.unsafe.imports_passed_through():
     from contracts.activities import RESOURCE_START, Operation, ResourceCall
@@ -102,8 +103,9 @@ async def run_hook(hook: Hook, call: ResourceCall, state: HookState, activity_id
     # A Lambda invoke answers within the start activity; it must be allowed the hook's whole timeout to do so.
     start_timeout = timeout if hook.action == LAMBDA_ACTION else START_TIMEOUT
     try:
-        await asyncio.wait_for(start_and_wait(call, state, activity_id, wait_timeout=timeout,
-                                              start_timeout=start_timeout), timeout=timeout.total_seconds())
+        await within(asyncio.create_task(start_and_wait(call, state, activity_id, wait_timeout=timeout,
+                                                        start_timeout=start_timeout)),
+                     timeout, f"{step_summary(call, activity_id)}: hook timeout ({hook.timeout_seconds} s)")
         end(state, StepStatus.SUCCEEDED)
     except asyncio.TimeoutError:
         state.error, state.error_type = f"did not finish within {hook.timeout_seconds} s", "HookTimeout"
@@ -139,7 +141,8 @@ async def _stop(call: ResourceCall, state: HookState, activity_id: str, reason: 
         parameters={"automationExecutionId": execution_id, "reason": reason})})
     try:
         await workflow.execute_activity(RESOURCE_START, stop, result_type=Operation, activity_id=f"{activity_id}/stop",
-                                        start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY)
+                                        start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY,
+                                        summary=f"{step_summary(call, activity_id)}: stop automation {execution_id}")
         state.message = f"automation {execution_id} stopped ({reason})"
     except ActivityError as err:
         state.message = f"automation {execution_id} could not be stopped: {err.cause or err}"

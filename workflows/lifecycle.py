@@ -21,7 +21,8 @@ from workflows.lifecycle_gates import Gates
 from workflows.lifecycle_status import StatusBoard
 from workflows.lifecycle_wait import wait_timer, waits_on_a_timer
 from workflows.notifications import Notifier
-from workflows.steps import AWS_RETRY, START_TIMEOUT, end, record_failure, start_and_wait
+from workflows.steps import AWS_RETRY, START_TIMEOUT, end, record_failure, start_and_wait, within
+from workflows.run_details import step_summary
 
 with workflow.unsafe.imports_passed_through():
     from contracts.activities import RESOURCE_RESOLVE, VALIDATE_PLAN, PlanIssue, ResourceCall
@@ -47,6 +48,10 @@ with workflow.unsafe.imports_passed_through():
         StepStatus,
     )
     from workflows.state import layer_rollup, new_state, phase_rollup, result_of
+
+
+# The run's memo (plan, its hash, mode), shown by the Temporal UI and `temporal workflow describe`.
+RUN_MEMO_PATCH = "run-memo"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -77,6 +82,8 @@ class DrLifecycleWorkflow:
             DR_MODE.value_set(input.mode.value),
             DR_INITIATOR.value_set(input.initiator),
         ])
+        if workflow.patched(RUN_MEMO_PATCH):  # runs recorded before the memo existed replay without it
+            workflow.upsert_memo({"plan": input.plan.name, "planHash": input.plan.digest(), "mode": input.mode.value})
         self._board.publish()
         self._callback.begin()
         try:
@@ -101,6 +108,7 @@ class DrLifecycleWorkflow:
         issues = await workflow.execute_activity(
             VALIDATE_PLAN, input.plan, result_type=list[PlanIssue],
             start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY,
+            summary=f"check plan {input.plan.name} against the worker's modules and accounts",
         )
         if issues:
             details = "; ".join(f"{i.where()}: {i.message}" for i in issues)
@@ -112,7 +120,8 @@ class DrLifecycleWorkflow:
         """The worker's trust configuration, then the initiator's token: nothing runs for a caller who may not
         start this mode. A denied start ends REJECTED, with the attempt in the audit trail."""
         self._state.trust = await workflow.execute_activity(
-            LOAD_TRUST, result_type=TrustConfig, start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY)
+            LOAD_TRUST, result_type=TrustConfig, start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY,
+            summary="load the worker's identity trust configuration, to check who started the run")
         request = ControlRequest(actor=input.initiator, token=input.token)
         what = START_ACTION[input.mode].value
         principal = await self._governance.authorize(request, START_ACTION[input.mode], what)
@@ -164,6 +173,7 @@ class DrLifecycleWorkflow:
     async def _run_layer(self, phase: Phase, layer: Layer, layer_state: LayerState) -> None:
         layer_state.status = StepStatus.RUNNING
         layer_state.started_at = workflow.now()
+        self._board.show()
         if layer.pre_hooks and not await run_layer_hooks(self._input.plan, self._state, phase, layer, layer_state,
                                                          "pre", self._tasks):
             layer_state.status, layer_state.ended_at = layer_rollup(layer_state), workflow.now()
@@ -180,7 +190,8 @@ class DrLifecycleWorkflow:
                 task = asyncio.create_task(self._run_resource(phase, layer, resource, resource_state))
                 self._tasks[key] = task
                 try:
-                    await asyncio.wait_for(task, timeout=layer.timeout_seconds)
+                    await within(task, layer.timeout, f"{phase.value} / {layer.name} / {resource.name}: "
+                                                      f"layer timeout ({layer.timeout_seconds} s)")
                 except asyncio.TimeoutError:
                     resource_state.status = StepStatus.FAILED
                     resource_state.error = f"did not finish within the layer timeout ({layer.timeout_seconds} s)"
@@ -216,6 +227,14 @@ class DrLifecycleWorkflow:
         activity_id = f"{phase.value}/{layer.name}/{resource.name}"
         state.status = StepStatus.RUNNING
         state.started_at = workflow.now()
+        self._board.show()
+        try:
+            await self._run_step(phase, layer, resource, state, call, activity_id)
+        finally:
+            self._board.show()
+
+    async def _run_step(self, phase: Phase, layer: Layer, resource: Resource, state: ResourceState,
+                        call: ResourceCall, activity_id: str) -> None:
         if has_references(resource.parameters):
             resolved = await self._resolve_references(call, state, activity_id)
             if resolved is None:
@@ -245,6 +264,7 @@ class DrLifecycleWorkflow:
             return await workflow.execute_activity(
                 RESOURCE_RESOLVE, call, result_type=Resource, activity_id=f"{activity_id}/resolve",
                 start_to_close_timeout=START_TIMEOUT, retry_policy=AWS_RETRY,
+                summary=f"{step_summary(call, activity_id)}: resolve its !Import / resolve:ssm: references",
             )
         except ActivityError as err:
             if record_failure(state, err, "cancelled while resolving its references"):
@@ -266,7 +286,10 @@ class DrLifecycleWorkflow:
         state.outputs = {"childWorkflowId": child_id}
         try:
             result = await workflow.execute_child_workflow(
-                DRS_WORKFLOW_TYPE, child_input, id=child_id, result_type=DrsRecoveryResult)
+                DRS_WORKFLOW_TYPE, child_input, id=child_id, result_type=DrsRecoveryResult,
+                static_summary=f"DRS {phase.value} of {resource.name} for {self._state.mode.value} of "
+                               f"{self._state.plan_name}: {len(child_input.params.waves)} wave(s)",
+                static_details=f"Part of run `{self._state.workflow_id}`; its waves, servers and DRS jobs are here.")
         except ChildWorkflowError as err:
             self._control.withdraw_child_gates(child_id)
             state.error, state.error_type = str(err.cause or err), "DrsRecoveryFailed"

@@ -68,14 +68,16 @@ class StepFunctionsCallback:
         assert state is not None
         while state.heartbeats < MAX_HEARTBEATS:
             try:
-                await workflow.wait_condition(lambda: self._state.status.finished, timeout=timedelta(seconds=seconds))
+                await workflow.wait_condition(lambda: self._state.status.finished, timeout=timedelta(seconds=seconds),
+                                              timeout_summary=f"next Step Functions heartbeat ({seconds} s)")
                 return
             except asyncio.TimeoutError:
                 pass
             try:
                 reply = await workflow.execute_local_activity(
                     CALLBACK_SEND, self._callback_request("heartbeat"), result_type=CallbackReply,
-                    start_to_close_timeout=HEARTBEAT_TIMEOUT, retry_policy=HEARTBEAT_RETRY)
+                    start_to_close_timeout=HEARTBEAT_TIMEOUT, retry_policy=HEARTBEAT_RETRY,
+                    summary="Step Functions: heartbeat to the task that started this run")
             except ActivityError as err:
                 state.heartbeat_error = str(err.cause or err)
                 continue
@@ -107,7 +109,8 @@ class StepFunctionsCallback:
         try:
             reply = await workflow.execute_activity(
                 CALLBACK_SEND, request, result_type=CallbackReply, activity_id="callback/final",
-                start_to_close_timeout=FINAL_TIMEOUT, retry_policy=FINAL_RETRY)
+                start_to_close_timeout=FINAL_TIMEOUT, retry_policy=FINAL_RETRY,
+                summary=f"Step Functions: send the run's {state.outcome} to the task that started it")
         except ActivityError as err:
             state.status = CallbackStatus.UNDELIVERED
             state.detail = str(err.cause or err)

@@ -1,5 +1,5 @@
-"""The run's status as others see it: RunStatus kept in step with pause and gates, and the DrPhase/DrStatus search
-attributes by which the Temporal UI filters runs. A plain object DrLifecycleWorkflow owns, over the run's state."""
+"""The run's status as others see it: RunStatus kept in step with pause and gates, the DrPhase/DrStatus search
+attributes by which the Temporal UI filters runs, and the current details its run page shows. A plain object DrLifecycleWorkflow owns, over the run's state."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from contracts.lifecycle import LifecycleState, RunStatus
     from contracts.search_attributes import DR_PHASE, DR_STATUS
-    from workflows.state import close, failed_resources
+    from workflows.run_details import lifecycle_details
+    from workflows.state import close, failed_resources, result_of
 
 
 class StatusBoard:
@@ -33,6 +34,12 @@ class StatusBoard:
         if current != self._published:
             workflow.upsert_search_attributes([DR_PHASE.value_set(current[0]), DR_STATUS.value_set(current[1])])
             self._published = current
+        self.show()
+
+    def show(self) -> None:
+        """The run page's current details, from the state as it is now. Not a command: free to call often."""
+        outcome = result_of(self._state).message if self._state.status.finished else ""
+        workflow.set_current_details(lifecycle_details(self._state, outcome))
 
     def finish(self, status: RunStatus, message: str) -> None:
         if not self._state.status.finished:

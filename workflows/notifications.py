@@ -88,7 +88,8 @@ class Notifier:
             record.message_id = await self._run_activity(
                 NOTIFY, NotifyRequest(topic_arn=settings.topic_arn, region=settings.region, account=account,
                                       event=event.value, subject=subject, message=message, attributes=attributes),
-                result_type=str, start_to_close_timeout=timedelta(seconds=15), retry_policy=_RETRY)
+                result_type=str, start_to_close_timeout=timedelta(seconds=15), retry_policy=_RETRY,
+                summary=f"notify SNS topic {settings.topic_arn}: {event.value}" + (f" ({gate})" if gate else ""))
         except ActivityError as err:
             record.error = str(err.cause or err)
             workflow.logger.warning("notification %s not delivered: %s", event.value, record.error)

@@ -7,7 +7,9 @@ Deterministic workflow code: time comes from `workflow.now()`.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -16,11 +18,17 @@ from temporalio.exceptions import ActivityError, CancelledError
 with workflow.unsafe.imports_passed_through():
     from contracts.activities import RESOURCE_START, RESOURCE_WAIT, Operation, ResourceCall, WaitRequest
     from contracts.lifecycle import StepState, StepStatus
+    from workflows.run_details import step_summary
 
 # Short: when a worker dies mid-start, the start is retried elsewhere after this long (starts are idempotent).
 START_TIMEOUT = timedelta(minutes=5)
 # The wait activities heartbeat every few seconds: a lost worker is noticed after this long, not at the timeout.
 HEARTBEAT_TIMEOUT = timedelta(minutes=2)
+# Runs recorded before their timeouts' timers had a summary keep replaying on asyncio.wait_for (see `within`).
+TIMER_SUMMARY_PATCH = "timeout-timer-summaries"
+
+T = TypeVar("T")
+
 # AWS throttles and has blips: a few retries with backoff ride them out; after the last, the step fails.
 AWS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
                         maximum_interval=timedelta(minutes=1), maximum_attempts=8)
@@ -29,16 +37,17 @@ AWS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficie
 async def start_and_wait(call: ResourceCall, state: StepState, activity_id: str, *, wait_timeout: timedelta,
                          start_timeout: timedelta = START_TIMEOUT) -> None:
     """Start the step's operation, then wait until it is done; raises what the activities raise."""
+    summary = step_summary(call, activity_id)
     operation = await workflow.execute_activity(
         RESOURCE_START, call, result_type=Operation, activity_id=f"{activity_id}/start",
-        start_to_close_timeout=start_timeout, retry_policy=AWS_RETRY,
+        start_to_close_timeout=start_timeout, retry_policy=AWS_RETRY, summary=f"{summary}: start",
     )
     observe(state, operation)
     while not operation.done:
         operation = await workflow.execute_activity(
             RESOURCE_WAIT, WaitRequest(call=call, operation=operation), result_type=Operation,
             activity_id=f"{activity_id}/wait", start_to_close_timeout=wait_timeout,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=AWS_RETRY,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=AWS_RETRY, summary=f"{summary}: wait until done",
         )
         observe(state, operation)
 
@@ -65,3 +74,21 @@ def end(state: StepState, status: StepStatus, message: str | None = None) -> Non
     state.status, state.ended_at = status, workflow.now()
     if message is not None:
         state.message = message
+
+
+async def within(task: asyncio.Task[T], timeout: timedelta, summary: str) -> T:
+    """`asyncio.wait_for(step, timeout)` whose timer the Temporal UI shows with `summary` instead of a bare number:
+    asyncio's own timer cannot carry one, `workflow.wait_condition` can. On timeout the step is cancelled and
+    TimeoutError raised, as wait_for does; when the caller is cancelled, so is the step."""
+    if not workflow.patched(TIMER_SUMMARY_PATCH):
+        return await asyncio.wait_for(task, timeout.total_seconds())
+    try:
+        await workflow.wait_condition(task.done, timeout=timeout, timeout_summary=summary)
+    except TimeoutError:
+        task.cancel()
+        await asyncio.wait([task])  # let it record its cancellation, as wait_for waits for it
+        raise
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    return task.result()
