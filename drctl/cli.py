@@ -63,8 +63,6 @@ def main() -> None:
             code = 1
         else:
             code = exc.code or 0
-    except KeyboardInterrupt:  # Ctrl-C, e.g. to stop watching a run: the run goes on, nothing to report
-        code = 130
     except BaseException:
         traceback.print_exc()
         code = 1

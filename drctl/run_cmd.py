@@ -157,7 +157,11 @@ def watch(workflow_id: str) -> None:
         return await watch_run(client, client.get_workflow_handle(workflow_id),
                                ui_link(UI_URL, settings.namespace, workflow_id))
 
-    sys.exit(asyncio.run(run()))
+    try:
+        sys.exit(asyncio.run(run()))
+    except KeyboardInterrupt:  # Ctrl-C ends the watching, not the run (click would say "Aborted!" and exit 1)
+        click.echo(f"stopped watching; {workflow_id} goes on", err=True)
+        sys.exit(130)
 
 
 # Each control command takes only the options that mean something to it (as kubectl and `temporal` do): an option

@@ -126,7 +126,7 @@ def _steps(state: LifecycleState) -> Table:
 
 
 def _waves(key: str, child: DrsRecoveryState) -> Table:
-    table = Table(title=f"DRS {child.phase.value} {key}: {child.status.value}", title_justify="left",
+    table = Table(title=f"DRS recovery {key}: {child.status.value}", title_justify="left",
                   box=None, pad_edge=False, header_style="bold")
     for column in ("wave", "status", "progress", "", "time", "detail"):
         table.add_column(column, overflow="fold")
