@@ -154,8 +154,8 @@ def watch(workflow_id: str) -> None:
     async def run() -> int:
         client, settings = await connect_client()
         await describe_run(client, workflow_id)
-        return await watch_run(client, client.get_workflow_handle(workflow_id),
-                               ui_link(UI_URL, settings.namespace, workflow_id))
+        return await guard(watch_run(client, client.get_workflow_handle(workflow_id),
+                                     ui_link(UI_URL, settings.namespace, workflow_id)), workflow_id)
 
     try:
         sys.exit(asyncio.run(run()))

@@ -41,7 +41,8 @@ async def snapshot(client: Client, handle: WorkflowHandle[Any, Any], previous: R
     ended = {key: child for key, child in (previous.drs if previous else {}).items() if child.ended_at is not None}
     drs = await drs_states(client, state, lambda key, r: key not in ended)
     # In the run's order of phases, layers and resources.
-    order = [f"{p.phase.value}/{layer.name}/{r.name}" for p in state.phases for layer in p.layers for r in layer.resources]
+    order = [f"{p.phase.value}/{layer.name}/{r.name}"
+             for p in state.phases for layer in p.layers for r in layer.resources]
     return RunSnapshot(state, {key: drs.get(key) or ended[key] for key in order if key in drs or key in ended})
 
 
@@ -55,16 +56,18 @@ def document(snap: RunSnapshot) -> dict[str, Any]:
 def render(snap: RunSnapshot, ui_url: str | None = None) -> RenderableType:
     """The whole run at a glance: a header, the steps, each DRS recovery's waves and servers, the pending gate."""
     state = snap.state
-    parts: list[RenderableType] = [_header(state, ui_url), _steps(state)]
-    for key, child in snap.drs.items():
-        parts.append(_waves(key, child))
+    # What asks for the operator comes first: a view taller than the terminal is cut at the bottom while live.
+    parts: list[RenderableType] = [_header(state, ui_url)]
+    if snap.note:
+        parts.append(Text(snap.note, style="dim"))
     gate = state.pending_gate()
     if gate is not None:
         parts.append(_gate(state, gate))
     if state.error:
         parts.append(Text(f"error: {state.error}", style="red"))
-    if snap.note:
-        parts.append(Text(snap.note, style="dim"))
+    parts.append(_steps(state))
+    for key, child in snap.drs.items():
+        parts.append(_waves(key, child))
     return Group(*parts)
 
 
@@ -74,7 +77,11 @@ def wave_progress(wave: WaveRecord, child: DrsRecoveryState) -> tuple[int, int, 
     launched = sum(s.status.value == "LAUNCHED" for s in records)
     failed = sum(s.status.failed for s in records)
     if not records:
-        text = f"{wave.name}: {'awaiting approval' if wave.status.value == 'AWAITING_APPROVAL' else 'no servers yet'}"
+        # CLEANUP and REPLICATE work per account, not per server: their waves never list servers.
+        what = {"PENDING": "not started", "AWAITING_APPROVAL": "awaiting approval"}.get(wave.status.value) or (
+            ("resolving servers" if wave.status.value == "RUNNING" else "no servers")
+            if child.phase.value == "ACTIVATE" else "per account")
+        text = f"{wave.name}: {what}"
     else:
         text = f"{wave.name}: {launched}/{len(records)} launched" + (f", {failed} failed" if failed else "")
     return launched, failed, len(records), text

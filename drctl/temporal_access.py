@@ -29,11 +29,13 @@ async def connect_client() -> tuple[Client, TemporalSettings]:
 async def guard(coro: Awaitable[T], workflow_id: str | None = None) -> T:
     """Await `coro`; what the server or the run refuses ends drctl with `error: ...` and exit 1, not a traceback."""
     from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
-    from temporalio.exceptions import FailureError
+    from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
     from temporalio.service import RPCError, RPCStatusCode
 
     try:
         return await coro
+    except WorkflowAlreadyStartedError as exc:  # workflow ids have a resolution of a second
+        fail(f"a run with workflow id {exc.workflow_id!r} already exists: start again in a second", EXIT_FAILED)
     except WorkflowUpdateFailedError as exc:
         # The cause is what the update handler raised, as a FailureError (ApplicationError...) whose message is the
         # refusal; any other exception has no `message`, so it is printed whole.

@@ -46,9 +46,9 @@ async def _live(console: Any, client: Client, handle: WorkflowHandle[Any, Any], 
 
     snap: RunSnapshot | None = None
     # Redrawn when a poll answers, not on a timer: a frame never shows a state older than the last answer, and
-    # durations move on at the poll's pace. The last frame stays on screen above the outcome line.
-    with Live(Text(f"attaching to {handle.id} …"), console=console, auto_refresh=False,
-              vertical_overflow="visible") as view:
+    # durations move on at the poll's pace. A frame taller than the terminal is cut (a redraw cannot reach lines
+    # that scrolled away); the last frame stays on screen whole, above the outcome line.
+    with Live(Text(f"attaching to {handle.id} …"), console=console, auto_refresh=False) as view:
         while True:
             try:
                 snap = await snapshot(client, handle, snap)

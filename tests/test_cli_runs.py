@@ -128,7 +128,8 @@ async def test_worker_stops_gracefully_on_sigterm(temporal_cli_env, tmp_path: Pa
             DRCTL, "worker", env={**os.environ, **temporal_cli_env, "TEMPORAL_TASK_QUEUE": "sigterm-test"},
             stdout=out, stderr=out)
         try:
-            for _ in range(200):
+            # Up to a minute: a loaded machine running the whole suite can take 20 s to import and start a worker.
+            for _ in range(600):
                 if "worker.started" in log.read_text():
                     break
                 await asyncio.sleep(0.1)

@@ -41,7 +41,8 @@ class Terminal:
         self.master = master
         self.process = await asyncio.create_subprocess_exec(
             DRCTL, *args, stdin=asyncio.subprocess.DEVNULL, stdout=slave, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **env, "TERM": "xterm-256color"})
+            # COLUMNS and LINES too: Rich takes them over the terminal's size, and a test session may set them.
+            env={**os.environ, **env, "TERM": "xterm-256color", "COLUMNS": "200", "LINES": "60"})
         os.close(slave)
         os.set_blocking(master, False)
         asyncio.get_running_loop().add_reader(master, self._read)
