@@ -15,13 +15,13 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
 def audit(workflow_id: str, token: str | None, as_json: bool) -> None:
     """Every decision on a run, denied attempts included: when, who (verified or claimed), roles, what, outcome."""
-    from drctl.run_cmd import _client, _guard, _require_token
+    from drctl.temporal_access import connect_client, guard, require_token
     from contracts.lifecycle import AuditEntry
 
-    token = _require_token(token)
+    token = require_token(token)
 
     async def show() -> None:
-        client, _ = await _client()
+        client, _ = await connect_client()
         entries = await client.get_workflow_handle(workflow_id).query("audit", token, result_type=list[AuditEntry])
         for entry in entries:
             if as_json:
@@ -34,4 +34,4 @@ def audit(workflow_id: str, token: str | None, as_json: bool) -> None:
             detail = f" ({entry.detail})" if entry.detail else ""
             click.echo(f"{entry.at:%Y-%m-%d %H:%M:%S}Z  {outcome:7}  {entry.action:24} {who}{roles}{why}{detail}")
 
-    asyncio.run(_guard(show()))
+    asyncio.run(guard(show(), workflow_id))

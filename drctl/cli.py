@@ -5,13 +5,22 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from importlib.metadata import PackageNotFoundError, version
 
 import click
 
 from drctl.logging_setup import configure_logging
 
 
+def _version() -> str:
+    try:
+        return version("dr-orchestrator")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", prog_name="drctl", message="%(prog)s version %(version)s")
 @click.option("--log-level", default="info", show_default=True, envvar="DRCTL_LOG_LEVEL",
               type=click.Choice(["debug", "info", "warning", "error"]), help="Log level of drctl's own logs.")
 @click.option("--log-json", is_flag=True, envvar="DRCTL_LOG_JSON", help="Logs as JSON lines (for log shippers).")
@@ -24,6 +33,7 @@ def _register_commands() -> None:
     from drctl.audit_cmd import audit
     from drctl.auth_cmd import auth
     from drctl.demo import demo
+    from drctl.list_cmd import list_runs
     from drctl.plan_cmd import plan
     from drctl.sandbox_cmd import sandbox
     from drctl.run_cmd import drill, worker
@@ -33,6 +43,7 @@ def _register_commands() -> None:
     cli.add_command(plan)
     cli.add_command(sandbox)
     cli.add_command(worker)
+    drill.add_command(list_runs)
     cli.add_command(drill)
     cli.add_command(demo)
 

@@ -16,7 +16,7 @@ import click
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from contracts.lifecycle import HookState, LifecycleState, RunStatus, StepStatus
+from contracts.lifecycle import HookState, LifecycleState, ResourceState, RunStatus, StepStatus
 
 if TYPE_CHECKING:
     from contracts.drs_recovery import DrsRecoveryState
@@ -172,23 +172,30 @@ async def follow(handle: WorkflowHandle[Any, Any], printer: ProgressPrinter | No
 async def _drs_children(client: Client, state: LifecycleState, printer: ProgressPrinter) -> dict[str, Any]:
     """The state of each DRS child workflow worth asking: running ones, and those that ended since the last look
     (once, for their final waves and summary)."""
+    return await drs_states(client, state, lambda key, r: r.status is StepStatus.RUNNING
+                            or f"{key}/summary" not in printer.seen)
+
+
+async def drs_states(client: Client, state: LifecycleState,
+                     wanted: Callable[[str, ResourceState], bool] = lambda key, r: True,
+                     ) -> dict[str, DrsRecoveryState]:
+    """The `status` of the run's DRS child workflows, by `PHASE/layer/resource`: those that started and that
+    `wanted` asks for. One that does not answer (not started yet, its worker restarting) is left out."""
     from contracts.drs_recovery import DrsRecoveryState
 
-    children: dict[str, Any] = {}
+    children: dict[str, DrsRecoveryState] = {}
     for phase in state.phases:
         for layer in phase.layers:
             for r in layer.resources:
                 child_id = (r.outputs or {}).get("childWorkflowId")
                 key = f"{phase.phase.value}/{layer.name}/{r.name}"
-                if not child_id or (r.status is not StepStatus.RUNNING and f"{key}/summary" in printer.seen):
-                    continue
-                if r.status in (StepStatus.PENDING, StepStatus.SKIPPED):
+                if not child_id or r.status in (StepStatus.PENDING, StepStatus.SKIPPED) or not wanted(key, r):
                     continue
                 try:
                     children[key] = await client.get_workflow_handle(child_id).query(
                         "status", result_type=DrsRecoveryState)
                 except RPCError:
-                    pass  # not started yet, or its worker is restarting: the next poll asks again
+                    pass  # the next poll asks again
     return children
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import click
 
 from drctl.errors import EXIT_FAILED, fail
+from drctl.output import output_option
+from drctl.temporal_access import claimed_subject, connect_client, describe_run, guard, require_token
 from plans.model import PHASE_ORDER, Mode, Phase
 
 UI_URL = os.environ.get("TEMPORAL_UI_URL", "http://127.0.0.1:8233")
@@ -30,7 +32,7 @@ def worker() -> None:
 
 @click.group()
 def drill() -> None:
-    """Start a run of a plan and steer it (approve, pause, resume, cancel)."""
+    """Start runs of a plan, list them, follow and steer them (approve, pause, resume, cancel...)."""
 
 
 @drill.command("start")
@@ -86,137 +88,127 @@ def start(file: str, mode: str, phases: tuple[str, ...], token: str | None, init
             fail(f"invalid callback options: {problems}")
     elif callback_region or callback_account or heartbeat_seconds:
         fail("--callback-region, --callback-account and --heartbeat-seconds need --task-token")
-    token = _require_token(token)
-    run_input = LifecycleInput(plan=plan, mode=Mode(mode), initiator=initiator or _claimed_subject(token),
+    token = require_token(token)
+    run_input = LifecycleInput(plan=plan, mode=Mode(mode), initiator=initiator or claimed_subject(token),
                                token=token,
                                options=RunOptions(phases=[Phase(p) for p in phases] or None, start_paused=paused,
                                                   callback=callback))
-    sys.exit(asyncio.run(_start(run_input, wait)))
+    sys.exit(asyncio.run(guard(_start(run_input, wait))))
 
 
 async def _start(run_input: Any, wait: bool) -> int:
-    from drctl.progress import follow, summary, ui_link, exit_code_for
+    from drctl.progress import ui_link
+    from drctl.watch import watch_run
     from contracts.search_attributes import start_search_attributes
     from contracts.run_metadata import start_metadata
     from contracts.lifecycle import WORKFLOW_TYPE, workflow_id_for
 
-    client, settings = await _client()
+    client, settings = await connect_client()
     workflow_id = workflow_id_for(run_input.plan.name, run_input.mode, datetime.now(UTC))
     handle = await client.start_workflow(
         WORKFLOW_TYPE, run_input, id=workflow_id, task_queue=settings.task_queue,
         search_attributes=start_search_attributes(run_input), **start_metadata(run_input),
     )
     click.echo(workflow_id)
-    click.echo(f"  {ui_link(UI_URL, settings.namespace, workflow_id)}", err=True)
+    link = ui_link(UI_URL, settings.namespace, workflow_id)
+    click.echo(f"  {link}", err=True)
     if not wait:
         return 0
-    state = await follow(handle)
-    for line in summary(state):
-        click.echo(line)
-    return exit_code_for(state)
+    return await watch_run(client, handle, link)
 
 
 @drill.command("status")
 @click.argument("workflow_id")
-def status(workflow_id: str) -> None:
-    """Print where a run is: phase, layer, resource, with timing and errors."""
-    from drctl.progress import ProgressPrinter, summary
-    from contracts.lifecycle import LifecycleState
+@output_option("table", "json", "yaml")
+def status(workflow_id: str, output: str) -> None:
+    """Where a run is: phases, layers, resources, DRS waves and servers, the pending gate, with timing and errors.
+
+    -o json|yaml: {"run": the `status` query's state, "drs": {"PHASE/layer/resource": the DRS recovery's state}}.
+    """
+    from drctl.output import console, echo_document
+    from drctl.progress import ui_link
+    from drctl.run_view import document, render, snapshot
 
     async def show() -> None:
-        client, _ = await _client()
-        state = await client.get_workflow_handle(workflow_id).query("status", result_type=LifecycleState)
-        printer = ProgressPrinter()
-        printer.update(state)
-        for line in summary(state):
-            click.echo(line)
+        client, settings = await connect_client()
+        await describe_run(client, workflow_id)
+        snap = await guard(snapshot(client, client.get_workflow_handle(workflow_id)), workflow_id)
+        if output == "table":
+            console().print(render(snap, ui_link(UI_URL, settings.namespace, workflow_id)))
+        else:
+            echo_document(document(snap), output)
 
-    asyncio.run(_guard(show()))
+    asyncio.run(show())
 
 
-def _control_command(update: str, needs_reason: bool, help_text: str) -> click.Command:
-    @click.command(update.replace("_", "-"), help=help_text)
-    @click.argument("workflow_id")
-    @click.option("--reason", default="", required=needs_reason, help="Why (kept in the audit trail).")
-    @click.option("--token", envvar="DRCTL_TOKEN", show_envvar=True, default=None,
-                  help="Your signed identity token (JWT): the run checks your roles.")
-    @click.option("--gate", default=None, help="approve/reject: the gate id (default: the pending one).")
-    @click.option("--force", is_flag=True, help="cancel: also stop in-flight operations.")
-    @click.option("--step", default=None, help="skip: PHASE/layer or PHASE/layer/resource, not started yet.")
-    def command(workflow_id: str, reason: str, token: str | None, gate: str | None, force: bool,
-                step: str | None) -> None:
+@drill.command("watch")
+@click.argument("workflow_id")
+def watch(workflow_id: str) -> None:
+    """Follow a run, however it was started, until it ends: exit 0 if it completed, 1 otherwise.
+
+    On a terminal, a live view of phases, layers, resources, DRS waves and servers and the pending gate;
+    otherwise one line per change.
+    """
+    from drctl.progress import ui_link
+    from drctl.watch import watch_run
+
+    async def run() -> int:
+        client, settings = await connect_client()
+        await describe_run(client, workflow_id)
+        return await guard(watch_run(client, client.get_workflow_handle(workflow_id),
+                                     ui_link(UI_URL, settings.namespace, workflow_id)), workflow_id)
+
+    try:
+        sys.exit(asyncio.run(run()))
+    except KeyboardInterrupt:  # Ctrl-C ends the watching, not the run (click would say "Aborted!" and exit 1)
+        click.echo(f"stopped watching; {workflow_id} goes on", err=True)
+        sys.exit(130)
+
+
+# Each control command takes only the options that mean something to it (as kubectl and `temporal` do): an option
+# another command needs is a usage error here, not silently ignored.
+_REASON = click.option("--reason", default="", help="Why (kept in the audit trail).")
+_REASON_REQUIRED = click.option("--reason", required=True, help="Why (required; kept in the audit trail).")
+_GATE = click.option("--gate", default=None, help="The gate id (`drill status` shows it; default: the pending one).")
+_FORCE = click.option("--force", is_flag=True, help="Also stop in-flight operations instead of letting them finish.")
+_STEP = click.option("--step", required=True, help="PHASE/layer or PHASE/layer/resource, not started yet.")
+
+
+def _control_command(update: str, help_text: str, *options: Any) -> click.Command:
+    def command(workflow_id: str, reason: str, token: str | None, gate: str | None = None, force: bool = False,
+                step: str | None = None) -> None:
         from contracts.lifecycle import ControlRequest, ControlResult
 
-        token = _require_token(token)
+        token = require_token(token)
 
         async def send() -> None:
-            client, _ = await _client()
-            request = ControlRequest(actor=_claimed_subject(token), reason=reason, gate=gate, force=force,
+            client, _ = await connect_client()
+            request = ControlRequest(actor=claimed_subject(token), reason=reason, gate=gate, force=force,
                                      step=step, token=token)
-            result = await client.get_workflow_handle(workflow_id).execute_update(
-                update, request, result_type=ControlResult)
+            result = await guard(client.get_workflow_handle(workflow_id).execute_update(
+                update, request, result_type=ControlResult), workflow_id)
             click.echo(f"{result.message} (run is {result.status.value})")
             if not result.accepted:
                 raise SystemExit(EXIT_FAILED)
 
-        asyncio.run(_guard(send()))
+        asyncio.run(send())
 
-    return command
+    for option in reversed(options):
+        command = option(command)
+    command = click.option("--token", envvar="DRCTL_TOKEN", show_envvar=True, default=None,
+                           help="Your signed identity token (JWT): the run checks your roles.")(command)
+    command = click.argument("workflow_id")(command)
+    return click.command(update.replace("_", "-"), help=help_text)(command)
 
 
-for _name, _needs_reason, _help in (
-    ("approve", False, "Approve the pending gate of a run."),
-    ("reject", True, "Reject the pending gate; the run stops."),
-    ("pause", False, "Pause at the next boundary; running operations finish."),
-    ("resume", False, "Resume a paused run."),
-    ("cancel", False, "Cancel: nothing new starts (--force also stops running operations)."),
-    ("skip", False, "Skip a layer or resource that has not started (--step PHASE/layer[/resource])."),
-    ("switch_ungraceful", True, "A planned failover goes on as a disaster recovery: resources started from now on "
-                                "fail over ungracefully."),
+for _name, _help, _options in (
+    ("approve", "Approve the pending gate of a run (or --gate GATE).", (_GATE, _REASON)),
+    ("reject", "Reject the pending gate (or --gate GATE); the run stops.", (_GATE, _REASON_REQUIRED)),
+    ("pause", "Pause at the next boundary; running operations finish.", (_REASON,)),
+    ("resume", "Resume a paused run.", (_REASON,)),
+    ("cancel", "Cancel: nothing new starts (--force also stops running operations).", (_FORCE, _REASON)),
+    ("skip", "Skip a layer or resource that has not started.", (_STEP, _REASON)),
+    ("switch_ungraceful", "A planned failover goes on as a disaster recovery: resources started from now on "
+                          "fail over ungracefully.", (_REASON_REQUIRED,)),
 ):
-    drill.add_command(_control_command(_name, _needs_reason, _help))
-
-
-def _require_token(token: str | None) -> str:
-    if not token:
-        fail("no identity token: set DRCTL_TOKEN (or --token); in the sandbox, "
-             "`export DRCTL_TOKEN=$(drctl auth token you@example.com --role operator)`")
-    return token.strip()
-
-
-def _claimed_subject(token: str) -> str:
-    """The token's subject, read without verification: only a label for the request; the run verifies."""
-    import jwt
-
-    try:
-        return str(jwt.decode(token, options={"verify_signature": False}).get("sub") or "unknown")[:200]
-    except jwt.PyJWTError:
-        return "unknown"
-
-
-async def _client() -> Any:
-    from workers.main import TemporalSettings, connect
-
-    settings = TemporalSettings.from_env()
-    try:
-        return await connect(settings), settings
-    except Exception as exc:  # an unreachable server is the operator's problem to fix, not a crash
-        fail(f"cannot reach Temporal at {settings.address} (namespace {settings.namespace}): {exc}", EXIT_FAILED)
-
-
-async def _guard(coro: Any) -> None:
-    from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
-    from temporalio.exceptions import FailureError
-    from temporalio.service import RPCError
-
-    try:
-        await coro
-    except WorkflowUpdateFailedError as exc:
-        # The cause is what the update handler raised, as a FailureError (ApplicationError...) whose message is the
-        # refusal; any other exception has no `message`, so it is printed whole.
-        cause = exc.cause
-        fail(f"refused: {cause.message if isinstance(cause, FailureError) else cause}", EXIT_FAILED)
-    except WorkflowQueryFailedError as exc:
-        fail(f"refused: {exc.message}", EXIT_FAILED)
-    except RPCError as exc:
-        fail(exc.message, EXIT_FAILED)
+    drill.add_command(_control_command(_name, _help, *_options))

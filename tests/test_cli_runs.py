@@ -5,31 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sysconfig
 from pathlib import Path
 
 import pytest
 
 from tests import reaper
-from tests.identity_helpers import token_for
-from tests.conftest import TEST_TASK_QUEUE
-
-DRCTL = os.path.join(sysconfig.get_path("scripts"), "drctl")
-
-
-async def _drctl(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[int, str, str]:
-    # Async, because the worker these commands talk to runs on this test's event loop.
-    process = await asyncio.create_subprocess_exec(
-        DRCTL, *args, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
-    return process.returncode or 0, out.decode(), err.decode()
+from tests.cli_helpers import DRCTL, cli_env, drctl
 
 
 @pytest.fixture
 def temporal_cli_env(worker, temporal_env) -> dict[str, str]:
-    return {"TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-            "TEMPORAL_TASK_QUEUE": TEST_TASK_QUEUE, "USER": "cli-tester",
-            "DRCTL_TOKEN": token_for("cli-tester@example.com", ["operator"])}
+    return cli_env(temporal_env)
 
 
 PLAN = """\
@@ -59,7 +45,7 @@ FAILING = """\
 async def test_drill_start_wait_exits_zero_on_success(temporal_cli_env, tmp_path: Path):
     plan = tmp_path / "ok.yaml"
     plan.write_text(PLAN.format(name="cli-ok", extra=""))
-    code, out, err = await _drctl("drill", "start", str(plan), "--wait", env=temporal_cli_env)
+    code, out, err = await drctl("drill", "start", str(plan), "--wait", env=temporal_cli_env)
     assert code == 0, err
     workflow_id = out.splitlines()[0]
     assert re.fullmatch(r"dr-cli-ok-drill-\d{8}T\d{6}", workflow_id)
@@ -70,7 +56,7 @@ async def test_drill_start_wait_exits_zero_on_success(temporal_cli_env, tmp_path
 async def test_drill_start_wait_exits_non_zero_on_failure(temporal_cli_env, tmp_path: Path, sandbox):
     plan = tmp_path / "bad.yaml"
     plan.write_text(PLAN.format(name="cli-fail", extra=FAILING))
-    code, out, err = await _drctl("drill", "start", str(plan), "--wait", env=temporal_cli_env)
+    code, out, err = await drctl("drill", "start", str(plan), "--wait", env=temporal_cli_env)
     assert code == 1
     assert ": FAILED" in out and "missing-zone" in out and "no-such-zone" in out
     assert "Traceback" not in out + err
@@ -79,13 +65,13 @@ async def test_drill_start_wait_exits_non_zero_on_failure(temporal_cli_env, tmp_
 async def test_drill_start_rejects_an_invalid_plan_before_starting(temporal_cli_env, tmp_path: Path):
     plan = tmp_path / "invalid.yaml"
     plan.write_text(PLAN.format(name="cli-invalid", extra="").replace("control.wait", "control.sleep"))
-    code, out, err = await _drctl("drill", "start", str(plan), env=temporal_cli_env)
+    code, out, err = await drctl("drill", "start", str(plan), env=temporal_cli_env)
     assert code == 2
     assert f"{plan}:9:" in err and "control.sleep" in err and "Traceback" not in err
 
 
 async def test_control_of_an_unknown_run_is_a_clear_error(temporal_cli_env):
-    code, out, err = await _drctl("drill", "pause", "dr-nothing-drill-20260101T000000", env=temporal_cli_env)
+    code, out, err = await drctl("drill", "pause", "dr-nothing-drill-20260101T000000", env=temporal_cli_env)
     assert code == 1
     assert err.startswith("error:") and "Traceback" not in err
 
@@ -142,7 +128,8 @@ async def test_worker_stops_gracefully_on_sigterm(temporal_cli_env, tmp_path: Pa
             DRCTL, "worker", env={**os.environ, **temporal_cli_env, "TEMPORAL_TASK_QUEUE": "sigterm-test"},
             stdout=out, stderr=out)
         try:
-            for _ in range(200):
+            # Up to a minute: a loaded machine running the whole suite can take 20 s to import and start a worker.
+            for _ in range(600):
                 if "worker.started" in log.read_text():
                     break
                 await asyncio.sleep(0.1)

@@ -25,7 +25,7 @@ from plans.references import Reference, ReferenceSyntaxError, find_references, p
 from tests.aws_helpers import PRIMARY_REGION, RECOVERY_REGION, app_account, unique
 from tests.conftest import APP_ACCOUNT, account_session
 from tests.lifecycle_helpers import finish, start_run, status_of, timer_summaries
-from tests.test_cli_runs import _drctl
+from tests.cli_helpers import drctl
 from workers.main import workflow_runner
 from workflows.lifecycle import DrLifecycleWorkflow
 from contracts.lifecycle import RunStatus, StepStatus
@@ -345,7 +345,7 @@ class Estate:
 async def test_framework_manifests_import_and_run_in_drill_and_planned_mode(worker, sandbox, tmp_path: Path):
     estate = Estate(tmp_path)
     out = tmp_path / "imported.yaml"
-    code, _, err = await _drctl(
+    code, _, err = await drctl(
         "plan", "import", "--name", "framework-e2e", "--primary-region", "us-east-1", "--recovery-region",
         "us-west-2", "--account", f"app={APP_ACCOUNT}:dr-orchestrator", "--instantiate",
         str(estate.manifests["instantiate"]), "--activate", str(estate.manifests["activate"]), "--cleanup",

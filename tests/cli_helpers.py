@@ -1,0 +1,29 @@
+"""drctl as a real process, the way an operator runs it, against the session's dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sysconfig
+from typing import Any
+
+from tests.conftest import TEST_TASK_QUEUE
+from tests.identity_helpers import token_for
+
+DRCTL = os.path.join(sysconfig.get_path("scripts"), "drctl")
+
+
+def cli_env(temporal_env: Any) -> dict[str, str]:
+    """What drctl needs to reach the session's dev server and the test worker's task queue, with an operator's
+    token."""
+    return {"TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+            "TEMPORAL_TASK_QUEUE": TEST_TASK_QUEUE, "USER": "cli-tester",
+            "DRCTL_TOKEN": token_for("cli-tester@example.com", ["operator"])}
+
+
+async def drctl(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[int, str, str]:
+    # Async, because the worker these commands talk to runs on this test's event loop.
+    process = await asyncio.create_subprocess_exec(
+        DRCTL, *args, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    return process.returncode or 0, out.decode(), err.decode()
