@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test check install clean iam-calls deps-latest lock
+.PHONY: demo test check install clean iam-calls deps-latest lock ui-check
 
 # Test files run in parallel, each file whole on one pytest-xdist worker (its module fixtures and the order of its
 # tests as written); every worker has its own sandbox and Temporal servers. Most of a test's time is waiting on
@@ -41,6 +41,11 @@ check: $(STAMP)
 
 test: check
 	$(PYTEST)
+
+# What a person sees of the demo's drill in the Temporal Web UI, checked in headless Chromium (Debian: `apt-get install
+# chromium`): screenshots and page text under .state/ui-check. Not part of `make test`: it needs the browser.
+ui-check: $(STAMP)
+	tools/ui-check
 
 # Re-record deploy/iam/calls.json: the whole suite, so every call any test makes the orchestrator do is in it
 # (written at the end of the session from every worker's calls, when it passed); then the templates against it.

@@ -20,7 +20,7 @@ def start_metadata(run_input: LifecycleInput) -> dict[str, Any]:
         f"**Mode** {run_input.mode.value}; **phases** {phases}",
         f"**Started by** {run_input.initiator} (the token's subject is what the run records)",
         f"**Accounts** {accounts}",
-        "The current details below say where the run is; the `status` query gives the whole state.",
+        "Current details (beside this) say where the run is now; the `status` query gives the whole state.",
     ]
     return {
         "static_summary": f"{run_input.mode.value} of {plan.name} by {run_input.initiator}",

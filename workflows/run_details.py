@@ -28,7 +28,7 @@ def gate_line(gate: Gate) -> str:
     so_far = f"{len(gate.approvals)} of {gate.required}" + (f" ({got})" if got else "")
     deadline = f"; times out at {gate.timeout_at:%Y-%m-%d %H:%M} UTC ({gate.on_timeout})" if gate.timeout_at else ""
     return (f"Waiting for approval of `{gate.id}`: {gate.required} approval(s) {who}; {so_far} so far{deadline}. "
-            f"Approve with the `approve` update or signal.")
+            f"Approve with the `approve` update (`drctl drill approve`).")
 
 
 def lifecycle_details(state: LifecycleState, outcome: str = "") -> str:
@@ -53,6 +53,8 @@ def lifecycle_details(state: LifecycleState, outcome: str = "") -> str:
 
 def _phase_text(state: LifecycleState) -> str:
     done = [p.phase.value for p in state.phases if p.status in (StepStatus.SUCCEEDED, StepStatus.PARTIAL)]
+    if state.status.finished:
+        return f"phases done: {', '.join(done) or 'none'}"
     current = state.current_phase.value if state.current_phase else "not started"
     return f"phase {current}" + (f" (done: {', '.join(done)})" if done else "")
 
