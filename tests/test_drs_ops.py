@@ -258,6 +258,9 @@ def test_cleanup_terminates_only_this_executions_drill_instances(world):
     details = recovery_details(client, ec2, ours + theirs + real)
 
     assert sorted(drill_instances_of(client, "exec-mine")) == sorted(ours)
+    # A slow TERMINATE (about 5 s): the job must still be running when the retry below looks for it (at the fast
+    # clock it ends within 60 ms, which a loaded machine can take between two calls).
+    world.set_durations(terminate=250.0)
     jobs = terminate_recovery_instances(client, drill_instances_of(client, "exec-mine"))
     assert len(jobs) == 1
     # A retry while the TERMINATE job runs finds it rather than starting another.

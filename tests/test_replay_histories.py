@@ -113,3 +113,9 @@ async def test_a_changed_command_is_caught_as_nondeterminism():
 
 if __name__ == "__main__":
     Path(sys.argv[1]).write_text(json.dumps(asyncio.run(replay_all())))
+    # The results are written: leave without interpreter finalization. On a loaded machine the SDK core's native
+    # threads were seen calling into a finalizing interpreter (SIGABRT in PyGILState_Release, 3 times in ~20 runs),
+    # failing the test after every replay had passed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
