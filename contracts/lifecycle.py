@@ -18,6 +18,11 @@ from contracts.identity import TrustConfig
 WORKFLOW_TYPE = "DrLifecycleWorkflow"
 DEFAULT_TASK_QUEUE = "dr-orchestrator"
 
+# The `type` of the ApplicationError a control update fails with (clients branch on these, never on messages). Both
+# are non-retryable: sending the same message again cannot succeed.
+PERMISSION_DENIED = "PermissionDenied"  # the token, the roles or four-eyes say no; the attempt is in the audit trail
+REFUSED = "Refused"  # the run cannot do it now (nothing pending, not paused, already ended...): nothing recorded
+
 
 class RunOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -205,15 +205,20 @@ async def _client() -> Any:
 
 async def _guard(coro: Any) -> None:
     from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
-    from temporalio.exceptions import FailureError
+    from temporalio.exceptions import ApplicationError, FailureError
     from temporalio.service import RPCError
+
+    from contracts.lifecycle import PERMISSION_DENIED
 
     try:
         await coro
     except WorkflowUpdateFailedError as exc:
         # The cause is what the update handler raised, as a FailureError (ApplicationError...) whose message is the
         # refusal; any other exception has no `message`, so it is printed whole.
+        # A denial (PermissionDenied: token, roles, four-eyes) already reads "denied: ...", and is in the audit trail.
         cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == PERMISSION_DENIED:
+            fail(cause.message, EXIT_FAILED)
         fail(f"refused: {cause.message if isinstance(cause, FailureError) else cause}", EXIT_FAILED)
     except WorkflowQueryFailedError as exc:
         fail(f"refused: {exc.message}", EXIT_FAILED)

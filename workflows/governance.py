@@ -2,8 +2,9 @@
 and the audit trail that records every decision and every denied attempt.
 
 A plain object DrLifecycleWorkflow owns, over the run's state; it is given the clock and the logger, so its decisions
-can be tested without a server. Denials are answered by the update *handler* (accepted=False), not by a validator:
-a validator's rejection leaves nothing in history, and the audit trail must keep denied attempts durably.
+can be tested without a server. Denials are decided by the update *handler* (which records them, then fails the
+update with PermissionDenied), not by a validator: a validator's rejection leaves nothing in history, and the audit
+trail must keep denied attempts durably.
 """
 
 from __future__ import annotations
