@@ -1,8 +1,8 @@
 """What the updates and signals of DrLifecycleWorkflow do: approve/reject (phase, layer and DRS wave gates), pause,
 resume, cancel, skip, switch to ungraceful, and the gates DRS children bring to the run.
 
-A plain object the workflow owns; the handlers are the workflow's (workflows.lifecycle), and each calls one method
-here. `check_*` methods are the validators' (they raise Refused: refused before anything is recorded); the
+A plain object the workflow owns; the handlers are the workflow's (workflows.lifecycle_messages), and each calls one
+method here. `check_*` methods are the validators' (they raise Refused: refused before anything is recorded); the
 others answer a ControlResult with the run's status after the change, or raise: PermissionDenied once the denial is
 recorded in the audit trail (state changed by a handler stays changed when it then raises), Refused when another
 message got there first. Both are non-retryable ApplicationErrors whose details hold the ControlResult.
