@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError, FailureError
 
 from workflows.governance import Governance
 from workflows.hooks import run_layer_hooks
@@ -103,6 +103,13 @@ class DrLifecycleWorkflow:
             self._board.finish(RunStatus.CANCELLED, "cancelled through Temporal")
             await self._callback.end()
             raise
+        except FailureError as err:
+            # An activity the run cannot do without failed for good (the worker's identity configuration, its plan
+            # check): the run ends FAILED with DrStatus saying so, not stuck at RUNNING. Runs recorded before this
+            # failed the workflow directly, and replay the same way.
+            if isinstance(err.__cause__, CancelledError) or not workflow.patched("failure-closes-status"):
+                raise
+            self._board.finish(RunStatus.FAILED, f"the run could not go on: {err.__cause__ or err}")
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._notifier.outcome()
         await self._callback.end()
