@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from plans.model import PHASE_ORDER, Mode, Phase, Plan
 from contracts.callback import CallbackOptions, CallbackState
@@ -17,6 +17,12 @@ from contracts.identity import TrustConfig
 
 WORKFLOW_TYPE = "DrLifecycleWorkflow"
 DEFAULT_TASK_QUEUE = "dr-orchestrator"
+
+# The `type` of the ApplicationError a run answers with (clients branch on these, never on messages). All are
+# non-retryable: sending the same message again cannot succeed.
+PERMISSION_DENIED = "PermissionDenied"  # the token, the roles or four-eyes say no; the attempt is in the audit trail
+REFUSED = "Refused"  # the run cannot do it now (nothing pending, not paused, already ended...): nothing recorded
+INVALID_INPUT = "InvalidInput"  # the input does not decode into the contract below; the message names the field
 
 
 class RunOptions(BaseModel):
@@ -61,6 +67,8 @@ class ControlRequest(BaseModel):
     gate: str | None = None  # approve/reject: the gate id shown by `status`; default: the pending one
     step: str | None = None  # skip: "PHASE/layer" or "PHASE/layer/resource", not started yet
     force: bool = False  # cancel: also stop in-flight operations instead of letting them finish
+    # How it came: "update" or "signal" (the audit trail says which). Private: set by the run, never by a caller.
+    _via: str = PrivateAttr(default="update")
 
 
 class ControlResult(BaseModel):
@@ -217,6 +225,7 @@ class AuditEntry(BaseModel):
     roles: list[str] = Field(default_factory=list)
     verified: bool = True
     token_sha256: str | None = None
+    via: str = ""  # update | signal; empty for the start
 
 
 class NotificationRecord(BaseModel):
@@ -245,6 +254,9 @@ class LifecycleState(BaseModel):
     audit: list[AuditEntry] = Field(default_factory=list)
     notifications: list[NotificationRecord] = Field(default_factory=list)
     denied_attempts: int = 0  # all of them, also those beyond the audit trail's cap on denied entries
+    # The latest denied attempt, for everyone who may view the run: a signal has no answer, so this is where its
+    # sender sees why it changed nothing (the whole trail needs view-audit).
+    last_denial: str | None = None
     trust: TrustConfig | None = None  # what the worker trusted at start; every later message is checked against it
     initiator_roles: list[str] = Field(default_factory=list)
     cancel_requested: bool = False

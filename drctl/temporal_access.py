@@ -29,8 +29,10 @@ async def connect_client() -> tuple[Client, TemporalSettings]:
 async def guard(coro: Awaitable[T], workflow_id: str | None = None) -> T:
     """Await `coro`; what the server or the run refuses ends drctl with `error: ...` and exit 1, not a traceback."""
     from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
-    from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
+    from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
     from temporalio.service import RPCError, RPCStatusCode
+
+    from contracts.lifecycle import PERMISSION_DENIED
 
     try:
         return await coro
@@ -39,7 +41,10 @@ async def guard(coro: Awaitable[T], workflow_id: str | None = None) -> T:
     except WorkflowUpdateFailedError as exc:
         # The cause is what the update handler raised, as a FailureError (ApplicationError...) whose message is the
         # refusal; any other exception has no `message`, so it is printed whole.
+        # A denial (PermissionDenied: token, roles, four-eyes) already reads "denied: ...", and is in the audit trail.
         cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == PERMISSION_DENIED:
+            fail(cause.message, EXIT_FAILED)
         fail(f"refused: {cause.message if isinstance(cause, FailureError) else cause}", EXIT_FAILED)
     except WorkflowQueryFailedError as exc:
         fail(f"refused: {exc.message}", EXIT_FAILED)

@@ -7,12 +7,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.converter import DataConverter
+from temporalio.exceptions import ApplicationError
 
 from plans.model import Mode, Plan
 from tests.identity_helpers import token_for
-from contracts.lifecycle import WORKFLOW_TYPE, AuditEntry, ControlRequest, ControlResult, LifecycleInput, LifecycleResult, LifecycleState, RunOptions
+from contracts.lifecycle import PERMISSION_DENIED, REFUSED, WORKFLOW_TYPE, AuditEntry, ControlRequest, ControlResult, LifecycleInput, LifecycleResult, LifecycleState, RunOptions
 
 
 def wait_resource(name: str, seconds: int = 1, **extra: Any) -> dict[str, Any]:
@@ -71,7 +72,16 @@ async def wait_until(handle: WorkflowHandle[Any, Any], predicate: Callable[[Life
 
 
 async def send(handle: WorkflowHandle[Any, Any], update: str, request: ControlRequest) -> ControlResult:
-    return await handle.execute_update(update, request, result_type=ControlResult)
+    """The update's answer. A denial or a refusal by the handler fails the update (PermissionDenied, Refused) with
+    the answer in its details: returned here as the answer (accepted=False), so tests read both alike. A validator's
+    refusal has no details and is raised."""
+    try:
+        return await handle.execute_update(update, request, result_type=ControlResult)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type in (PERMISSION_DENIED, REFUSED) and cause.details:
+            return ControlResult.model_validate(cause.details[0])
+        raise
 
 
 def control(actor: str = "operator@example.com", roles: tuple[str, ...] = ("admin",), **fields: Any) -> ControlRequest:

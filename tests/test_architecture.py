@@ -10,6 +10,7 @@ from pathlib import Path
 
 from temporalio import workflow
 from temporalio.client import WorkflowHandle
+from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
@@ -19,7 +20,8 @@ from plans.model import Resource
 from tests.lifecycle_helpers import finish, make_plan, start_run, timer_summaries, wait_resource
 from workers.main import workflow_runner
 from workflows.lifecycle import DrLifecycleWorkflow
-from contracts.lifecycle import WORKFLOW_TYPE, LifecycleInput, LifecycleResult
+from workflows.lifecycle_messages import NO_INPUT
+from contracts.lifecycle import WORKFLOW_TYPE, LifecycleResult
 
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN_IN_WORKFLOWS = {"boto3", "botocore", "requests", "urllib", "socket", "time", "random", "threading",
@@ -84,8 +86,8 @@ class _BeforeTheWaitTimer(DrLifecycleWorkflow):
     """DrLifecycleWorkflow as it ran before control.wait became a timer: every wait through the activities."""
 
     @workflow.run
-    async def run(self, input: LifecycleInput) -> LifecycleResult:
-        return await super().run(input)
+    async def run(self, raw: RawValue = NO_INPUT) -> LifecycleResult:
+        return await super().run(raw)
 
     def _waits_on_a_timer(self, resource: Resource) -> bool:
         return False

@@ -40,4 +40,4 @@ def test_a_gate_line_says_who_may_approve_who_has_and_when_it_times_out() -> Non
     assert gate_line(gate) == (
         "Waiting for approval of `ACTIVATE/servers`: 2 approval(s) from recovery-manager; 1 of 2 "
         "(alice@example.com) so far; times out at 2026-12-05 21:30 UTC (abort). "
-        "Approve with the `approve` update (`drctl drill approve`).")
+        "Approve with the `approve` update or signal (`drctl drill approve`).")

@@ -2,8 +2,10 @@
 and the audit trail that records every decision and every denied attempt.
 
 A plain object DrLifecycleWorkflow owns, over the run's state; it is given the clock and the logger, so its decisions
-can be tested without a server. Denials are answered by the update *handler* (accepted=False), not by a validator:
-a validator's rejection leaves nothing in history, and the audit trail must keep denied attempts durably.
+can be tested without a server. Denials are decided by the update *handler* (which records them, then fails the
+update with PermissionDenied), not by a validator: a validator's rejection leaves nothing in history, and the audit
+trail must keep denied attempts durably. A signal goes through the same checks; it has no answer, so its denial is
+only recorded (and shown as the status's `last_denial`).
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ class Governance:
             at=self._now(), actor=principal.subject if principal else (request.actor or "(unknown)"),
             action=what, accepted=False, reason=reason, roles=principal.roles if principal else [],
             verified=principal is not None, token_sha256=token_hash(request.token) if request.token else None,
-            detail=f"request reason: {request.reason}" if request.reason else "")
+            detail=f"request reason: {request.reason}" if request.reason else "", via=self._via(request, what))
+        self._state.last_denial = f"{entry.at.isoformat()} {what} by {entry.actor} ({entry.via or 'start'}): {reason}"
         denied = sum(1 for e in self._state.audit if not e.accepted)
         if denied < MAX_DENIED_ENTRIES:
             self._state.audit.append(entry)
@@ -99,9 +102,14 @@ class Governance:
     def allow(self, what: str, principal: Principal, request: ControlRequest, detail: str = "") -> None:
         entry = AuditEntry(at=self._now(), actor=principal.subject, action=what, accepted=True,
                            reason=request.reason, detail=detail, roles=principal.roles,
-                           token_sha256=token_hash(request.token or ""))
+                           token_sha256=token_hash(request.token or ""), via=self._via(request, what))
         self._state.audit.append(entry)
         self._log(entry)
+
+    @staticmethod
+    def _via(request: ControlRequest, what: str) -> str:
+        # The start's request is made by the run itself from its input: it came by neither message.
+        return "" if what.startswith("start-") else request._via
 
     def _log(self, entry: AuditEntry) -> None:
         # The worker's log handler turns `extra` into fields: one structured event per decision.

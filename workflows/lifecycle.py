@@ -11,13 +11,15 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
+from temporalio.common import RawValue
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError, FailureError
 
 from workflows.governance import Governance
 from workflows.hooks import run_layer_hooks
 from workflows.lifecycle_callback import StepFunctionsCallback
 from workflows.lifecycle_control import Control
 from workflows.lifecycle_gates import Gates
+from workflows.lifecycle_messages import NO_INPUT, Messages, decode, signal_handler, update_handler, validator
 from workflows.lifecycle_status import StatusBoard
 from workflows.lifecycle_wait import wait_timer, waits_on_a_timer
 from workflows.notifications import Notifier
@@ -31,14 +33,14 @@ with workflow.unsafe.imports_passed_through():
     from plans.references import has_references
     from contracts.drs_recovery import DRS_WORKFLOW_TYPE, DrsRecoveryResult, drs_input_for
     from contracts.identity import LOAD_TRUST, TrustConfig
-    from contracts.search_attributes import DR_INITIATOR, DR_MODE, DR_PLAN
+    from contracts.search_attributes import DR_INITIATOR, DR_MODE, DR_PLAN, DR_STATUS
     from workflows.rbac import START_ACTION
     from contracts.lifecycle import (
+        INVALID_INPUT,
         WORKFLOW_TYPE,
         AuditEntry,
         ChildGate,
         ControlRequest,
-        ControlResult,
         LayerState,
         LifecycleInput,
         LifecycleResult,
@@ -56,12 +58,20 @@ RUN_MEMO_PATCH = "run-memo"
 
 @workflow.defn(name=WORKFLOW_TYPE)
 class DrLifecycleWorkflow:
-    """Runs the phases, layers and resources, and owns the message handlers. Who may do what (Governance), what the
-    updates do (Control), gates, notifications and the Step Functions callback are plain objects over the run's one
-    state model, made here with what each needs."""
+    """Runs the phases, layers and resources, and owns the message handlers. What the messages do (Messages, then
+    Control), who may do what (Governance), gates, notifications and the Step Functions callback are plain objects
+    over the run's one state model, made here with what each needs."""
 
     @workflow.init
-    def __init__(self, input: LifecycleInput) -> None:
+    def __init__(self, raw: RawValue = NO_INPUT) -> None:
+        # The input is decoded here, not by the SDK: input that does not fit fails the run at once (see run), where
+        # the SDK's own decoding failure would retry the workflow task for ever.
+        try:
+            input = decode(raw, LifecycleInput, "the run's input")
+        except ApplicationError as err:
+            self._messages = Messages(err.message)
+            return
+        self._messages = Messages(None)
         self._input = input
         self._state = new_state(input, workflow.info().workflow_id, workflow.now())
         self._board = StatusBoard(self._state)
@@ -72,11 +82,16 @@ class DrLifecycleWorkflow:
         self._gates = Gates(self._state, input.mode, self._board, self._notifier)
         self._control = Control(self._state, self._governance, self._board, self._notifier, self._tasks)
         self._callback = StepFunctionsCallback(self._state, input)
+        self._messages.bind(self._state, self._governance, self._control)
 
     # ---- run ---------------------------------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, input: LifecycleInput) -> LifecycleResult:
+    async def run(self, raw: RawValue = NO_INPUT) -> LifecycleResult:
+        if self._messages.input_error is not None:
+            workflow.upsert_search_attributes([DR_STATUS.value_set(RunStatus.FAILED.value)])
+            raise ApplicationError(self._messages.input_error, type=INVALID_INPUT, non_retryable=True)
+        input = self._input
         workflow.upsert_search_attributes([
             DR_PLAN.value_set(input.plan.name),
             DR_MODE.value_set(input.mode.value),
@@ -95,6 +110,13 @@ class DrLifecycleWorkflow:
             self._board.finish(RunStatus.CANCELLED, "cancelled through Temporal")
             await self._callback.end()
             raise
+        except FailureError as err:
+            # An activity the run cannot do without failed for good (the worker's identity configuration, its plan
+            # check): the run ends FAILED with DrStatus saying so, not stuck at RUNNING. Runs recorded before this
+            # failed the workflow directly, and replay the same way.
+            if isinstance(err.__cause__, CancelledError) or not workflow.patched("failure-closes-status"):
+                raise
+            self._board.finish(RunStatus.FAILED, f"the run could not go on: {err.__cause__ or err}")
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._notifier.outcome()
         await self._callback.end()
@@ -308,78 +330,47 @@ class DrLifecycleWorkflow:
         # A method of the workflow, so that a test can run it as it was before the patch (tests/test_architecture).
         return waits_on_a_timer(resource)
 
-    # ---- messages: the handlers are here, what they do is Control's (workflows/lifecycle_control.py) -------------
+    # ---- messages: the handlers are here, what they do is Messages' (workflows/lifecycle_messages.py) -----------
 
     @workflow.query(name="status")
     def status(self) -> LifecycleState:
         """Everything but the audit trail, which needs view-audit (query `audit`)."""
-        return self._state.model_copy(update={"audit": []})
+        return self._messages.status()
 
     @workflow.query(name="audit")
-    def audit(self, token: str) -> list[AuditEntry]:
+    def audit(self, token: str | None = None) -> list[AuditEntry]:
         """The audit trail, for callers whose token carries view-audit (queries leave no history: denials raise)."""
-        return self._governance.audit_trail(token)
+        return self._messages.audit(token)
 
-    @workflow.update(name="approve")
-    async def approve(self, request: ControlRequest) -> ControlResult:
-        return await self._control.decide(request, "approve", "approved")
+    # Updates: the sender gets the status after the change, or a failure (PermissionDenied, Refused, InvalidInput).
+    # Signals: the same names and payloads, no answer; what the update would fail with is recorded instead.
+    approve = workflow.update(name="approve")(update_handler("approve"))
+    approve.validator(validator("approve"))
+    reject = workflow.update(name="reject")(update_handler("reject"))
+    reject.validator(validator("reject"))
+    pause = workflow.update(name="pause")(update_handler("pause"))
+    pause.validator(validator("pause"))
+    resume = workflow.update(name="resume")(update_handler("resume"))
+    resume.validator(validator("resume"))
+    cancel = workflow.update(name="cancel")(update_handler("cancel"))
+    cancel.validator(validator("cancel"))
+    # skip: a layer or a resource that has not started never runs, and its absence fails nothing.
+    skip = workflow.update(name="skip")(update_handler("skip"))
+    skip.validator(validator("skip"))
+    # switch_ungraceful: a planned failover whose primary stopped answering goes on as a disaster recovery (every
+    # resource started from now on fails over ungracefully; what is done stays done).
+    switch_ungraceful = workflow.update(name="switch_ungraceful")(update_handler("switch_ungraceful"))
+    switch_ungraceful.validator(validator("switch_ungraceful"))
 
-    @approve.validator
-    def _check_approve(self, request: ControlRequest) -> None:
-        self._control.check_decision(request, rejecting=False)
-
-    @workflow.update(name="reject")
-    async def reject(self, request: ControlRequest) -> ControlResult:
-        return await self._control.decide(request, "reject", "rejected")
-
-    @reject.validator
-    def _check_reject(self, request: ControlRequest) -> None:
-        self._control.check_decision(request, rejecting=True)
-
-    @workflow.update(name="pause")
-    async def pause(self, request: ControlRequest) -> ControlResult:
-        return await self._control.pause(request)
-
-    @pause.validator
-    def _check_pause(self, request: ControlRequest) -> None:
-        self._control.check_pause()
-
-    @workflow.update(name="resume")
-    async def resume(self, request: ControlRequest) -> ControlResult:
-        return await self._control.resume(request)
-
-    @resume.validator
-    def _check_resume(self, request: ControlRequest) -> None:
-        self._control.check_resume()
-
-    @workflow.update(name="cancel")
-    async def cancel(self, request: ControlRequest) -> ControlResult:
-        return await self._control.cancel(request)
-
-    @cancel.validator
-    def _check_cancel(self, request: ControlRequest) -> None:
-        self._control.check_cancel(request)
-
-    @workflow.update(name="skip")
-    async def skip(self, request: ControlRequest) -> ControlResult:
-        """Skip a layer or a resource that has not started: it never runs, and its absence fails nothing."""
-        return await self._control.skip(request)
-
-    @skip.validator
-    def _check_skip(self, request: ControlRequest) -> None:
-        self._control.check_skip(request)
-
-    @workflow.update(name="switch_ungraceful")
-    async def switch_ungraceful(self, request: ControlRequest) -> ControlResult:
-        """A planned failover that cannot finish gracefully (the primary stopped answering) goes on as a disaster
-        recovery: every resource started from now on fails over ungracefully; what is done stays done."""
-        return await self._control.switch_ungraceful(request)
-
-    @switch_ungraceful.validator
-    def _check_switch_ungraceful(self, request: ControlRequest) -> None:
-        self._control.check_switch_ungraceful()
+    approve_signal = workflow.signal(name="approve")(signal_handler("approve"))
+    reject_signal = workflow.signal(name="reject")(signal_handler("reject"))
+    pause_signal = workflow.signal(name="pause")(signal_handler("pause"))
+    resume_signal = workflow.signal(name="resume")(signal_handler("resume"))
+    cancel_signal = workflow.signal(name="cancel")(signal_handler("cancel"))
+    skip_signal = workflow.signal(name="skip")(signal_handler("skip"))
+    switch_ungraceful_signal = workflow.signal(name="switch_ungraceful")(signal_handler("switch_ungraceful"))
 
     @workflow.signal(name="child_gate")
     async def child_gate(self, signal: ChildGate) -> None:
         """A DRS child's wave waits for approval: it becomes a gate of this run. Repeats are ignored."""
-        await self._control.child_gate(signal)
+        await self._messages.child_gate(signal)

@@ -1,17 +1,20 @@
 """What the updates and signals of DrLifecycleWorkflow do: approve/reject (phase, layer and DRS wave gates), pause,
 resume, cancel, skip, switch to ungraceful, and the gates DRS children bring to the run.
 
-A plain object the workflow owns; the handlers are the workflow's (workflows.lifecycle), and each calls one method
-here. `check_*` methods are the validators' (they raise ValueError: refused before anything is recorded); the others
-answer a ControlResult, denials included, so that every attempt stays in the audit trail.
+A plain object the workflow owns; the handlers are the workflow's (workflows.lifecycle_messages), and each calls one
+method here. `check_*` methods are the validators' (they raise Refused: refused before anything is recorded); the
+others answer a ControlResult with the run's status after the change, or raise: PermissionDenied once the denial is
+recorded in the audit trail (state changed by a handler stays changed when it then raises), Refused when another
+message got there first. Both are non-retryable ApplicationErrors whose details hold the ControlResult.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import FailureError
+from temporalio.exceptions import ApplicationError, FailureError
 
 from workflows.governance import Governance
 from workflows.lifecycle_status import StatusBoard
@@ -23,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
     from contracts.search_attributes import DR_MODE
     from workflows.rbac import Action
     from contracts.lifecycle import (
+        PERMISSION_DENIED,
+        REFUSED,
         ChildGate,
         ControlRequest,
         ControlResult,
@@ -30,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         LayerState,
         LifecycleState,
         ResourceState,
+        RunStatus,
         StepStatus,
         WaveDecision,
     )
@@ -47,9 +53,9 @@ class Control:
     async def pause(self, request: ControlRequest) -> ControlResult:
         principal = await self._governance.authorize(request, Action.PAUSE_RESUME, "pause")
         if principal is None:
-            return self._denied_result(self._governance.last_denial)
+            self._deny(self._governance.last_denial)
         if self._state.paused:
-            return ControlResult(accepted=False, status=self._state.status, message="the run is already paused")
+            self._refuse("the run is already paused")
         self._state.paused = True
         self._board.refresh()
         answer = self._accepted(request, principal, "pause", "paused: running operations finish, nothing new starts")
@@ -59,14 +65,14 @@ class Control:
     def check_pause(self) -> None:
         self.require_active()
         if self._state.paused:
-            raise ValueError("the run is already paused")
+            refuse("the run is already paused")
 
     async def resume(self, request: ControlRequest) -> ControlResult:
         principal = await self._governance.authorize(request, Action.PAUSE_RESUME, "resume")
         if principal is None:
-            return self._denied_result(self._governance.last_denial)
+            self._deny(self._governance.last_denial)
         if not self._state.paused:
-            return ControlResult(accepted=False, status=self._state.status, message="the run is not paused")
+            self._refuse("the run is not paused")
         self._state.paused = False
         self._board.refresh()
         return self._accepted(request, principal, "resume", "resumed")
@@ -74,12 +80,12 @@ class Control:
     def check_resume(self) -> None:
         self.require_active()
         if not self._state.paused:
-            raise ValueError("the run is not paused")
+            refuse("the run is not paused")
 
     async def cancel(self, request: ControlRequest) -> ControlResult:
         principal = await self._governance.authorize(request, Action.CANCEL, "cancel")
         if principal is None:
-            return self._denied_result(self._governance.last_denial)
+            self._deny(self._governance.last_denial)
         self._state.cancel_requested = True
         if request.force:
             for task in self._tasks.values():
@@ -98,16 +104,15 @@ class Control:
     def check_cancel(self, request: ControlRequest) -> None:
         self.require_active()
         if self._state.cancel_requested and not request.force:
-            raise ValueError("cancel was already requested (use force to stop in-flight operations)")
+            refuse("cancel was already requested (use force to stop in-flight operations)")
 
     async def skip(self, request: ControlRequest) -> ControlResult:
         principal = await self._governance.authorize(request, Action.SKIP_STEP, "skip")
         if principal is None:
-            return self._denied_result(self._governance.last_denial)
+            self._deny(self._governance.last_denial)
         layer, resource = self._skippable(request.step or "")
         if layer is None:
-            return ControlResult(accepted=False, status=self._state.status,
-                                 message=f"{request.step} has started or ended: it can no longer be skipped")
+            self._refuse(f"{request.step} has started or ended: it can no longer be skipped")
         note = f"skipped by {principal.subject}" + (f": {request.reason}" if request.reason else "")
         for step in [resource] if resource is not None else layer.resources:
             step.skipped_by, step.status, step.message = principal.subject, StepStatus.SKIPPED, note
@@ -118,9 +123,9 @@ class Control:
     def check_skip(self, request: ControlRequest) -> None:
         self.require_active()
         if not request.step:
-            raise ValueError("name the step to skip: PHASE/layer or PHASE/layer/resource")
+            refuse("name the step to skip: PHASE/layer or PHASE/layer/resource")
         if self._skippable(request.step)[0] is None:
-            raise ValueError(f"{request.step} is not a layer or resource of this run that has yet to start")
+            refuse(f"{request.step} is not a layer or resource of this run that has yet to start")
 
     def _skippable(self, step: str) -> tuple[LayerState | None, ResourceState | None]:
         """The pending layer (and resource) `step` names, or (None, None)."""
@@ -144,10 +149,9 @@ class Control:
     async def switch_ungraceful(self, request: ControlRequest) -> ControlResult:
         principal = await self._governance.authorize(request, Action.SWITCH_UNGRACEFUL, "switch-ungraceful")
         if principal is None:
-            return self._denied_result(self._governance.last_denial)
+            self._deny(self._governance.last_denial)
         if self._state.mode is not Mode.PLANNED:
-            return ControlResult(accepted=False, status=self._state.status,
-                                 message=f"the run is already {self._state.mode.value}")
+            self._refuse(f"the run is already {self._state.mode.value}")
         self._state.mode, self._state.switched_to_ungraceful_at = Mode.DISASTER, workflow.now()
         workflow.upsert_search_attributes([DR_MODE.value_set(Mode.DISASTER.value)])
         return self._accepted(request, principal, "switch-ungraceful",
@@ -156,20 +160,20 @@ class Control:
     def check_switch_ungraceful(self) -> None:
         self.require_active()
         if self._state.mode is not Mode.PLANNED:
-            raise ValueError(f"only a planned failover can switch to ungraceful (this run is {self._state.mode.value})")
+            refuse(f"only a planned failover can switch to ungraceful (this run is {self._state.mode.value})")
 
     async def decide(self, request: ControlRequest, action: str, decision: str) -> ControlResult:
         """approve / reject: `decision` is "approved" or "rejected"."""
         principal = await self._governance.authorize(request, Action.APPROVE, action)
         if principal is None:
-            return self._denied_result(self._governance.last_denial)
+            self._deny(self._governance.last_denial)
         gate = self._requested_gate(request)
         if gate is None:  # decided by an update accepted in the same workflow task as this one
-            return ControlResult(accepted=False, status=self._state.status, message="no approval is pending")
+            self._refuse("no approval is pending")
         problem = self._governance.approval_problem(gate, principal, approving=decision == "approved")
         if problem:
             self._governance.deny(action, request, problem, principal)
-            return self._denied_result(problem)
+            self._deny(problem)
         if decision == "approved" and not self._governance.count_approval(gate, principal, request):
             missing = gate.required - len(gate.approvals)
             return self._accepted(request, principal, action,
@@ -178,8 +182,9 @@ class Control:
         gate.decision, gate.actor, gate.reason, gate.decided_at = (decision, principal.subject, request.reason,
                                                                    workflow.now())
         if gate.child_workflow_id is None:
-            # A phase/layer gate: the run's wait at it goes on (or finishes the run as REJECTED).
-            return self._accepted(request, principal, action, f"gate {gate.id} {decision}")
+            # A phase/layer gate: the run's wait at it goes on, or finishes the run as REJECTED at that boundary.
+            return self._accepted(request, principal, action, f"gate {gate.id} {decision}",
+                                  status=RunStatus.REJECTED if decision == "rejected" else None)
         # A DRS wave's gate: the child starts the wave, or ends it FAILED (its dependants are skipped and the
         # resource fails the run the usual way). Recorded before telling the child, so no second decision races it.
         self._board.refresh()
@@ -196,11 +201,11 @@ class Control:
         self.require_active()
         pending = [g.id for g in self._state.gates if g.decision is None]
         if not pending:
-            raise ValueError("no approval is pending")
+            refuse("no approval is pending")
         if self._requested_gate(request) is None:
-            raise ValueError(f"gate {request.gate!r} is not pending (pending: {', '.join(map(repr, pending))})")
+            refuse(f"gate {request.gate!r} is not pending (pending: {', '.join(map(repr, pending))})")
         if rejecting and not request.reason.strip():
-            raise ValueError("a rejection needs a reason")
+            refuse("a rejection needs a reason")
 
     async def _signal_child(self, gate: Gate, signal: str, decision: WaveDecision) -> FailureError | None:
         """Tell a DRS child its wave's gate was decided; the error when it has ended meanwhile (nothing waits)."""
@@ -241,14 +246,31 @@ class Control:
 
     def require_active(self) -> None:
         if self._state.status.finished:
-            raise ValueError(f"the run has ended ({self._state.status.value})")
+            refuse(f"the run has ended ({self._state.status.value})")
 
     def _accepted(self, request: ControlRequest, principal: Principal, action: str, message: str,
-                  detail: str = "") -> ControlResult:
+                  detail: str = "", status: RunStatus | None = None) -> ControlResult:
+        """The answer carries the status as it is after the change (approved: RUNNING, not AWAITING_APPROVAL),
+        computed without refreshing the state here: the run's own refresh and search-attribute upsert stay where
+        they were, so recorded histories replay unchanged."""
         self._governance.allow(action, principal, request, detail)
         self._board.publish()
-        return ControlResult(accepted=True, status=self._state.status, message=message)
+        return ControlResult(accepted=True, status=status or self._board.current(), message=message)
 
-    def _denied_result(self, message: str) -> ControlResult:
+    def _deny(self, message: str) -> NoReturn:
+        """Fail the update (or end the signal) once the denial is recorded: the caller sees a failure, not a
+        success whose answer happens to say no."""
         self._board.publish()
-        return ControlResult(accepted=False, status=self._state.status, message=f"denied: {message}")
+        answer = ControlResult(accepted=False, status=self._state.status, message=f"denied: {message}")
+        raise ApplicationError(answer.message, answer.model_dump(mode="json"), type=PERMISSION_DENIED,
+                               non_retryable=True)
+
+    def _refuse(self, message: str) -> NoReturn:
+        refuse(message, ControlResult(accepted=False, status=self._state.status, message=message))
+
+
+def refuse(message: str, answer: ControlResult | None = None) -> NoReturn:
+    """The run cannot do what was asked, whoever asks: a validator's refusal (nothing recorded) or a message that
+    another one overtook. Non-retryable: the same message cannot succeed by being sent again."""
+    raise ApplicationError(message, *([answer.model_dump(mode="json")] if answer else []), type=REFUSED,
+                           non_retryable=True)

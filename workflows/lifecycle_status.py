@@ -18,14 +18,15 @@ class StatusBoard:
         self._published: tuple[str, str] | None = None
 
     def refresh(self) -> None:
+        self._state.status = self.current()
+
+    def current(self) -> RunStatus:
+        """What the status is as of now (refresh stores it): pending gates, pause, or running."""
         if self._state.status.finished:
-            return
+            return self._state.status
         if self._state.pending_gate() is not None:
-            self._state.status = RunStatus.AWAITING_APPROVAL
-        elif self._state.paused:
-            self._state.status = RunStatus.PAUSED
-        else:
-            self._state.status = RunStatus.RUNNING
+            return RunStatus.AWAITING_APPROVAL
+        return RunStatus.PAUSED if self._state.paused else RunStatus.RUNNING
 
     def publish(self) -> None:
         """Upsert DrPhase/DrStatus when they changed: an upsert is a command in history, so only then."""

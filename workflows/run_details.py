@@ -28,7 +28,7 @@ def gate_line(gate: Gate) -> str:
     so_far = f"{len(gate.approvals)} of {gate.required}" + (f" ({got})" if got else "")
     deadline = f"; times out at {gate.timeout_at:%Y-%m-%d %H:%M} UTC ({gate.on_timeout})" if gate.timeout_at else ""
     return (f"Waiting for approval of `{gate.id}`: {gate.required} approval(s) {who}; {so_far} so far{deadline}. "
-            f"Approve with the `approve` update (`drctl drill approve`).")
+            f"Approve with the `approve` update or signal (`drctl drill approve`).")
 
 
 def lifecycle_details(state: LifecycleState, outcome: str = "") -> str:
