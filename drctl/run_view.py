@@ -65,6 +65,9 @@ def render(snap: RunSnapshot, ui_url: str | None = None) -> RenderableType:
         parts.append(_gate(state, gate))
     if state.error:
         parts.append(Text(f"error: {state.error}", style="red"))
+    if state.last_denial and not state.status.finished:
+        # A denied signal has no answer: this is where its sender sees it (the whole trail needs view-audit).
+        parts.append(Text(f"last denied request: {state.last_denial}", style="yellow"))
     parts.append(_steps(state))
     for key, child in snap.drs.items():
         parts.append(_waves(key, child))

@@ -16,6 +16,7 @@ from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedErro
 from temporalio.exceptions import ApplicationError
 
 from contracts.lifecycle import INVALID_INPUT, PERMISSION_DENIED, REFUSED, RunStatus
+from tests.cli_helpers import cli_env, drctl
 from tests.identity_helpers import token_for
 from workers.main import ACTIVITY_THREADS, build_worker
 from tests.lifecycle_helpers import audit_of, control, finish, make_plan, send, start_run, status_of, wait_resource, \
@@ -48,7 +49,7 @@ async def gated_run(worker: Any, name: str, task_queue: str | None = None) -> An
     return handle
 
 
-async def test_a_signal_opens_a_gate_and_a_denied_signal_is_recorded(worker):
+async def test_a_signal_opens_a_gate_and_a_denied_signal_is_recorded(worker, temporal_env):
     handle = await gated_run(worker, "signalled")
     for who, roles, why in ((INITIATOR, ("admin",), "four-eyes"), ("ops@example.com", ("operator",), "may not")):
         code, out = await temporal(worker, "workflow", "signal", "--workflow-id", handle.id, "--name", "approve",
@@ -60,6 +61,10 @@ async def test_a_signal_opens_a_gate_and_a_denied_signal_is_recorded(worker):
     code, out = await temporal(worker, "workflow", "signal", "--workflow-id", handle.id, "--name", "approve",
                                "--input", '{"reason": "no token"}')
     await wait_until(handle, lambda s: s.denied_attempts == 3)
+    # A signal has no answer: its sender sees the denial in `drctl drill status` (and the run's status query).
+    code, out, err = await drctl("drill", "status", handle.id, env=cli_env(temporal_env))
+    assert code == 0, err
+    assert "last denied request:" in " ".join(out.split()) and "(signal)" in out
     code, out = await temporal(worker, "workflow", "signal", "--workflow-id", handle.id, "--name", "approve",
                                "--input", payload("manager@example.com", ("plan-manager",), "change 4711"))
     assert code == 0, out

@@ -50,6 +50,8 @@ async def test_approval_needed_paused_and_completed_reach_the_topic(worker):
     assert f"drctl drill approve {handle.id} --gate 'ACTIVATE/gated'" in needed["Message"]
     assert (f"temporal workflow update execute --workflow-id {handle.id} --name approve --input "
             '\'{"gate": "ACTIVATE/gated", "token": "<your token>", "reason": "<why>"}\'') in needed["Message"]
+    assert (f"temporal workflow signal --workflow-id {handle.id} --name approve --input "
+            '\'{"gate": "ACTIVATE/gated", "token": "<your token>", "reason": "<why>"}\'') in needed["Message"]
     assert "tester@example.com" in needed["Message"]  # the initiator, who cannot approve
 
     await send(handle, "pause", control("ops@example.com", reason="checking DNS"))

@@ -47,6 +47,8 @@ class Notifier:
             f"  drctl drill approve {wf} --gate '{gate.id}' --reason '<why>'",
             "or with the Temporal CLI:",
             f"  temporal workflow update execute --workflow-id {wf} --name approve --input '{update_input}'",
+            "or as a signal (no answer; a denial shows in the run's status and audit trail):",
+            f"  temporal workflow signal --workflow-id {wf} --name approve --input '{update_input}'",
             f"Reject instead: drctl drill reject {wf} --gate '{gate.id}' --reason '<why>'",
         ]
         await self._send(NotificationEvent.APPROVAL_NEEDED, f"Approval needed: {self._state.plan_name} {gate.id}",
