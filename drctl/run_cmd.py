@@ -22,8 +22,9 @@ UI_URL = os.environ.get("TEMPORAL_UI_URL", "http://127.0.0.1:8233")
 def worker() -> None:
     """Run the worker (workflows and AWS activities) until SIGTERM or Ctrl-C.
 
-    Temporal: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, TEMPORAL_TLS_CERT/KEY/CA,
-    TEMPORAL_API_KEY. AWS: the usual boto3 chain; AWS_ENDPOINT_URL for the sandbox.
+    Temporal: the `temporal` CLI's profile file and variables (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE,
+    TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*), and TEMPORAL_TASK_QUEUE.
+    AWS: the usual boto3 chain; AWS_ENDPOINT_URL for the sandbox.
     """
     from workers.main import main
 

@@ -18,7 +18,10 @@ T = TypeVar("T")
 async def connect_client() -> tuple[Client, TemporalSettings]:
     from workers.main import TemporalSettings, connect
 
-    settings = TemporalSettings.from_env()
+    try:
+        settings = TemporalSettings.from_env()
+    except Exception as exc:  # an unreadable profile file, an unknown TEMPORAL_PROFILE: the operator's to fix
+        fail(f"cannot read the Temporal connection configuration: {_one_line(exc)}", EXIT_FAILED)
     try:
         return await connect(settings), settings
     except Exception as exc:  # an unreachable server is the operator's problem to fix, not a crash

@@ -8,12 +8,13 @@ import os
 import signal
 from datetime import timedelta
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import structlog
-from temporalio.client import Client, TLSConfig
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -35,52 +36,63 @@ WORKFLOWS = (DrLifecycleWorkflow, DrsRecoveryWorkflow)
 ACTIVITY_THREADS = 32
 
 
+# Where Temporal is when neither the environment nor a profile file says: a local dev server.
+DEFAULT_ADDRESS = "127.0.0.1:7233"
+DEFAULT_NAMESPACE = "default"
+
+# Our TLS variables before we read Temporal's environment configuration, and what the SDK and the `temporal` CLI
+# call them. Honoured for one release (deprecated in issue 12), then gone.
+LEGACY_TLS_VARIABLES = {
+    "TEMPORAL_TLS_CERT": "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_KEY": "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    "TEMPORAL_TLS_CA": "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+}
+
+
+def with_legacy_tls(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` with each legacy TLS variable copied onto its envconfig name when that one is unset (the new name
+    wins when both are); one deprecation warning names the new variables."""
+    env = dict(environ)
+    legacy = {old: new for old, new in LEGACY_TLS_VARIABLES.items() if env.get(old)}
+    for old, new in legacy.items():
+        env.setdefault(new, env[old])
+    if legacy:
+        log.warning("temporal.config.deprecated_variables", use_instead=legacy,
+                    note="the old names work for one more release; when both are set the new one wins")
+    return env
+
+
 @dataclass(frozen=True)
 class TemporalSettings:
-    """Where Temporal is. From the environment, so the same image runs against a dev server or a real cluster."""
+    """Where Temporal is, as the Temporal ecosystem configures it (temporalio.envconfig, shared with the `temporal`
+    CLI): TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_GRPC_META_* over the
+    TEMPORAL_PROFILE profile of TEMPORAL_CONFIG_FILE (default ~/.config/temporalio/temporal.toml) over our defaults.
+    The task queue is ours (TEMPORAL_TASK_QUEUE): envconfig has none."""
 
-    address: str = "127.0.0.1:7233"
-    namespace: str = "default"
+    address: str = DEFAULT_ADDRESS
+    namespace: str = DEFAULT_NAMESPACE
     task_queue: str = DEFAULT_TASK_QUEUE
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_ca: Path | None = None
-    api_key: str | None = field(default=None, repr=False)
+    # The rest of the profile (API key, TLS, gRPC metadata). Certificate files are read at connect(), as before.
+    profile: ClientConfigProfile = field(default_factory=ClientConfigProfile, repr=False)
 
     @classmethod
-    def from_env(cls) -> TemporalSettings:
-        def path(name: str) -> Path | None:
-            value = os.environ.get(name)
-            return Path(value) if value else None
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TemporalSettings:
+        """Raises temporalio.envconfig's errors for an unreadable profile file or an unknown TEMPORAL_PROFILE."""
+        env = with_legacy_tls(os.environ if environ is None else environ)
+        profile = ClientConfigProfile.load(override_env_vars=env)
+        return cls(address=profile.address or cls.address, namespace=profile.namespace or cls.namespace,
+                   task_queue=env.get("TEMPORAL_TASK_QUEUE") or cls.task_queue, profile=profile)
 
-        return cls(
-            address=os.environ.get("TEMPORAL_ADDRESS", cls.address),
-            namespace=os.environ.get("TEMPORAL_NAMESPACE", cls.namespace),
-            task_queue=os.environ.get("TEMPORAL_TASK_QUEUE", cls.task_queue),
-            tls_cert=path("TEMPORAL_TLS_CERT"),
-            tls_key=path("TEMPORAL_TLS_KEY"),
-            tls_ca=path("TEMPORAL_TLS_CA"),
-            api_key=os.environ.get("TEMPORAL_API_KEY") or None,
-        )
-
-    def tls(self) -> TLSConfig | bool:
-        if self.tls_cert or self.tls_ca:
-            return TLSConfig(
-                client_cert=self.tls_cert.read_bytes() if self.tls_cert else None,
-                client_private_key=self.tls_key.read_bytes() if self.tls_key else None,
-                server_root_ca_cert=self.tls_ca.read_bytes() if self.tls_ca else None,
-            )
-        return bool(self.api_key)  # Temporal Cloud API keys need TLS with the system roots
+    def connect_config(self) -> ClientConnectConfig:
+        """Client.connect's keyword arguments; an API key without TLS settings means TLS with the system roots."""
+        config = self.profile.to_client_connect_config()
+        config["target_host"] = self.address
+        config["namespace"] = self.namespace
+        return config
 
 
 async def connect(settings: TemporalSettings) -> Client:
-    return await Client.connect(
-        settings.address,
-        namespace=settings.namespace,
-        tls=settings.tls(),
-        api_key=settings.api_key,
-        data_converter=pydantic_data_converter,
-    )
+    return await Client.connect(**settings.connect_config(), data_converter=pydantic_data_converter)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:

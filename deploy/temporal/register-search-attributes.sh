@@ -8,7 +8,8 @@
 #   DR_SEARCH_ATTRIBUTES="DrPlan=Keyword DrMode=Keyword DrPhase=Keyword DrStatus=Keyword DrInitiator=Keyword" \
 #   sh deploy/temporal/register-search-attributes.sh
 #
-# The `temporal` CLI also reads TEMPORAL_TLS_CERT / TEMPORAL_TLS_KEY / TEMPORAL_TLS_CA / TEMPORAL_API_KEY.
+# The `temporal` CLI also reads TEMPORAL_TLS_CLIENT_CERT_PATH / TEMPORAL_TLS_CLIENT_KEY_PATH /
+# TEMPORAL_TLS_SERVER_CA_CERT_PATH / TEMPORAL_API_KEY and its profile file (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE).
 #
 # Environment:
 #   TEMPORAL_ADDRESS       host:port of the frontend (required)
