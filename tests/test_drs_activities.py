@@ -150,7 +150,8 @@ def test_unhealthy_servers_carry_a_problem_unless_the_group_allows_them(world, a
     # A stalled server's lag grows while the test runs (as in DRS): 10 minutes, and a few seconds on a loaded machine.
     assert re.fullmatch(r"replication STALLED \(lag 10m(\d{1,2}s)?\)", by_id[stalled].problem or ""), \
         by_id[stalled].problem
-    assert by_id[stalled].replication_state == "STALLED" and by_id[stalled].lag_seconds == 600
+    lag = by_id[stalled].lag_seconds
+    assert by_id[stalled].replication_state == "STALLED" and lag is not None and 600 <= lag < 660
     assert by_id[backlog].problem is None and by_id[fine].problem is None
 
 
