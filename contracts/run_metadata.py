@@ -10,13 +10,19 @@ from typing import Any
 from contracts.lifecycle import LifecycleInput
 
 
+def run_memo(run_input: LifecycleInput) -> dict[str, str]:
+    """The run's memo, the same whether the starter sets it or the run upserts it: plan, its hash, mode."""
+    return {"plan": run_input.plan.name, "planHash": run_input.plan.digest(), "mode": run_input.mode.value}
+
+
 def start_metadata(run_input: LifecycleInput) -> dict[str, Any]:
     """Keyword arguments for `Client.start_workflow`: static_summary, static_details and memo."""
     plan = run_input.plan
     accounts = ", ".join(f"{key} ({account.id})" for key, account in plan.accounts.items())
     phases = ", ".join(p.value for p in run_input.options.phases) if run_input.options.phases else "all four"
+    memo = run_memo(run_input)
     details = [
-        f"**Plan** `{plan.name}` {plan.digest()}" + (f": {plan.description}" if plan.description else ""),
+        f"**Plan** `{plan.name}` {memo['planHash']}" + (f": {plan.description}" if plan.description else ""),
         f"**Mode** {run_input.mode.value}; **phases** {phases}",
         f"**Started by** {run_input.initiator} (the token's subject is what the run records)",
         f"**Accounts** {accounts}",
@@ -25,5 +31,5 @@ def start_metadata(run_input: LifecycleInput) -> dict[str, Any]:
     return {
         "static_summary": f"{run_input.mode.value} of {plan.name} by {run_input.initiator}",
         "static_details": "\n\n".join(details),
-        "memo": {"plan": plan.name, "planHash": plan.digest(), "mode": run_input.mode.value},
+        "memo": memo,
     }

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from plans.model import Layer, Phase, Resource
     from plans.references import has_references
     from contracts.drs_recovery import DRS_WORKFLOW_TYPE, DrsRecoveryResult, drs_input_for
+    from contracts.run_metadata import run_memo
     from contracts.identity import LOAD_TRUST, TrustConfig
     from contracts.search_attributes import DR_INITIATOR, DR_MODE, DR_PLAN, DR_STATUS
     from workflows.rbac import START_ACTION
@@ -98,7 +99,7 @@ class DrLifecycleWorkflow:
             DR_INITIATOR.value_set(input.initiator),
         ])
         if workflow.patched(RUN_MEMO_PATCH):  # runs recorded before the memo existed replay without it
-            workflow.upsert_memo({"plan": input.plan.name, "planHash": input.plan.digest(), "mode": input.mode.value})
+            workflow.upsert_memo(run_memo(input))
         self._board.publish()
         self._callback.begin()
         try:
