@@ -40,6 +40,8 @@ EXPECTED = {
     "drs-waves.CLEANUP.servers.servers.json": ("DrsRecoveryWorkflow", COMPLETED),
     "failed-run.json": ("DrLifecycleWorkflow", FAILED),
     "paused-cancelled.json": ("DrLifecycleWorkflow", COMPLETED),
+    "signalled-gate.json": ("DrLifecycleWorkflow", COMPLETED),
+    "bad-input.json": ("DrLifecycleWorkflow", FAILED),
 }
 HASH_SEEDS = ("0", "2")
 

@@ -23,8 +23,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import uuid
+
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
 from plans.model import Mode, Plan
 from tests.lifecycle_helpers import (
@@ -40,9 +43,10 @@ from tests.lifecycle_helpers import (
     wait_resource,
     wait_until,
 )
+from tests.identity_helpers import token_for
 from tests.test_drs_recovery import child_state, drs_plan, estate
 from tests.test_lifecycle_aws import Estate
-from contracts.lifecycle import RunStatus, StepStatus
+from contracts.lifecycle import INVALID_INPUT, PERMISSION_DENIED, WORKFLOW_TYPE, RunStatus, StepStatus
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -198,6 +202,58 @@ async def test_paused_resumed_cancelled(worker) -> None:  # type: ignore[no-unty
     assert resource(state, "CLEANUP", "tidy", "never-either").status is StepStatus.SKIPPED
     await save(worker.client, handle, "paused-cancelled", "drill paused, resumed, then cancelled mid-layer; "
                                                           "completed with status CANCELLED")
+
+
+async def test_signalled_gate(worker) -> None:  # type: ignore[no-untyped-def]
+    """A drill whose approval gate is opened by a signal, as `temporal workflow signal` and chat bots send it: the
+    initiator's own approval by signal is denied (four-eyes), an operator's approval by update fails with
+    PermissionDenied, the run is paused and resumed by signal at the gate, then a plan-manager's signal opens it."""
+    not_recorded_yet("signalled-gate")
+    plan = make_plan({
+        "ACTIVATE": [{"name": "gated", "approvalRequired": True, "resources": [wait_resource("work", 1)]}],
+        "CLEANUP": [{"name": "tidy", "resources": [wait_resource("tidy", 1)]}],
+    }, name="hist-signalled")
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
+    await wait_until(handle, lambda s: s.pending_gate() is not None)
+    await handle.signal("approve", control(actor=INITIATOR, reason="my own drill"))
+    state = await wait_until(handle, lambda s: s.denied_attempts == 1)
+    assert "four-eyes" in (state.last_denial or "") and "(signal)" in (state.last_denial or ""), state.last_denial
+    with pytest.raises(WorkflowUpdateFailedError) as raised:
+        await handle.execute_update("approve", control(actor="ops@example.com", roles=("operator",)))
+    assert isinstance(raised.value.cause, ApplicationError) and raised.value.cause.type == PERMISSION_DENIED
+    await handle.signal("pause", control(reason="checking the change ticket"))
+    await wait_until(handle, lambda s: s.paused)
+    await handle.signal("resume", control(reason="ticket fine"))
+    await wait_until(handle, lambda s: not s.paused)
+    await handle.signal("approve", control(actor="manager@example.com", roles=("plan-manager",), reason="go"))
+    assert (await finish(handle)).status is RunStatus.COMPLETED
+    state = await status_of(handle)
+    assert all(p.status is StepStatus.SUCCEEDED for p in state.phases)
+    assert [(g.decision, g.actor) for g in state.gates] == [("approved", "manager@example.com")]
+    assert [(a.action, a.accepted, a.via) for a in await audit_of(handle)][1:] == [
+        ("approve", False, "signal"), ("approve", False, "update"), ("pause", True, "signal"),
+        ("resume", True, "signal"), ("approve", True, "signal")]
+    await save(worker.client, handle, "signalled-gate", "drill whose gate a plan-manager's signal opens, after a "
+                                                        "four-eyes denial by signal, a denied update, a pause and a "
+                                                        "resume by signal; completed")
+
+
+async def test_bad_input(worker) -> None:  # type: ignore[no-untyped-def]
+    """A run started with an input it cannot decode (mode "yolo"): its first workflow task fails it with a
+    non-retryable InvalidInput naming the field, instead of retrying the task for ever."""
+    not_recorded_yet("bad-input")
+    plan = make_plan({"ACTIVATE": [{"name": "l", "resources": [wait_resource("w")]}]}, name="hist-bad-input")
+    # A dict, not a LifecycleInput: what `temporal workflow start --input-file` sends, the model never checked it.
+    run_input = {"plan": plan.model_dump(mode="json", by_alias=True), "mode": "yolo", "initiator": "cli-user",
+                 "token": token_for("cli-user", ["operator"])}
+    handle = await worker.client.start_workflow(WORKFLOW_TYPE, run_input, task_queue=worker.task_queue,
+                                                id=f"dr-hist-bad-input-{uuid.uuid4().hex[:10]}")
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and (cause.type, cause.non_retryable) == (INVALID_INPUT, True)
+    assert "mode: Input should be 'drill'" in cause.message, cause.message
+    await save(worker.client, handle, "bad-input", "run started with mode \"yolo\": fails at once with InvalidInput")
 
 
 if __name__ == "__main__":
