@@ -1,8 +1,9 @@
-"""drctl as a real process, the way an operator runs it, against the session's dev server."""
+"""drctl and the `temporal` CLI as real processes, the way an operator runs them, against the session's dev server."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sysconfig
 from typing import Any
@@ -11,6 +12,7 @@ from tests.conftest import TEST_TASK_QUEUE
 from tests.identity_helpers import token_for
 
 DRCTL = os.path.join(sysconfig.get_path("scripts"), "drctl")
+TEMPORAL = os.path.join(sysconfig.get_path("scripts"), "temporal")
 
 
 def cli_env(temporal_env: Any) -> dict[str, str]:
@@ -27,3 +29,19 @@ async def drctl(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[
         DRCTL, *args, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), timeout)
     return process.returncode or 0, out.decode(), err.decode()
+
+
+async def temporal(worker: Any, *args: str, timeout: float = 60) -> tuple[int, str]:
+    """The `temporal` CLI of the venv against the test server; its exit code and output (stdout and stderr).
+    Async, for the same reason as drctl: the worker that answers runs on this test's event loop."""
+    address = worker.client.service_client.config.target_host
+    process = await asyncio.create_subprocess_exec(
+        TEMPORAL, *args, "--address", address, "--namespace", worker.client.namespace,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    return process.returncode or 0, out.decode()
+
+
+def payload(user: str, roles: tuple[str, ...], reason: str) -> str:
+    """A control message's input as `--input` takes it: a token for `user` with `roles`, and a reason."""
+    return json.dumps({"token": token_for(user, roles), "reason": reason})

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import os
-import sysconfig
 import uuid
 from typing import Any
 
@@ -16,29 +14,13 @@ from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedErro
 from temporalio.exceptions import ApplicationError
 
 from contracts.lifecycle import INVALID_INPUT, PERMISSION_DENIED, REFUSED, RunStatus
-from tests.cli_helpers import cli_env, drctl
+from tests.cli_helpers import DRCTL, cli_env, drctl, payload, temporal
 from tests.identity_helpers import token_for
 from workers.main import ACTIVITY_THREADS, build_worker
 from tests.lifecycle_helpers import audit_of, control, finish, make_plan, send, start_run, status_of, wait_resource, \
     wait_until
 
-TEMPORAL = os.path.join(sysconfig.get_path("scripts"), "temporal")
-DRCTL = os.path.join(sysconfig.get_path("scripts"), "drctl")
 INITIATOR = "initiator@example.com"
-
-
-async def temporal(worker: Any, *args: str) -> tuple[int, str]:
-    """The `temporal` CLI of the venv against the test server; its exit code and output (stdout and stderr)."""
-    address = worker.client.service_client.config.target_host
-    process = await asyncio.create_subprocess_exec(
-        TEMPORAL, *args, "--address", address, "--namespace", worker.client.namespace,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(process.communicate(), 60)
-    return process.returncode or 0, out.decode()
-
-
-def payload(user: str, roles: tuple[str, ...], reason: str) -> str:
-    return json.dumps({"token": token_for(user, roles), "reason": reason})
 
 
 async def gated_run(worker: Any, name: str, task_queue: str | None = None) -> Any:
