@@ -109,6 +109,7 @@ class ServerRecord(BaseModel):
     ended_at: datetime | None = None  # seen LAUNCHED or FAILED
     detail: str | None = None  # the problem, or the newest job-log event
     snapshot_id: str | None = None
+    taken_from: str | None = None  # the drill that held this server when this real failover claimed it
 
 
 class WaveStatus(StrEnum):

@@ -20,9 +20,11 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.core.aws import AwsClients
 from activities.callback import CallbackActivities
+from activities.claims import ClaimActivities
 from activities.drs.activities import DrsActivities
 from activities.notify import NotifyActivities
 from activities.core.runtime import DrActivities
+from workflows.claims import DrClaimsWorkflow
 from workflows.drs_recovery import DrsRecoveryWorkflow
 from workflows.lifecycle import DrLifecycleWorkflow
 from contracts.lifecycle import DEFAULT_TASK_QUEUE
@@ -30,7 +32,7 @@ from contracts.lifecycle import DEFAULT_TASK_QUEUE
 log = structlog.get_logger("dr.worker")
 
 # What the worker hosts; tests/test_replay_histories.py replays recorded histories against exactly these.
-WORKFLOWS = (DrLifecycleWorkflow, DrsRecoveryWorkflow)
+WORKFLOWS = (DrLifecycleWorkflow, DrsRecoveryWorkflow, DrClaimsWorkflow)
 
 # Activities are blocking boto3 calls in threads; this bounds both the threads and the concurrent activities.
 ACTIVITY_THREADS = 32
@@ -109,7 +111,7 @@ def build_worker(client: Client, task_queue: str, aws: AwsClients,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
         activities=[*DrActivities(aws).all(), *DrsActivities(aws).all(), *CallbackActivities(aws).all(),
-                    *NotifyActivities(aws).all()],
+                    *NotifyActivities(aws).all(), *ClaimActivities(client).all()],
         activity_executor=executor,
         workflow_runner=workflow_runner(),
         max_concurrent_activities=ACTIVITY_THREADS,

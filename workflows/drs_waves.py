@@ -18,6 +18,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
+from workflows.claims import claim_servers
 from workflows.hooks import WaveHooks
 from workflows.run_details import drs_details
 
@@ -57,6 +58,7 @@ RESOLVE = timedelta(minutes=15)  # thousands of servers, and a snapshot lookup e
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
                     maximum_interval=timedelta(minutes=1), maximum_attempts=10)
 WATCH_SECONDS = 15.0
+WAVE_LOOKS_AGAIN_PATCH = "wave-looks-again"
 
 
 class Waves:
@@ -71,6 +73,11 @@ class Waves:
 
     def _wake_up(self) -> None:
         self.wake = True
+
+    def _look_again(self) -> None:
+        # Runs recorded before this waited for the wave's timeout here (a wave with nothing to watch hung).
+        if workflow.patched(WAVE_LOOKS_AGAIN_PATCH):
+            self.wake = True
 
     # ---- ACTIVATE ----------------------------------------------------------------------------------------------
 
@@ -146,6 +153,7 @@ class Waves:
             result_type=ResolveResult, start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT,
             retry_policy=RETRY, summary=f"wave {record.name}: find the source servers of "
                                         f"{', '.join(wave.protection_groups)}")
+        taken = await claim_servers(self.input, record.name, resolved.servers)  # another open run's stay its own
         per_target: dict[str, list[str]] = {}
         for server in resolved.servers:
             if server.id in self.state.servers:
@@ -155,7 +163,8 @@ class Waves:
             self.state.servers[server.id] = ServerRecord(
                 id=server.id, hostname=server.hostname, group=server.group, wave=record.name, impact=server.impact,
                 target_key=server.target_key, snapshot_id=server.snapshot_id, detail=server.problem,
-                status=ServerStatus.NOT_RECOVERABLE if server.problem else ServerStatus.PENDING)
+                status=ServerStatus.NOT_RECOVERABLE if server.problem else ServerStatus.PENDING,
+                taken_from=taken.get(server.id))
             record.servers.append(server.id)
             if not server.problem:
                 per_target.setdefault(server.target_key, []).append(server.id)
@@ -167,8 +176,11 @@ class Waves:
         if not record.servers:
             self.end_wave(record, WaveStatus.FAILED, "its protection groups matched no source server")
             return
+        if not per_target:
+            self._look_again()  # nothing to launch (none recoverable): the next advance closes the wave
         record.message = f"{sum(len(v) for v in per_target.values())}/{len(record.servers)} servers recoverable, " \
-                         f"{len(self._chunks_of(record.name))} job(s)"
+                         f"{len(self._chunks_of(record.name))} job(s)" + \
+                         (f"; {len(taken)} taken over from a drill" if taken else "")
 
     async def _dispatch(self) -> None:
         """Start queued jobs, oldest wave first, while each account+region has room under its quotas."""
@@ -197,6 +209,7 @@ class Waves:
                 # E.g. a server already in another execution's job: these servers fail, the others go on.
                 chunk.job_id, chunk.started_at, chunk.settled_at = "", workflow.now(), workflow.now()
                 self._fail_servers(chunk.server_ids, f"job not started: {err.cause or err}")
+                self._look_again()  # its wave may be over now: no watch will wake the loop for it
                 continue
             chunk.job_id, chunk.started_at = started.job_id, workflow.now()
             for sid in chunk.server_ids:

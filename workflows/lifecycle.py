@@ -14,6 +14,7 @@ from temporalio import workflow
 from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError, FailureError
 
+from workflows.claims import claim_plan
 from workflows.governance import Governance
 from workflows.hooks import run_layer_hooks
 from workflows.lifecycle_callback import StepFunctionsCallback
@@ -136,6 +137,8 @@ class DrLifecycleWorkflow:
         if issues:
             details = "; ".join(f"{i.where()}: {i.message}" for i in issues)
             self._board.finish(RunStatus.FAILED, f"plan rejected by the worker: {details}")
+        elif refusal := await claim_plan(self._state.workflow_id, input.mode, input.plan.name):
+            self._board.finish(RunStatus.REJECTED, refusal)
         else:
             await self._run_phases()
 
