@@ -11,8 +11,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-
-from workflows.steps import AWS_RETRY
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from contracts.claims import (
@@ -33,6 +32,11 @@ with workflow.unsafe.imports_passed_through():
 # Runs (and DRS children) recorded before claims existed replay without them.
 PLAN_CLAIM_PATCH = "plan-claim"
 SERVER_CLAIMS_PATCH = "server-claims"
+
+# Temporal refuses an update beyond a workflow's in-flight limit (RESOURCE_EXHAUSTED) and aborts one that meets a
+# continue-as-new: both pass in moments, and a claim asked again is granted again. So: soon and often, for minutes.
+CLAIM_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), backoff_coefficient=1.5,
+                          maximum_interval=timedelta(seconds=5))
 
 # Requests answered before continuing as new: a few thousand events, far from Temporal's limits, small to replay.
 UPDATES_PER_RUN = 500
@@ -107,7 +111,7 @@ async def claim(request: ClaimRequest, what: str) -> ClaimResult:
     activity's summary."""
     return await workflow.execute_activity(
         CLAIM, request, result_type=ClaimResult, start_to_close_timeout=timedelta(minutes=1),
-        retry_policy=AWS_RETRY, summary=what)
+        schedule_to_close_timeout=timedelta(minutes=10), retry_policy=CLAIM_RETRY, summary=what)
 
 
 async def claim_plan(execution_id: str, mode: Mode, plan_name: str) -> str | None:
