@@ -40,6 +40,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # servers they started; the reaper's watchdog covers what no finalizer survives (SIGKILL).
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # A session started with SIGINT ignored (a background job of a non-interactive shell: `make test &` in a script)
+    # hands that on to every process it starts, and the tests of Ctrl-C (the demo's, `drill watch`'s) fail as if
+    # drctl ignored it. The session takes Ctrl-C as in the foreground, so its workers and their children do too.
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # The longest test files, measured (junit times of a whole run, 2 cores, 4 workers): they start first, so that the
