@@ -45,6 +45,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # drctl ignored it. The session takes Ctrl-C as in the foreground, so its workers and their children do too.
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # pytest-xdist hands out files by their number of tests, most first, unless told to keep the collection's order
+    # (--no-loadscope-reorder): LONGEST_FIRST would count for nothing. Set here, so that every parallel run keeps it
+    # (make test, deps-latest, pytest -n by hand).
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 # The longest test files, measured (junit times of a whole run, 2 cores, 4 workers): they start first, so that the
