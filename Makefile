@@ -6,6 +6,12 @@ UV := $(VENV)/bin/uv
 # uv installs into .venv with this machine's Python; it never downloads an interpreter.
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
+# Python's bytecode caches, under .venv. An environment with PYTHONDONTWRITEBYTECODE set (this machine's, many
+# containers') has none: every process then compiles every module it imports from source again, each test worker,
+# each drctl a test starts, each workflow run's sandbox as it re-imports the workflow code; most of the suite's CPU
+# went there. The prefix keeps the caches out of the source tree, which is what that setting is usually for.
+export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test check install clean iam-calls deps-latest lock ui-check
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 import signal
 import sysconfig
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -32,6 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from tests.identity_helpers import session_idp
 
     aws_calls.install()
+    _share_botocore_loader()
     # Every worker of the session, in-process or a subprocess, trusts the test identity provider.
     os.environ["DR_AUTH_TRUST_FILE"] = str(session_idp().trust_file)
     # The sandbox finishes operations in seconds: waits look again every second, not at the modules' AWS pace.
@@ -40,13 +44,32 @@ def pytest_configure(config: pytest.Config) -> None:
     # servers they started; the reaper's watchdog covers what no finalizer survives (SIGKILL).
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # A session started with SIGINT ignored (a background job of a non-interactive shell: `make test &` in a script)
+    # hands that on to every process it starts, and the tests of Ctrl-C (the demo's, `drill watch`'s) fail as if
+    # drctl ignored it. The session takes Ctrl-C as in the foreground, so its workers and their children do too.
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    # pytest-xdist hands out files by their number of tests, most first, unless told to keep the collection's order
+    # (--no-loadscope-reorder): LONGEST_FIRST would count for nothing. Set here, so that every parallel run keeps it
+    # (make test, deps-latest, pytest -n by hand).
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def _share_botocore_loader() -> None:
+    """Every boto3 session of a test process reads botocore's service models through one loader: the tests' sessions,
+    and the orchestrator's, a session per account and AwsClients (make_ctx makes one per call). With a loader each,
+    every new session parsed its clients' models again, 70-200 ms of CPU a client: a third of the CPU the test
+    processes spent. The models are data nobody changes (no 'service-data-loaded' handler here or in botocore)."""
+    botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)
 
 
 # The longest test files, measured (junit times of a whole run, 2 cores, 4 workers): they start first, so that the
 # run does not end with one worker alone on a long file while the others idle (--dist loadfile hands out files in
 # collection order). A stale list only costs speed; the order of tests within a file never changes.
-LONGEST_FIRST = ("test_cli_runs", "test_hooks", "test_drs_recovery", "test_every_module", "test_cli_views",
-                 "test_autoscaling", "test_durability", "test_governance", "test_sfn_callback", "test_demo_ports")
+LONGEST_FIRST = ("test_drs_recovery", "test_hooks", "test_every_module", "test_durability", "test_demo_ports",
+                 "test_sfn_callback", "test_lifecycle", "test_drs_emulator", "test_drs_gates", "test_governance",
+                 "test_sandbox_serve")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.autoscaling import AutoScalingGroup
 from plans.model import Mode, Phase
-from tests.aws_helpers import PRIMARY_REGION, RECOVERY_REGION, drive, make_ctx, unique, with_phase
+from tests.aws_helpers import PRIMARY_REGION, RECOVERY_REGION, an_image, drive, make_ctx, unique, with_phase
 from tests.conftest import APP_ACCOUNT, account_session
 
 module = AutoScalingGroup()
@@ -20,7 +20,7 @@ module = AutoScalingGroup()
 def make_group(region: str, name: str, min_size: int, max_size: int, desired: int) -> Any:
     session = account_session(APP_ACCOUNT)
     ec2 = session.client("ec2", region_name=region)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = an_image(ec2)
     template = unique("lt")
     ec2.create_launch_template(LaunchTemplateName=template,
                                LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"})

@@ -45,14 +45,60 @@ def occupied(port: int) -> Iterator[None]:
         yield
 
 
-def test_demo_completes_on_other_ports_when_its_usual_ones_are_taken_and_its_token_hint_works(tmp_path: Path):
-    sandbox_port = free_port()
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`drctl demo` exactly as `make demo` runs it, with the dev server's usual ports taken (as by another Temporal):
+    one whole demo, the slowest thing this suite runs, read by both tests below. Its output and state folder."""
+    state = tmp_path_factory.mktemp("demo") / "state"
     with ExitStack() as stack:
         stack.enter_context(occupied(7233))
         stack.enter_context(occupied(8233))
-        done = subprocess.run([DRCTL, "demo", "--state-dir", str(tmp_path / "state"), "--plan",
-                               "plans/examples/web-app.yaml", "--sandbox-port", str(sandbox_port)],
-                              capture_output=True, text=True, timeout=240, env=USER_ENV)
+        done = subprocess.run([DRCTL, "demo", "--state-dir", str(state)], capture_output=True, text=True,
+                              timeout=240, env=USER_ENV)
+    return done, state
+
+
+def test_demo_completes_and_leaves_nothing_running(demo: tuple[subprocess.CompletedProcess[str], Path]):
+    done, state = demo
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for phase in ("INSTANTIATE", "ACTIVATE", "CLEANUP", "REPLICATE"):
+        assert re.search(rf"^  {phase}\s+SUCCEEDED", done.stdout, re.MULTILINE), phase
+    assert "Drill completed; production untouched." in done.stdout
+    assert "Temporal UI: http://127.0.0.1:" in done.stdout
+    assert "scenario 'three-tier'" in done.stdout
+    # Live progress of the DRS recovery, per wave and per server, then a summary line per wave.
+    assert re.search(r"^\s+▶ wave (db|app|reporting|web): RUNNING — \d+/\d+ launched$", done.stdout, re.MULTILINE)
+    for wave, servers in (("db", 4), ("app", 6), ("reporting", 2), ("web", 8)):
+        assert re.search(rf"^\s+✔ wave {wave}: SUCCEEDED — {servers}/{servers} launched$", done.stdout,
+                         re.MULTILINE), wave
+        assert re.search(rf"^\s+wave {wave}\s+SUCCEEDED\s+{servers}/{servers} launched", done.stdout, re.MULTILINE)
+    assert re.search(r"✔ orders-db-01\.corp\.example\.com LAUNCHED → i-[0-9a-f]+$", done.stdout, re.MULTILINE)
+    # db before app and reporting, app before web: the order the waves ended in the output.
+    ended = [m.group(1) for m in re.finditer(r"✔ wave (\w+): SUCCEEDED — \d+/\d+ launched", done.stdout)]
+    assert ended.index("db") < min(ended.index("app"), ended.index("reporting"))
+    assert ended.index("app") < ended.index("web")
+    # Production as it was, and none of this execution's drill instances left (asked of DRS in both accounts).
+    assert "Production after the drill: unchanged" in done.stdout
+    assert "www.orders.example.com: ['web.us-east-1.orders.example.com']" in done.stdout
+    assert "orders-rds-replica status: available" in done.stdout
+    assert "drill recovery instances of this execution: 20 launched, 0 left after CLEANUP" in done.stdout
+    # The UI server itself lists the run with every search attribute (asked through the UI's own HTTP API).
+    listed = re.search(r"Temporal UI lists the run .*: (DrPlan=.*)$", done.stdout, re.MULTILINE)
+    assert listed, done.stdout[-2000:]
+    for expected in ("DrPlan=three-tier", "DrMode=drill", "DrPhase=REPLICATE", "DrStatus=COMPLETED",
+                     "DrInitiator="):
+        assert expected in listed.group(1)
+    pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", done.stdout)]
+    assert len(pids) == 3
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert (state / "temporal.db").exists()
+
+
+def test_demo_completes_on_other_ports_when_its_usual_ones_are_taken_and_its_token_hint_works(
+        demo: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path):
+    done, state = demo
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     started = re.search(r"^• Temporal dev server on 127\.0\.0\.1:(\d+) \(7233 is in use\), "
@@ -60,10 +106,11 @@ def test_demo_completes_on_other_ports_when_its_usual_ones_are_taken_and_its_tok
     assert started, out[:2000]
     temporal_port, ui_port = int(started.group(1)), int(started.group(2))
     assert {temporal_port, ui_port}.isdisjoint({7233, 8233})
-    # Everything after goes to the ports printed: the run's link, the UI's own listing of the run, the sandbox.
-    assert f"Temporal UI: http://127.0.0.1:{ui_port}/namespaces/default/workflows/dr-web-app-drill-" in out
+    # Everything after goes to the ports printed: the run's link, the UI's own listing of the run, the sandbox (the
+    # port it bound itself; one asked for by --sandbox-port: tests/test_cli_runs.py, the interrupted demo).
+    assert f"Temporal UI: http://127.0.0.1:{ui_port}/namespaces/default/workflows/dr-three-tier-drill-" in out
     assert f"Temporal UI lists the run (http://127.0.0.1:{ui_port}, " in out
-    assert f"  sandbox on 127.0.0.1:{sandbox_port}, ready in " in out
+    assert re.search(r"^  sandbox on 127\.0\.0\.1:\d+, ready in ", out, re.MULTILINE), out[:2000]
     assert "Drill completed; production untouched." in out
     pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", out)]
     assert len(pids) == 3
@@ -80,7 +127,7 @@ def test_demo_completes_on_other_ports_when_its_usual_ones_are_taken_and_its_tok
     shell = subprocess.run(["sh", "-c", f'{hints[0]} && printf %s "$DRCTL_TOKEN"'], cwd=elsewhere,
                            capture_output=True, text=True, timeout=60, env={**USER_ENV, "USER": "someone"})
     assert shell.returncode == 0, shell.stderr
-    trust = read_trust(str(tmp_path / "state" / "auth" / "trust.json"))
+    trust = read_trust(str(state / "auth" / "trust.json"))
     principal = verify_token(shell.stdout, trust, datetime.now(UTC))
     assert principal.roles == ["operator"]
     assert principal.subject == re.search(r"DrInitiator=(\S+)", out).group(1)  # the demo's own initiator

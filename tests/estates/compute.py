@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from plans.model import Mode, Phase
+from tests.aws_helpers import an_image
 from tests.conftest import APP_ACCOUNT, account_session
 from tests.estates import Estate
 
@@ -101,7 +102,7 @@ def _function(session: Any, region: str, name: str) -> str:
 
 def _group(session: Any, region: str, name: str, min_size: int, max_size: int, desired: int) -> Any:
     ec2 = session.client("ec2", region_name=region)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = an_image(ec2)
     ec2.create_launch_template(LaunchTemplateName=f"{name}-lt",
                                LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"})
     autoscaling = session.client("autoscaling", region_name=region)
