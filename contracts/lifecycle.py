@@ -49,8 +49,10 @@ class LifecycleInput(BaseModel):
         return [p for p in PHASE_ORDER if p in wanted]
 
 
-def workflow_id_for(plan_name: str, mode: Mode, started: datetime) -> str:
-    return f"dr-{plan_name}-{mode.value}-{started.strftime('%Y%m%dT%H%M%S')}"
+def workflow_id_for(plan_name: str, mode: Mode, started: datetime, nonce: str) -> str:
+    """Readable (plan, mode, second of the start) and unique: `nonce` (a few random hex digits, chosen by the caller:
+    no randomness here) keeps two starts in one second apart."""
+    return f"dr-{plan_name}-{mode.value}-{started.strftime('%Y%m%dT%H%M%S')}-{nonce}"
 
 
 # ---- messages -------------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ recovery instance of its own behind; stops everything it started, also on Ctrl-C
 
 from __future__ import annotations
 
+import secrets
+
 import asyncio
 import os
 import shlex
@@ -117,7 +119,7 @@ async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityPr
     client = await Client.connect(address, data_converter=pydantic_data_converter)
     run_input = LifecycleInput(plan=plan, mode=Mode.DRILL, initiator=initiator,
                                token=idp.token(initiator, ["operator"], ttl_seconds=3600))
-    workflow_id = workflow_id_for(plan.name, Mode.DRILL, datetime.now(UTC))
+    workflow_id = workflow_id_for(plan.name, Mode.DRILL, datetime.now(UTC), secrets.token_hex(3))
     before = _production_snapshot(plan)
     handle = await client.start_workflow(
         WORKFLOW_TYPE, run_input, id=workflow_id, task_queue=DEFAULT_TASK_QUEUE,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import asyncio
 import os
 import sys
@@ -105,7 +107,7 @@ async def _start(run_input: Any, wait: bool) -> int:
     from contracts.lifecycle import WORKFLOW_TYPE, workflow_id_for
 
     client, settings = await connect_client()
-    workflow_id = workflow_id_for(run_input.plan.name, run_input.mode, datetime.now(UTC))
+    workflow_id = workflow_id_for(run_input.plan.name, run_input.mode, datetime.now(UTC), secrets.token_hex(3))
     handle = await client.start_workflow(
         WORKFLOW_TYPE, run_input, id=workflow_id, task_queue=settings.task_queue,
         search_attributes=start_search_attributes(run_input), **start_metadata(run_input),

@@ -39,8 +39,8 @@ async def guard(coro: Awaitable[T], workflow_id: str | None = None) -> T:
 
     try:
         return await coro
-    except WorkflowAlreadyStartedError as exc:  # workflow ids have a resolution of a second
-        fail(f"a run with workflow id {exc.workflow_id!r} already exists: start again in a second", EXIT_FAILED)
+    except WorkflowAlreadyStartedError as exc:  # an id given twice (drctl's own ids carry a random part)
+        fail(f"a run with workflow id {exc.workflow_id!r} already exists", EXIT_FAILED)
     except WorkflowUpdateFailedError as exc:
         # The cause is what the update handler raised, as a FailureError (ApplicationError...) whose message is the
         # refusal; any other exception has no `message`, so it is printed whole.

@@ -49,7 +49,7 @@ async def test_drill_start_wait_exits_zero_on_success(temporal_cli_env, tmp_path
     code, out, err = await drctl("drill", "start", str(plan), "--wait", env=temporal_cli_env)
     assert code == 0, err
     workflow_id = out.splitlines()[0]
-    assert re.fullmatch(r"dr-cli-ok-drill-\d{8}T\d{6}", workflow_id)
+    assert re.fullmatch(r"dr-cli-ok-drill-\d{8}T\d{6}-[0-9a-f]{6}", workflow_id)
     assert f"Run {workflow_id}: COMPLETED" in out
     assert "/namespaces/default/workflows/" + workflow_id in err  # the UI link
 
