@@ -98,14 +98,13 @@ async def test_two_drills_resolving_the_same_servers_at_once_never_share_one(wor
                if all(s.status is ServerStatus.LAUNCHED for s in child.servers.values())]
     assert len(winners) == 1, [(o, [(s.id, s.status, s.detail) for s in c.servers.values()])
                                for o, c in zip(outcomes, children)]
-    winner, loser = runs[winners[0]], runs[1 - winners[0]]
+    winner = runs[winners[0]]
     lost = children[1 - winners[0]]
     assert set(lost.servers) == set(children[winners[0]].servers) and len(lost.servers) == 3
     for server in lost.servers.values():
         assert server.status is ServerStatus.NOT_RECOVERABLE and server.job_id is None
         assert server.detail == f"claimed by run {winner.id} (drill of plan {plan.name})", server.detail
     assert outcomes[1 - winners[0]] is RunStatus.FAILED and outcomes[winners[0]] is RunStatus.COMPLETED
-    assert loser.id != winner.id
     entity = worker.client.get_workflow_handle(
         claims_workflow_id(worker.task_queue, drs_scope(f"{HUB_ACCOUNT}/{REGION}")))
     claims = await entity.query("claims", result_type=dict[str, Holder])

@@ -8,6 +8,7 @@ activity) and continues as new with its claims when its history grows.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import timedelta
 
 from temporalio import workflow
@@ -64,45 +65,42 @@ class ClaimBook:
                 result.held[key] = holder
         return result
 
-    def holders(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for holder in self.claims.values():
-            counts[holder.execution_id] = counts.get(holder.execution_id, 0) + 1
-        return counts
+    def holders(self) -> Counter[str]:
+        return Counter(holder.execution_id for holder in self.claims.values())
 
 
 @workflow.defn(name=CLAIMS_WORKFLOW_TYPE)
 class DrClaimsWorkflow:
     @workflow.init
     def __init__(self, input: ClaimsInput) -> None:
+        self._scope = input.scope
         self._book = ClaimBook(input.claims)
         self._answered = 0
 
     @workflow.run
     async def run(self, input: ClaimsInput) -> None:
-        self._show(input.scope)
+        self._show()
         await workflow.wait_condition(
             lambda: self._answered >= UPDATES_PER_RUN or workflow.info().is_continue_as_new_suggested())
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(ClaimsInput(scope=input.scope, claims=self._book.claims))
+        workflow.continue_as_new(ClaimsInput(scope=self._scope, claims=self._book.claims))
 
     @workflow.update(name=CLAIM_UPDATE)
     def claim(self, request: ClaimRequest) -> ClaimResult:
         result = self._book.claim(request)
         self._answered += 1
-        self._show(request.scope)
+        self._show()
         return result
 
     @workflow.query(name="claims")
     def claims(self) -> dict[str, Holder]:
         return self._book.claims
 
-    def _show(self, scope: str) -> None:
+    def _show(self) -> None:
         # The run page of the entity says what it is and who holds what (holders may have closed since).
-        holders = self._book.holders()
-        lines = [f"- `{h}`: {n} key(s)" for h, n in sorted(holders.items())[:50]]
+        lines = [f"- `{h}`: {n} key(s)" for h, n in sorted(self._book.holders().items())[:50]]
         workflow.set_current_details(
-            f"Claims of **{scope}**: which run holds what, so that two runs never act on the same thing at once. "
+            f"Claims of **{self._scope}**: which run holds what, so that two runs never act on the same thing at once. "
             f"A claim lasts while its run is open.\n\n" + ("\n".join(lines) or "nothing claimed"))
 
 
