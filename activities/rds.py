@@ -62,7 +62,7 @@ class RdsReadReplica(StateMachineModule):
         return _drill_copy(ctx, params) if ctx.is_drill else _promote(ctx, params, handle)
 
     def cleanup(self, ctx: ResourceContext, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
-        return _drill_cleanup(ctx, params) if ctx.is_drill else _old_primary(ctx, params)
+        return _drill_cleanup(ctx, params, handle) if ctx.is_drill else _old_primary(ctx, params)
 
     def replicate(self, ctx: ResourceContext, params: RdsReadReplicaParameters, handle: dict[str, Any]) -> Operation:
         if ctx.is_drill:
@@ -177,10 +177,12 @@ def _drill_copy(ctx: ResourceContext, params: RdsReadReplicaParameters) -> Opera
     return _wait(f"restoring drill copy {copy_id} from {snapshot_id}", {**handle, "step": "restore"})
 
 
-def _drill_cleanup(ctx: ResourceContext, params: RdsReadReplicaParameters) -> Operation:
+def _drill_cleanup(ctx: ResourceContext, params: RdsReadReplicaParameters, previous: dict[str, Any]) -> Operation:
     rds = _rds(ctx, ctx.recovery_region)
     snapshot_id, copy_id = _drill_names(ctx, params)
-    handle = {"snapshotId": snapshot_id, "instanceId": copy_id}
+    # What this cleanup found and deleted, kept across polls so the last one can say it.
+    deleted: list[str] = list(previous.get("deleted", []))
+    handle = {"snapshotId": snapshot_id, "instanceId": copy_id, "deleted": deleted}
 
     copy = _describe(rds, copy_id)
     if copy is not None:
@@ -196,6 +198,7 @@ def _drill_cleanup(ctx: ResourceContext, params: RdsReadReplicaParameters) -> Op
                 DeleteAutomatedBackups=True,
             )
             ctx.log.info("rds.drill_copy_delete_requested", instance=copy_id)
+        handle["deleted"] = list(dict.fromkeys([*deleted, f"drill copy {copy_id}"]))
         return _wait(f"deleting drill copy {copy_id}", {**handle, "step": "delete-instance"})
 
     snapshot = _snapshot(rds, snapshot_id)
@@ -206,9 +209,14 @@ def _drill_cleanup(ctx: ResourceContext, params: RdsReadReplicaParameters) -> Op
             delete = rds.delete_db_snapshot
             aws_call(f"DeleteDBSnapshot {snapshot_id}", delete, tolerate, DBSnapshotIdentifier=snapshot_id)
             ctx.log.info("rds.drill_snapshot_delete_requested", snapshot=snapshot_id)
+        handle["deleted"] = list(dict.fromkeys([*deleted, f"snapshot {snapshot_id}"]))
         return _wait(f"deleting drill snapshot {snapshot_id}", {**handle, "step": "delete-snapshot"})
 
-    return Operation(done=True, handle=handle, message=f"drill copy {copy_id} and snapshot {snapshot_id} are gone")
+    if deleted:
+        return Operation(done=True, handle=handle, message=f"deleted {len(deleted)} RDS drill artefact(s) of "
+                                                           f"{ctx.call.execution_id}: {', '.join(deleted)}")
+    return Operation(done=True, handle=handle, message=f"no RDS drill copy of {ctx.call.execution_id} to delete "
+                                                       f"(drill copy {copy_id} and snapshot {snapshot_id} are gone)")
 
 
 def _old_primary(ctx: ResourceContext, params: RdsReadReplicaParameters) -> Operation:

@@ -134,6 +134,9 @@ class CleanupRequest(BaseModel):
 class CleanupResult(BaseModel):
     recovery_instance_ids: list[str]
     terminate_job_ids: list[str]
+    # The execution's LAUNCH jobs still running (a run stopped mid-wave): they may launch instances after this
+    # cleanup looked, so the cleanup waits for them and looks again.
+    active_launch_job_ids: list[str] = Field(default_factory=list)
 
 
 class ReverseRequest(BaseModel):

@@ -5,11 +5,11 @@ All of it is pydantic, serialized by temporalio's pydantic data converter; users
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from plans.model import PHASE_ORDER, Mode, Phase, Plan
 from contracts.callback import CallbackOptions, CallbackState
@@ -33,6 +33,28 @@ class RunOptions(BaseModel):
     max_parallel_resources: int | None = Field(default=None, ge=1, le=100)  # default: the plan's
     start_paused: bool = False  # stop at the first boundary and wait for `resume`
     callback: CallbackOptions | None = None  # a Step Functions task token to answer (docs/step-functions.md)
+    # A drill that fails or is cancelled once ACTIVATE started runs its CLEANUP layers before it ends, unless this
+    # is true (keep its artefacts for diagnosis). None: the plan's defaults.keepDrillOnFailure.
+    keep_on_failure: bool | None = None
+    # Clean up after another drill (`drctl drill cleanup`): this run, a drill of phase CLEANUP only, acts on the
+    # artefacts tagged with that run's workflow id instead of its own.
+    cleanup_of: str | None = Field(default=None, min_length=1, max_length=1000)
+    # When that run started: the search for the TERMINATE jobs its own CLEANUP may have left running starts there.
+    # Default: CLEANUP_OF_LOOKBACK before this run's start.
+    cleanup_of_started_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _cleanup_of_runs_cleanup_only(self) -> RunOptions:
+        if self.cleanup_of is not None and self.phases != [Phase.CLEANUP]:
+            given = ", ".join(p.value for p in self.phases) if self.phases else "all four"
+            raise ValueError(f"cleanup_of runs the CLEANUP phase only: phases must be [CLEANUP], not {given}")
+        if self.cleanup_of_started_at is not None and self.cleanup_of is None:
+            raise ValueError("cleanup_of_started_at needs cleanup_of")
+        return self
+
+
+# How far back a cleanup of another run looks for its TERMINATE jobs when that run's start is not given.
+CLEANUP_OF_LOOKBACK = timedelta(days=3)
 
 
 class LifecycleInput(BaseModel):
@@ -43,6 +65,13 @@ class LifecycleInput(BaseModel):
     initiator: str = Field(min_length=1, max_length=200)  # claimed; the token's subject is what counts
     options: RunOptions = RunOptions()
     token: str | None = Field(default=None, max_length=16384, repr=False)  # the initiator's signed token (JWT)
+
+    @model_validator(mode="after")
+    def _cleanup_of_is_a_drill(self) -> LifecycleInput:
+        if self.options.cleanup_of is not None and self.mode is not Mode.DRILL:
+            raise ValueError(f"options.cleanup_of: only a drill's artefacts are cleaned up by another run; "
+                             f"the mode must be drill, not {self.mode.value}")
+        return self
 
     def selected_phases(self) -> list[Phase]:
         wanted = set(self.options.phases or PHASE_ORDER)

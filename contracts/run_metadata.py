@@ -28,8 +28,12 @@ def start_metadata(run_input: LifecycleInput) -> dict[str, Any]:
         f"**Accounts** {accounts}",
         "Current details (beside this) say where the run is now; the `status` query gives the whole state.",
     ]
+    cleanup_of = run_input.options.cleanup_of
+    if cleanup_of:
+        details.insert(2, f"**Cleans up after** `{cleanup_of}`: its drill artefacts, found by their tags")
     return {
-        "static_summary": f"{run_input.mode.value} of {plan.name} by {run_input.initiator}",
+        "static_summary": f"{run_input.mode.value} of {plan.name} by {run_input.initiator}"
+                          + (f": cleanup of {cleanup_of}" if cleanup_of else ""),
         "static_details": "\n\n".join(details),
         "memo": memo,
     }

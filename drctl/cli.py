@@ -32,6 +32,7 @@ def cli(log_level: str, log_json: bool) -> None:
 def _register_commands() -> None:
     from drctl.audit_cmd import audit
     from drctl.auth_cmd import auth
+    from drctl.cleanup_cmd import cleanup
     from drctl.demo import demo
     from drctl.list_cmd import list_runs
     from drctl.plan_cmd import plan
@@ -44,6 +45,7 @@ def _register_commands() -> None:
     cli.add_command(sandbox)
     cli.add_command(worker)
     drill.add_command(list_runs)
+    drill.add_command(cleanup)
     cli.add_command(drill)
     cli.add_command(demo)
 

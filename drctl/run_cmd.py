@@ -38,18 +38,27 @@ def drill() -> None:
     """Start runs of a plan, list them, follow and steer them (approve, pause, resume, cancel...)."""
 
 
+# Who starts a run (`drill start`, `drill cleanup`).
+START_TOKEN = click.option("--token", envvar="DRCTL_TOKEN", show_envvar=True, default=None,
+                           help="Your signed identity token (JWT); the worker checks it may start this mode.")
+START_INITIATOR = click.option("--initiator", default=None, show_default="the token's subject",
+                               help="Who claims to start the run; the token's verified subject is what is recorded "
+                                    "(DrInitiator).")
+
+
 @drill.command("start")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--mode", type=click.Choice([m.value for m in Mode]), default=Mode.DRILL.value, show_default=True,
               help="drill never changes production; planned/disaster fail over for real; failback returns.")
 @click.option("--phase", "phases", multiple=True, type=click.Choice([p.value for p in PHASE_ORDER]),
               help="Run only these phases (repeatable); default all four.")
-@click.option("--token", envvar="DRCTL_TOKEN", show_envvar=True, default=None,
-              help="Your signed identity token (JWT); the worker checks it may start this mode.")
-@click.option("--initiator", default=None, show_default="the token's subject",
-              help="Who claims to start the run; the token's verified subject is what is recorded (DrInitiator).")
+@START_TOKEN
+@START_INITIATOR
 @click.option("--paused", is_flag=True, help="Start paused at the first boundary.")
 @click.option("--wait", is_flag=True, help="Follow the run; exit 0 only if it completed.")
+@click.option("--keep-on-failure/--clean-up-on-failure", default=None,
+              help="A drill that fails or is cancelled after ACTIVATE started: keep what it created for diagnosis, "
+                   "or run its CLEANUP first (default: the plan's defaults.keepDrillOnFailure, else clean up).")
 @click.option("--task-token", envvar="DRCTL_TASK_TOKEN", default=None, show_envvar=True,
               help="A Step Functions task token to answer when the run ends ('-': read it from stdin). "
                    "Prefer the environment variable: a command line is visible to other users.")
@@ -59,7 +68,7 @@ def drill() -> None:
 @click.option("--heartbeat-seconds", type=click.IntRange(1, 3600), default=None,
               help="SendTaskHeartbeat this often while the run is in progress.")
 def start(file: str, mode: str, phases: tuple[str, ...], token: str | None, initiator: str | None, paused: bool,
-          wait: bool,
+          wait: bool, keep_on_failure: bool | None,
           task_token: str | None, callback_region: str | None, callback_account: str | None,
           heartbeat_seconds: int | None) -> None:
     """Validate FILE and start a run of it; prints the workflow id."""
@@ -91,22 +100,33 @@ def start(file: str, mode: str, phases: tuple[str, ...], token: str | None, init
             fail(f"invalid callback options: {problems}")
     elif callback_region or callback_account or heartbeat_seconds:
         fail("--callback-region, --callback-account and --heartbeat-seconds need --task-token")
+    if keep_on_failure is not None and mode != Mode.DRILL.value:
+        fail("--keep-on-failure / --clean-up-on-failure are for drills: a real failover never cleans up on its own")
     token = require_token(token)
     run_input = LifecycleInput(plan=plan, mode=Mode(mode), initiator=initiator or claimed_subject(token),
                                token=token,
                                options=RunOptions(phases=[Phase(p) for p in phases] or None, start_paused=paused,
-                                                  callback=callback))
+                                                  callback=callback, keep_on_failure=keep_on_failure))
     sys.exit(asyncio.run(guard(_start(run_input, wait))))
 
 
 async def _start(run_input: Any, wait: bool) -> int:
-    from drctl.progress import ui_link
     from drctl.watch import watch_run
+
+    client, settings = await connect_client()
+    handle, link = await launch(client, settings, run_input)
+    if not wait:
+        return 0
+    return await watch_run(client, handle, link)
+
+
+async def launch(client: Any, settings: Any, run_input: Any) -> tuple[Any, str]:
+    """Start a run of `run_input`; print its workflow id (stdout) and UI link (stderr). (handle, link)."""
+    from drctl.progress import ui_link
     from contracts.search_attributes import start_search_attributes
     from contracts.run_metadata import start_metadata
     from contracts.lifecycle import WORKFLOW_TYPE, workflow_id_for
 
-    client, settings = await connect_client()
     workflow_id = workflow_id_for(run_input.plan.name, run_input.mode, datetime.now(UTC), secrets.token_hex(3))
     handle = await client.start_workflow(
         WORKFLOW_TYPE, run_input, id=workflow_id, task_queue=settings.task_queue,
@@ -115,9 +135,7 @@ async def _start(run_input: Any, wait: bool) -> int:
     click.echo(workflow_id)
     link = ui_link(UI_URL, settings.namespace, workflow_id)
     click.echo(f"  {link}", err=True)
-    if not wait:
-        return 0
-    return await watch_run(client, handle, link)
+    return handle, link
 
 
 @drill.command("status")

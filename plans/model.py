@@ -177,6 +177,9 @@ class PhasePlan(PlanModel):
 class Defaults(PlanModel):
     account: str | None = None
     max_parallel_resources: int = Field(default=10, ge=1, le=100)
+    # A drill that fails or is cancelled once ACTIVATE started cleans up what it created, unless this is true (its
+    # artefacts stay for diagnosis; `drctl drill start --clean-up-on-failure` overrides it for one run).
+    keep_drill_on_failure: bool = False
 
 
 class Plan(PlanModel):

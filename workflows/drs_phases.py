@@ -11,6 +11,10 @@ from temporalio.exceptions import ActivityError
 
 from workflows.drs_waves import HEARTBEAT, RESOLVE, RETRY, SHORT, Waves
 
+# A drill's cleanup waits for its execution's LAUNCH jobs still running and looks again; runs recorded before this
+# looked once.
+CLEANUP_WAITS_FOR_LAUNCHES_PATCH = "drs-cleanup-waits-for-launches"
+
 with workflow.unsafe.imports_passed_through():
     from contracts.drs import (
         DRS_APPLY_LAUNCH,
@@ -95,25 +99,54 @@ class DrsPhases:
         if self._input.mode is not Mode.DRILL:
             self._waves.end_all(WaveStatus.SUCCEEDED, "a real recovery keeps its instances")
             return
-        terminated, jobs = 0, []
-        for key, target in self._input.targets().items():
-            result = await workflow.execute_activity(
-                DRS_CLEANUP_DRILL, CleanupRequest(target=target, execution_id=self._input.execution_id,
-                                                  since=self._input.since),
-                result_type=CleanupResult, start_to_close_timeout=SHORT, retry_policy=RETRY,
-                summary=f"terminate this drill's recovery instances in {key}")
-            terminated += len(result.recovery_instance_ids)
-            jobs += [(key, j) for j in result.terminate_job_ids]
-        for key, job_id in jobs:
-            self._state.chunks.append(ChunkRecord(wave="cleanup", chunk=len(self._state.chunks), target_key=key,
+        # Runs recorded before it looked once and did not wait for the execution's running LAUNCH jobs.
+        waits = workflow.patched(CLEANUP_WAITS_FOR_LAUNCHES_PATCH)
+        terminated: dict[str, None] = {}  # ordered set: a later round may meet an instance again
+        jobs, waited = 0, 0
+        while True:
+            launching: list[tuple[str, str]] = []
+            for key, target in self._input.targets().items():
+                result = await workflow.execute_activity(
+                    DRS_CLEANUP_DRILL, CleanupRequest(target=target, execution_id=self._input.execution_id,
+                                                      since=self._input.since),
+                    result_type=CleanupResult, start_to_close_timeout=SHORT, retry_policy=RETRY,
+                    summary=f"terminate the drill instances of {self._input.execution_id} in {key}" if waits
+                    else f"terminate this drill's recovery instances in {key}")
+                terminated.update(dict.fromkeys(result.recovery_instance_ids))
+                jobs += len(result.terminate_job_ids)
+                self._follow(key, result.terminate_job_ids, "cleanup")
+                launching += [(key, j) for j in result.active_launch_job_ids]
+            if waits:
+                # A run stopped mid-wave: its jobs go on launching. Wait for them, then look again.
+                for key, job_id in launching:
+                    self._follow(key, [job_id], "cleanup-wait-launch")
+                waited += len(launching)
+            await self._settle()
+            if not (waits and launching):
+                break
+        parent = workflow.info().parent
+        whose = "this execution" if parent and parent.workflow_id == self._input.execution_id else \
+            self._input.execution_id
+        ids = list(terminated)
+        message = f"terminated {len(ids)} drill instance(s) of {whose} in {jobs} TERMINATE job(s)"
+        if waited:
+            message += f", after waiting for {waited} of its LAUNCH job(s) still running"
+        if ids:
+            message += f": {', '.join(ids[:20])}" + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+        self._waves.end_all(WaveStatus.SUCCEEDED, message)
+
+    def _follow(self, key: str, job_ids: list[str], wave: str) -> None:
+        for job_id in job_ids:
+            self._state.chunks.append(ChunkRecord(wave=wave, chunk=len(self._state.chunks), target_key=key,
                                                   server_ids=[], job_id=job_id, started_at=workflow.now()))
+
+    async def _settle(self) -> None:
+        """Until every job followed has settled."""
         while any(c.active for c in self._state.chunks):
             self._waves.watch_active()
             self._waves.wake = False
             self._waves.show()
             await workflow.wait_condition(lambda: self._waves.wake)
-        self._waves.end_all(WaveStatus.SUCCEEDED, f"terminated {terminated} drill instance(s) of this execution "
-                                            f"in {len(jobs)} TERMINATE job(s)")
 
     async def replicate(self) -> None:
         if self._input.mode is Mode.DRILL:

@@ -18,6 +18,7 @@ from workflows.claims import claim_plan
 from workflows.governance import Governance
 from workflows.hooks import run_layer_hooks
 from workflows.lifecycle_callback import StepFunctionsCallback
+from workflows.lifecycle_cleanup import AfterFailure, artefacts_of, jobs_since
 from workflows.lifecycle_control import Control
 from workflows.lifecycle_gates import Gates
 from workflows.lifecycle_messages import NO_INPUT, Messages, decode, signal_handler, update_handler, validator
@@ -84,6 +85,7 @@ class DrLifecycleWorkflow:
         self._gates = Gates(self._state, input.mode, self._board, self._notifier)
         self._control = Control(self._state, self._governance, self._board, self._notifier, self._tasks)
         self._callback = StepFunctionsCallback(self._state, input)
+        self._after_failure = AfterFailure(self._state, input, self._gates, self._board)
         self._messages.bind(self._state, self._governance, self._control)
 
     # ---- run ---------------------------------------------------------------------------------------------------
@@ -109,7 +111,7 @@ class DrLifecycleWorkflow:
         except asyncio.CancelledError:
             # Cancelled through Temporal itself (`temporal workflow cancel`): record it, then let Temporal know.
             self._state.cancel_requested = True
-            self._board.finish(RunStatus.CANCELLED, "cancelled through Temporal")
+            await self._end(RunStatus.CANCELLED, "cancelled through Temporal")
             await self._callback.end()
             raise
         except FailureError as err:
@@ -187,14 +189,18 @@ class DrLifecycleWorkflow:
             phase_state.ended_at = workflow.now()
             phase_state.status = phase_rollup(phase_state)
             if phase_state.status is StepStatus.FAILED:
-                self._board.finish(RunStatus.FAILED, f"phase {phase.value} failed: {self._board.failure_summary()}")
+                await self._end(RunStatus.FAILED, f"phase {phase.value} failed: {self._board.failure_summary()}")
                 return
             if self._state.status.finished:
                 return
         if self._state.cancel_requested:
-            self._board.finish(RunStatus.CANCELLED, "cancelled by operator")
+            await self._end(RunStatus.CANCELLED, "cancelled by operator")
         elif not self._state.status.finished:
             self._board.finish(RunStatus.COMPLETED, "")
+
+    async def _end(self, status: RunStatus, message: str) -> None:
+        """End a failed or cancelled run; a drill first cleans up after itself (workflows.lifecycle_cleanup)."""
+        self._board.finish(status, await self._after_failure.settle(status, message, self._run_layer))
 
     async def _run_layer(self, phase: Phase, layer: Layer, layer_state: LayerState) -> None:
         layer_state.status = StepStatus.RUNNING
@@ -246,9 +252,9 @@ class DrLifecycleWorkflow:
         plan = self._input.plan
         account_key = plan.account_key_for(resource)
         call = ResourceCall(
-            execution_id=self._state.workflow_id, plan_name=plan.name, mode=self._state.mode, phase=phase,
-            layer=layer.name, resource=resource, account_key=account_key, account=plan.accounts[account_key],
-            region=plan.region_for(resource), regions=plan.regions,
+            execution_id=artefacts_of(self._input, self._state), plan_name=plan.name, mode=self._state.mode,
+            phase=phase, layer=layer.name, resource=resource, account_key=account_key,
+            account=plan.accounts[account_key], region=plan.region_for(resource), regions=plan.regions,
         )
         activity_id = f"{phase.value}/{layer.name}/{resource.name}"
         state.status = StepStatus.RUNNING
@@ -304,7 +310,7 @@ class DrLifecycleWorkflow:
         """DRS recovery is a child workflow: waves, jobs and per-server state would overflow this history."""
         try:
             child_input = drs_input_for(self._input.plan, resource, phase, self._state.mode,
-                                        self._state.workflow_id, self._state.started_at)
+                                        artefacts_of(self._input, self._state), jobs_since(self._input, self._state))
         except (ValueError, KeyError) as exc:  # the worker's plan check reports the details; never fail the task
             state.error, state.error_type = f"invalid drs.recovery parameters: {exc}", "InvalidParameters"
             end(state, StepStatus.FAILED)

@@ -23,10 +23,15 @@ class Gates:
         self._mode = mode  # the mode the run started in: only a drill may go on past a gate that timed out
         self._board = board
         self._notifier = notifier
+        # True while a cancelled drill cleans up after itself (workflows.lifecycle_cleanup): the cancel that ended
+        # it does not stop its cleanup.
+        self.cleanup_despite_cancel = False
 
     async def boundary(self) -> bool:
         """Wait here while paused; answer whether the run may go on."""
         await workflow.wait_condition(lambda: not self._state.paused or self._state.cancel_requested)
+        if self.cleanup_despite_cancel:
+            return True
         return not self._state.cancel_requested and not self._state.status.finished
 
     async def passed(self, gate_id: str, policy: ApprovalPolicy) -> bool:

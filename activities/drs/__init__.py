@@ -19,6 +19,7 @@ from activities.drs.instances import (
 )
 from activities.drs.jobs import (
     active_jobs_holding,
+    active_launch_jobs_of,
     QUOTA_CODES,
     TAG_CHUNK,
     TAG_WAVE,
@@ -47,7 +48,7 @@ from activities.drs.select import (
 )
 
 __all__ = [
-    "active_jobs_holding",
+    "active_jobs_holding", "active_launch_jobs_of",
     "ACTIVE_JOB_LOOKBACK", "QUOTA_CODES", "TAG_CHUNK", "TAG_WAVE", "JobKey", "JobProgress", "Quotas",
     "RecoveryDetail", "ReverseOutcome", "ServerInfo", "ServerLaunch", "active_usage", "chunks", "describe_jobs",
     "drill_instances_of", "drs_errors", "drs_quotas", "find_job", "format_lag", "job_done", "last_log_events",

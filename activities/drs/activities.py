@@ -46,6 +46,7 @@ from contracts.drs import (
 from activities.drs.launch import apply_launch_settings, desired_for
 from activities.drs import (
     active_jobs_holding,
+    active_launch_jobs_of,
     JobKey,
     JobProgress,
     ServerInfo,
@@ -206,11 +207,13 @@ class DrsActivities:
     @activity.defn(name=DRS_CLEANUP_DRILL)
     def cleanup_drill(self, request: CleanupRequest) -> CleanupResult:
         drs = self._drs(request.target)
+        # Read first: a launch that completes between the two reads is found by the next cleanup round.
+        launching = active_launch_jobs_of(drs, request.execution_id, request.since)
         ids = drill_instances_of(drs, request.execution_id)
         jobs = terminate_recovery_instances(drs, ids, request.since)
         log.info("drs.cleanup", target=request.target.key, execution=request.execution_id, instances=len(ids),
-                 terminate_jobs=jobs)
-        return CleanupResult(recovery_instance_ids=ids, terminate_job_ids=jobs)
+                 terminate_jobs=jobs, launching=launching)
+        return CleanupResult(recovery_instance_ids=ids, terminate_job_ids=jobs, active_launch_job_ids=launching)
 
     @activity.defn(name=DRS_REVERSE)
     def reverse(self, request: ReverseRequest) -> ReverseResult:

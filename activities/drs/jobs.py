@@ -109,6 +109,13 @@ def _in_active_job(drs: Any, exc: ClientError, server_ids: list[str], what: str)
     return fatal(f"{what}: source servers already in an active DRS job: {named}", "ServerInActiveJob")
 
 
+def active_launch_jobs_of(drs: Any, execution_id: str, since: datetime) -> list[str]:
+    """The LAUNCH jobs tagged with `execution_id`, created from `since` on, that have not completed."""
+    return [job["jobID"] for job in _jobs_since(drs, since)
+            if job.get("type") == "LAUNCH" and job.get("status") != "COMPLETED"
+            and (job.get("tags") or {}).get(TAG_EXECUTION) == execution_id]
+
+
 def servers_in_active_jobs(drs: Any, server_ids: list[str], since: datetime | None = None) -> dict[str, str]:
     """Which of `server_ids` an active job holds, and that job's id."""
     return {sid: job_id for sid, (job_id, _) in active_jobs_holding(drs, server_ids, since).items()}
