@@ -40,9 +40,9 @@ TWO_WAVES = [{"name": "db", "protectionGroups": ["db"]},
              {"name": "app", "protectionGroups": ["app"], "dependsOn": ["db"]}]
 
 
-def drs_plan(name: str, app: str, **phases: list[dict[str, Any]]) -> Plan:
+def drs_plan(name: str, app: str, defaults: dict[str, Any] | None = None, **phases: list[dict[str, Any]]) -> Plan:
     """DRS servers of the hub account (groups db and app of `app`), with the given phases' layers."""
-    return make_plan(phases, name=name, protectionGroups={
+    return make_plan(phases, name=name, defaults=defaults or {}, protectionGroups={
         tier: {"account": "hub", "selection": {"tags": {"App": app, "Tier": tier}}} for tier in ("db", "app")})
 
 
@@ -132,17 +132,18 @@ async def test_a_temporal_cancel_mid_launch_cleans_up_what_was_launched(worker, 
 
 async def test_an_operator_cancel_cleans_up_and_phases_without_cleanup_are_respected(worker, world):
     world.set_durations(launch=40.0)  # each wave's job ~1 s: the cancel comes while ACTIVATE runs
-    plans = [drs_plan("op-cancel", drs_estate(world, {"db": 2, "app": 2}), ACTIVATE=[drs_layer(TWO_WAVES)],
-                      CLEANUP=[drs_layer(TWO_WAVES)]) for _ in range(2)]
+    plans = [drs_plan("op-cancel", drs_estate(world, {"db": 2, "app": 2}), defaults={"keepDrillOnFailure": n == 2},
+                      ACTIVATE=[drs_layer(TWO_WAVES)], CLEANUP=[drs_layer(TWO_WAVES)]) for n in range(3)]
     kept = await start_run(worker.client, worker.task_queue, plans[0], options=RunOptions(phases=["ACTIVATE"]))
     cleaned = await start_run(worker.client, worker.task_queue, plans[1])
+    by_plan = await start_run(worker.client, worker.task_queue, plans[2])
     drs = boto3.client("drs", region_name=REGION)
-    for handle in (kept, cleaned):
+    for handle in (kept, cleaned, by_plan):
         await wait_until(handle, lambda _: bool(jobs_of(drs, handle.id)), timeout=30)
         answer = await send(handle, "cancel", control(reason="drill window closed"))
         assert answer.accepted
     outcomes = {}
-    for handle in (kept, cleaned):
+    for handle in (kept, cleaned, by_plan):
         result = await handle.result()
         assert result.status is RunStatus.CANCELLED
         outcomes[handle.id] = result.message
@@ -155,6 +156,21 @@ async def test_an_operator_cancel_cleans_up_and_phases_without_cleanup_are_respe
         "the artefacts of ACTIVATE servers/servers (4 DRS instance(s) launched) stay up "
         f"(`drctl drill cleanup {kept.id}` removes them)")
     assert len(live_drill_instances(kept.id)) == 4
+    assert outcomes[by_plan.id].startswith(
+        "cancelled by operator; nothing was cleaned up after cancel: kept for diagnosis, as the plan's "
+        "defaults.keepDrillOnFailure asks: the artefacts of ACTIVATE servers/servers (4 DRS instance(s) launched) "
+        "stay up"), outcomes[by_plan.id]
+    assert len(live_drill_instances(by_plan.id)) == 4
+
+
+async def test_drill_start_takes_keep_on_failure_for_drills_only(temporal_env, tmp_path):
+    plan = tmp_path / "plan.json"
+    plan.write_text(make_plan({"ACTIVATE": [{"name": "l", "resources": [wait_resource("w")]}]}, name="keep-cli")
+                    .model_dump_json(by_alias=True))
+    code, out, err = await drctl("drill", "start", str(plan), "--mode", "planned", "--keep-on-failure",
+                                 env=cli_env(temporal_env))
+    assert (code, out) == (2, "") and err == ("error: --keep-on-failure / --clean-up-on-failure are for drills: a "
+                                              "real failover never cleans up on its own\n")
 
 
 async def test_drctl_cleanup_removes_what_a_terminated_drill_left(worker, world, temporal_env):
