@@ -238,6 +238,29 @@ async def test_signalled_gate(worker) -> None:  # type: ignore[no-untyped-def]
                                                         "resume by signal; completed")
 
 
+async def test_drill_cleans_up_after_failure(worker, world) -> None:  # type: ignore[no-untyped-def]
+    """A DRS drill whose critical db server fails to launch: ACTIVATE fails, then the run's CLEANUP terminates the
+    instance that did launch (patch drill-cleans-up-after-failure; its DRS child waits for running LAUNCH jobs,
+    patch drs-cleanup-waits-for-launches) before the run fails with DrRunFailed, saying what the cleanup did."""
+    not_recorded_yet("drill-cleanup-after-failure")
+    app = estate(world, {"db": 2, "app": 2})
+    world.set_faults(launch_failures={f"db-001.{app}.example.com"})
+    plan = drs_plan("hist-cleans-up", app, waves=[
+        {"name": "db", "protectionGroups": ["db"]},
+        {"name": "app", "protectionGroups": ["app"], "dependsOn": ["db"]},
+    ], groups={"db": {"tags": {"Tier": "db"}}, "app": {"tags": {"Tier": "app"}}})
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert getattr(failure.value.cause, "type", None) == "DrRunFailed"
+    state = await status_of(handle)
+    assert state.status is RunStatus.FAILED and "; cleanup after failure: servers/servers: terminated 1 drill " \
+        "instance(s) of this execution" in (state.error or ""), state.error
+    assert resource(state, "CLEANUP", "servers", "servers").status is StepStatus.SUCCEEDED
+    await save(worker.client, handle, "drill-cleanup-after-failure",
+               "DRS drill failed in ACTIVATE (critical server), its CLEANUP run after the failure; failed")
+
+
 async def test_bad_input(worker) -> None:  # type: ignore[no-untyped-def]
     """A run started with an input it cannot decode (mode "yolo"): its first workflow task fails it with a
     non-retryable InvalidInput naming the field, instead of retrying the task for ever."""
