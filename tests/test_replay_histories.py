@@ -42,6 +42,9 @@ EXPECTED = {
     "paused-cancelled.json": ("DrLifecycleWorkflow", COMPLETED),
     "signalled-gate.json": ("DrLifecycleWorkflow", COMPLETED),
     "bad-input.json": ("DrLifecycleWorkflow", FAILED),
+    "drill-cleanup-after-failure.json": ("DrLifecycleWorkflow", FAILED),
+    "drill-cleanup-after-failure.ACTIVATE.servers.servers.json": ("DrsRecoveryWorkflow", COMPLETED),
+    "drill-cleanup-after-failure.CLEANUP.servers.servers.json": ("DrsRecoveryWorkflow", COMPLETED),
 }
 HASH_SEEDS = ("0", "2")
 
