@@ -209,3 +209,25 @@ def test_cleanup_of_is_checked_at_the_input():
                                               "run; the mode must be drill, not planned"):
         LifecycleInput(plan=plan, mode=Mode.PLANNED, initiator=INITIATOR,
                        options=RunOptions(phases=["CLEANUP"], cleanup_of="dr-x"))
+
+
+async def test_a_cleanup_that_fails_says_what_failed_and_what_is_left(worker, sandbox):
+    missing_zone = {"name": "missing-zone", "action": "route53.record", "parameters": {
+        "zoneName": "no-such-zone.example.com", "recordName": "www.no-such-zone.example.com",
+        "recoveryValue": "elsewhere.example.com"}}
+    plan = make_plan({
+        "ACTIVATE": [{"name": "warm-up", "resources": [wait_resource("warm-up")]},
+                     {"name": "dns", "resources": [missing_zone]}],
+        "CLEANUP": [{"name": "dns", "resources": [missing_zone]},
+                    {"name": "tidy", "resources": [wait_resource("tidy")]}],
+    }, name="cleanup-fails")
+    handle = await start_run(worker.client, worker.task_queue, plan)
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    state = await status_of(handle)
+    assert state.status is RunStatus.FAILED and state.error
+    failed, cleanup = state.error.split("; cleanup after failure failed: ")
+    assert failed.startswith("phase ACTIVATE failed: ACTIVATE/dns/missing-zone: ")
+    assert cleanup.startswith("dns/missing-zone failed: ") and "no-such-zone.example.com" in cleanup
+    assert cleanup.endswith(f"; not cleaned up: tidy/tidy (`drctl drill cleanup {handle.id}` removes them)")
+    assert state.phase(Phase.CLEANUP).status is StepStatus.FAILED
