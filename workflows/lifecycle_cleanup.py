@@ -74,8 +74,10 @@ class AfterFailure:
         if cleanup is None:
             return (f"{message}; no cleanup after {after}: the run's phases leave out CLEANUP, as the operator "
                     f"chose: {self._created()} stay up ({again})")
-        if cleanup.started_at is not None:
-            return message  # it ran (and failed, or was cancelled): its own state says what it did
+        if cleanup.started_at is not None or not cleanup.layers:
+            # It ran (and failed, or was cancelled): its own state says what it did. Or the plan has no CLEANUP:
+            # nothing to clean up, as after a drill that completes.
+            return message
         keep, by = self._input.options.keep_on_failure, "the operator's keep_on_failure (--keep-on-failure)"
         if keep is None:
             keep, by = self._input.plan.defaults.keep_drill_on_failure, "the plan's defaults.keepDrillOnFailure"
@@ -128,7 +130,7 @@ class AfterFailure:
                        for h in [*layer.pre_hooks, *layer.post_hooks]
                        if h.status in (StepStatus.FAILED, StepStatus.CANCELLED)]
         if not failed and not left:
-            return f"cleanup after {after}: " + ("; ".join(done) if done else "the plan has no CLEANUP step")
+            return f"cleanup after {after}: " + ("; ".join(done) if done else "nothing to do (all steps skipped)")
         parts = [f"cleanup after {after} failed: {'; '.join(failed) or 'stopped'}"]
         if done:
             parts.append(f"cleaned up: {'; '.join(done)}")
