@@ -2,13 +2,15 @@
 CLEANUP layers run (in plan order, as a normal CLEANUP: a failed layer stops the ones after it unless it continues
 on error) before the run ends with its original outcome and a message saying what the cleanup did.
 
-Not cleaned up, and the message says why:
+Not cleaned up, and the message says why and what stays up:
 - the operator (RunOptions.keep_on_failure) or the plan (defaults.keepDrillOnFailure) keeps the artefacts for
   diagnosis;
-- the run's phases leave out CLEANUP: the operator asked to keep the drill up, and that is respected;
-- nothing of ACTIVATE started (a gate rejected, a cancel before it): there is nothing to clean up.
-Real failovers (planned, disaster, failback) never clean up on their own; a CLEANUP phase that ran (and maybe
-failed) is not run again; a cleanup run of another execution (RunOptions.cleanup_of) is itself the cleanup.
+- the run's phases leave out CLEANUP: the operator asked to keep the drill up, and that is respected.
+Not cleaned up, the message as before: nothing of ACTIVATE started (nothing to clean up); the plan has no CLEANUP
+layers (it cleans up nothing, also after a drill that completes); the CLEANUP phase ran already (and failed, or was
+cancelled: its own state says what it did); the run is a cleanup of another execution (RunOptions.cleanup_of); the
+run was REJECTED at a gate (a "no" there may be about the cleanup itself); it is a real failover (planned, disaster,
+failback: they never clean up on their own).
 
 The cleanup passes no approval gate (its phase's or layers'): the run has ended its work, and keeping the artefacts
 is what keep_on_failure is for. The cancel that ended the run does not stop it (cleaning up is what a cancelled
@@ -68,16 +70,16 @@ class AfterFailure:
         runs the cleanup when it is due."""
         if not self._due(status) or not workflow.patched(AFTER_FAILURE_PATCH):
             return message
+        if not self._input.plan.layers(Phase.CLEANUP):
+            return message  # the plan cleans up nothing, also after a drill that completes
         after = "failure" if status is RunStatus.FAILED else "cancel"
         again = f"`drctl drill cleanup {self._state.workflow_id}` removes them"
         cleanup = next((p for p in self._state.phases if p.phase is Phase.CLEANUP), None)
         if cleanup is None:
             return (f"{message}; no cleanup after {after}: the run's phases leave out CLEANUP, as the operator "
                     f"chose: {self._created()} stay up ({again})")
-        if cleanup.started_at is not None or not cleanup.layers:
-            # It ran (and failed, or was cancelled): its own state says what it did. Or the plan has no CLEANUP:
-            # nothing to clean up, as after a drill that completes.
-            return message
+        if cleanup.started_at is not None:
+            return message  # it ran (and failed, or was cancelled): its own state says what it did
         keep, by = self._input.options.keep_on_failure, "the operator's keep_on_failure (--keep-on-failure)"
         if keep is None:
             keep, by = self._input.plan.defaults.keep_drill_on_failure, "the plan's defaults.keepDrillOnFailure"
