@@ -13,7 +13,7 @@ from temporalio.common import SearchAttributeKey
 from plans.model import Mode, Phase, Plan
 from sandbox.drs.models import DrsWorld
 from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, account_session
-from tests.cli_helpers import cli_env, drctl
+from tests.cli_helpers import cli_env, drctl, listed
 from tests.lifecycle_helpers import finish, resource, start_run, status_of
 from contracts.drs_recovery import DrsRecoveryState
 from contracts.lifecycle import RunOptions, RunStatus, StepStatus
@@ -160,10 +160,13 @@ async def test_optional_failures_within_the_threshold_end_the_run_partial(worker
 
     # drctl shows it, and exits with the PARTIAL code (3): not 0 like COMPLETED, not 1 like FAILED.
     env = cli_env(temporal_env)
-    (code, out, err), (status_code, table, _) = await asyncio.gather(
-        drctl("drill", "watch", handle.id, env=env), drctl("drill", "status", handle.id, env=env))
+    (code, out, err), (status_code, table, _), rows = await asyncio.gather(
+        drctl("drill", "watch", handle.id, env=env), drctl("drill", "status", handle.id, env=env),
+        listed(env, "--plan", "drs-optional", "--status", "PARTIAL", expect=1))
     assert code == 3, err
     assert f"Run {handle.id}: PARTIAL" in out and failed_server in out
+    assert [(r["workflow_id"], r["status"], r["execution_status"]) for r in rows] == [
+        (handle.id, "PARTIAL", "COMPLETED")]  # Temporal's own status stays Completed
     assert status_code == 0 and "◐ PARTIAL" in table and "drill of drs-optional partial: ACTIVATE" in table
 
 

@@ -9,7 +9,15 @@ import pytest
 
 from plans.model import Mode, Plan
 from tests.lifecycle_helpers import make_plan, wait_resource
-from contracts.lifecycle import LayerState, LifecycleInput, LifecycleState, PhaseState, RunStatus, StepStatus
+from contracts.lifecycle import (
+    HookState,
+    LayerState,
+    LifecycleInput,
+    LifecycleState,
+    PhaseState,
+    RunStatus,
+    StepStatus,
+)
 from workflows.state import close, new_state, partial_message, result_of, rollup, within_policy
 
 S = StepStatus
@@ -87,17 +95,22 @@ def test_a_run_with_failures_within_policy_closes_partial_naming_the_first_few()
     for r in resources[2:]:
         r.status, r.error = S.FAILED, "boom " + "x" * 300
 
+    layer.post_hooks.append(HookState(name="smoke", when="post", kind="lambda", target="smoke:1", account="1",
+                                      region="us-west-2", on_failure="continue", timeout_seconds=60,
+                                      status=S.FAILED, error="FunctionError"))
     items = within_policy(state)
-    assert [i.split(":")[0] for i in items] == [f"ACTIVATE/tolerant/{n}" for n in "bcde"]
+    assert [i.split(":")[0] for i in items] == [f"ACTIVATE/tolerant/{n}" for n in "bcde"] + [
+        "ACTIVATE/tolerant/post-hook smoke"]
     message = partial_message(state, items)
     assert message.startswith("drill of web partial: ACTIVATE/tolerant/b: wave web: 1 optional server failed "
                               "(web-3: no capacity); ACTIVATE/tolerant/c: boom xx")
-    assert message.endswith("…; and 1 more") and len(message) < 600  # three items shown, each clipped
+    assert message.endswith("…; and 2 more") and len(message) < 600  # three items shown, each clipped
     close(state, RunStatus.PARTIAL, message, NOW)
     assert layer.status is S.PARTIAL and activate.status is S.PARTIAL
     result = result_of(state)
     assert (result.status, result.message, state.error) == (RunStatus.PARTIAL, message, message)
-    assert [f.split(":")[0] for f in result.failed_resources] == [f"ACTIVATE/tolerant/{n}" for n in "cde"]
+    assert [f.split(":")[0] for f in result.failed_resources] == [f"ACTIVATE/tolerant/{n}" for n in "cde"] + [
+        "ACTIVATE/tolerant/post-hook smoke"]
     assert result.partial_resources == [f"ACTIVATE/tolerant/b: {resources[1].error}"]
     assert RunStatus.PARTIAL.finished
 
