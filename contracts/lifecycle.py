@@ -269,7 +269,7 @@ class LifecycleState(BaseModel):
     trust: TrustConfig | None = None  # what the worker trusted at start; every later message is checked against it
     initiator_roles: list[str] = Field(default_factory=list)
     cancel_requested: bool = False
-    error: str | None = None
+    error: str | None = None  # why it did not complete; PARTIAL: what failed within policy (the result's message)
     callback: CallbackState | None = None  # the Step Functions caller, when the run was started with a task token
 
     def pending_gate(self) -> Gate | None:

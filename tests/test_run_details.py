@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from contracts.drs_recovery import DrsRecoveryState, ServerRecord, ServerStatus, WaveRecord, WaveStatus
-from contracts.lifecycle import Approval, Gate, LifecycleInput, RunStatus
+from contracts.lifecycle import Approval, Gate, HookState, LifecycleInput, RunStatus, StepStatus
 from plans.model import Mode, Phase
 from tests.lifecycle_helpers import make_plan, wait_resource
 from workflows.run_details import drs_details, gate_line, lifecycle_details
@@ -52,10 +52,13 @@ def test_a_partial_run_says_so_first_and_a_drs_state_names_its_failed_optional_s
     servers["web1"].hostname, servers["web1"].detail = "web-1.example.com", "LAUNCH_FAILED: no capacity"
     child = DrsRecoveryState(
         workflow_id="w", resource="servers", phase=Phase.ACTIVATE, mode=Mode.DRILL, started_at=NOW,
-        waves=[WaveRecord(name="db", depends_on=[], status=WaveStatus.SUCCEEDED),
+        waves=[WaveRecord(name="db", depends_on=[], status=WaveStatus.PARTIAL, post_hooks=[HookState(
+                   name="smoke", when="post", kind="lambda", target="smoke:1", account="1", region="us-west-2",
+                   on_failure="continue", timeout_seconds=60, status=StepStatus.FAILED, error="FunctionError")]),
                WaveRecord(name="web", depends_on=["db"], status=WaveStatus.PARTIAL, servers=list(servers))],
         servers=servers)
-    assert child.within_policy() == ["wave web: 4 optional servers failed (web-1.example.com: LAUNCH_FAILED: no "
+    assert child.within_policy() == ["wave db: post-hook smoke failed: FunctionError",
+                                     "wave web: 4 optional servers failed (web-1.example.com: LAUNCH_FAILED: no "
                                      "capacity, web2: TIMED_OUT, web3: FAILED, ...)"]
 
     plan = make_plan({"ACTIVATE": [{"name": "l", "resources": [wait_resource("a")]}]}, name="web")
