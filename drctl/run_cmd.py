@@ -49,7 +49,7 @@ def drill() -> None:
 @click.option("--initiator", default=None, show_default="the token's subject",
               help="Who claims to start the run; the token's verified subject is what is recorded (DrInitiator).")
 @click.option("--paused", is_flag=True, help="Start paused at the first boundary.")
-@click.option("--wait", is_flag=True, help="Follow the run; exit 0 only if it completed.")
+@click.option("--wait", is_flag=True, help="Follow the run; exit 0 if COMPLETED, 3 if PARTIAL, 1 otherwise.")
 @click.option("--task-token", envvar="DRCTL_TASK_TOKEN", default=None, show_envvar=True,
               help="A Step Functions task token to answer when the run ends ('-': read it from stdin). "
                    "Prefer the environment variable: a command line is visible to other users.")
@@ -147,7 +147,8 @@ def status(workflow_id: str, output: str) -> None:
 @drill.command("watch")
 @click.argument("workflow_id")
 def watch(workflow_id: str) -> None:
-    """Follow a run, however it was started, until it ends: exit 0 if it completed, 1 otherwise.
+    """Follow a run, however it was started, until it ends: exit 0 if it completed, 3 if it ended PARTIAL (some
+    steps failed within the plan's policy), 1 otherwise.
 
     On a terminal, a live view of phases, layers, resources, DRS waves and servers and the pending gate;
     otherwise one line per change.

@@ -42,6 +42,10 @@ EXPECTED = {
     "paused-cancelled.json": ("DrLifecycleWorkflow", COMPLETED),
     "signalled-gate.json": ("DrLifecycleWorkflow", COMPLETED),
     "bad-input.json": ("DrLifecycleWorkflow", FAILED),
+    "tolerated-failures-completed.json": ("DrLifecycleWorkflow", COMPLETED),
+    "tolerated-failures-completed.ACTIVATE.servers.servers.json": ("DrsRecoveryWorkflow", COMPLETED),
+    "partial-run.json": ("DrLifecycleWorkflow", COMPLETED),
+    "partial-run.ACTIVATE.servers.servers.json": ("DrsRecoveryWorkflow", COMPLETED),
 }
 HASH_SEEDS = ("0", "2")
 
