@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test check install clean iam-calls deps-latest lock ui-check
+.PHONY: demo test check install clean iam-calls deps-latest lock ui-check chaos
 
 # Test files run in parallel, each file whole on one pytest-xdist worker (its module fixtures and the order of its
 # tests as written); every worker has its own sandbox and Temporal servers. Most of a test's time is waiting on
@@ -47,6 +47,13 @@ check: $(STAMP)
 
 test: check
 	$(PYTEST)
+
+# The fault suite (tests/faults): the product as processes (dev server, sandbox, drctl workers) on the three-tier
+# plan, with the server and workers killed and DRS failing on purpose; each case asserts the outcome, a time bound,
+# the DRS jobs (none twice) and what was left behind (nothing). Minutes long, so apart from `make test`; CI runs both.
+# Two files at a time: each has its own stack, and its time bounds assume it is not starved of CPU.
+chaos: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --durations=0 -m faults tests/faults
 
 # What a person sees of the demo's drill in the Temporal Web UI, checked in headless Chromium (Debian: `apt-get install
 # chromium`): screenshots and page text under .state/ui-check. Not part of `make test`: it needs the browser.

@@ -121,17 +121,19 @@ def clip(text: str, limit: int) -> str:
 
 
 def fit_json(summary: dict[str, Any], limit: int) -> str:
-    """The summary as JSON within `limit` bytes. A long list of failed resources is shortened (its length kept as
-    `failedResourcesOmitted`) so the result stays valid JSON the caller can parse; only then is it cut as text."""
+    """The summary as JSON within `limit` bytes. Long lists of partial, then failed, resources are shortened (the
+    count left out kept as `partialResourcesOmitted` / `failedResourcesOmitted`) so the result stays valid JSON the
+    caller can parse; only then is it cut as text. Failed resources go last: they are what a caller acts on."""
     document = dict(summary)
-    failed = list(document.get("failedResources", []))
     text = json.dumps(document, separators=(",", ":"), default=str)
-    while utf8_len(text) > limit and failed:
-        keep = len(failed) // 2
-        document["failedResourcesOmitted"] = len(summary.get("failedResources", [])) - keep
-        failed = failed[:keep]
-        document["failedResources"] = [clip(item, 1000) for item in failed]
-        text = json.dumps(document, separators=(",", ":"), default=str)
+    for key in ("partialResources", "failedResources"):
+        items = list(document.get(key, []))
+        while utf8_len(text) > limit and items:
+            keep = len(items) // 2
+            document[f"{key}Omitted"] = len(summary.get(key, [])) - keep
+            items = items[:keep]
+            document[key] = [clip(item, 1000) for item in items]
+            text = json.dumps(document, separators=(",", ":"), default=str)
     return clip(text, limit)
 
 

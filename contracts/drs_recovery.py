@@ -14,7 +14,7 @@ from contracts.drs import DrsTarget, GroupRequest, QuotaLimits
 from plans.drs import DrsRecoveryParameters
 from plans.hooks import Hook
 from plans.model import Account, Mode, Phase, Plan, Regions, Resource
-from contracts.lifecycle import HookState
+from contracts.lifecycle import HookState, StepStatus
 
 DRS_WORKFLOW_TYPE = "DrsRecoveryWorkflow"
 
@@ -176,6 +176,29 @@ class DrsRecoveryState(BaseModel):
     def wave(self, name: str) -> WaveRecord:
         return next(w for w in self.waves if w.name == name)
 
+    def within_policy(self, names: int = 3) -> list[str]:
+        """What failed in each wave that ended PARTIAL, one line per wave, naming its first `names` failed servers
+        and its failed hooks: what the lifecycle run's PARTIAL outcome cites (the wave's own message only counts)."""
+        lines = []
+        for wave in self.waves:
+            if wave.status is not WaveStatus.PARTIAL:
+                continue
+            failed = [self.servers[s] for s in wave.servers if s in self.servers and self.servers[s].status.failed]
+            parts = []
+            if failed:
+                shown = ", ".join(f"{s.hostname or s.id}: {_clip(s.detail or s.status.value)}" for s in failed[:names])
+                more = ", ..." if len(failed) > names else ""
+                parts.append(f"{len(failed)} optional server{'s' if len(failed) > 1 else ''} failed "
+                             f"({shown}{more})")
+            parts += [f"{h.when}-hook {h.name} failed: {_clip(h.error or '')}"
+                      for h in [*wave.pre_hooks, *wave.post_hooks] if h.status is StepStatus.FAILED]
+            lines.append(f"wave {wave.name}: " + ("; ".join(parts) or wave.message))
+        return lines
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
 
 class DrsRecoveryResult(BaseModel):
     status: WaveStatus
@@ -184,3 +207,4 @@ class DrsRecoveryResult(BaseModel):
     failed: int
     waves: dict[str, WaveStatus]
     jobs: int
+    within_policy: list[str] = Field(default_factory=list)  # PARTIAL: what failed, per wave (state.within_policy)

@@ -115,20 +115,27 @@ class RunStatus(StrEnum):
     PAUSED = "PAUSED"
     AWAITING_APPROVAL = "AWAITING_APPROVAL"
     COMPLETED = "COMPLETED"
+    # Every phase ran to its end, but something failed within the plan's policy: a resource of a continue-on-error
+    # layer, a hook with onFailure continue, optional DRS servers within maxFailedPercent. The result and the
+    # message name what; Temporal sees a completed workflow (the plan accepted this outcome).
+    PARTIAL = "PARTIAL"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     REJECTED = "REJECTED"
 
     @property
     def finished(self) -> bool:
-        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.REJECTED)
+        return self in (RunStatus.COMPLETED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.CANCELLED,
+                        RunStatus.REJECTED)
 
 
 class StepStatus(StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
-    PARTIAL = "PARTIAL"  # a continue-on-error layer (or its phase) in which some resources failed
+    # A continue-on-error layer (or its phase) in which some resources failed; a drs.recovery resource whose waves
+    # ended PARTIAL (optional servers failed within maxFailedPercent, a wave hook with onFailure continue failed).
+    PARTIAL = "PARTIAL"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"  # was running when the run was cancelled
     SKIPPED = "SKIPPED"  # never started: an earlier failure, a cancel or a rejection stopped the run first
@@ -291,7 +298,7 @@ class LifecycleState(BaseModel):
     trust: TrustConfig | None = None  # what the worker trusted at start; every later message is checked against it
     initiator_roles: list[str] = Field(default_factory=list)
     cancel_requested: bool = False
-    error: str | None = None
+    error: str | None = None  # why it did not complete; PARTIAL: what failed within policy (the result's message)
     callback: CallbackState | None = None  # the Step Functions caller, when the run was started with a task token
 
     def pending_gate(self) -> Gate | None:
@@ -307,6 +314,9 @@ class LifecycleResult(BaseModel):
     phase_durations_seconds: dict[str, float]
     failed_resources: list[str]
     message: str
+    # Resources that ended PARTIAL, with what failed in them (a DRS recovery's optional servers): not failed, so
+    # not in failed_resources, but part of why a run is PARTIAL.
+    partial_resources: list[str] = Field(default_factory=list)
 
 
 ControlResult.model_rebuild()

@@ -38,8 +38,10 @@ class ChildExited(RuntimeError):
     (the dev server and the sandbox both say so in their last lines), so a caller can retry on other ports."""
 
     def __init__(self, process: ManagedProcess) -> None:
-        tail = [line.strip() for line in process.log.read_text(errors="replace").splitlines() if line.strip()][-3:]
-        in_use = next((line for line in reversed(tail) if "address already in use" in line.lower()), None)
+        lines = [line.strip() for line in process.log.read_text(errors="replace").splitlines() if line.strip()]
+        tail = lines[-3:]
+        # Anywhere in the log: the dev server can follow its "address already in use" with a Go panic's stack trace.
+        in_use = next((line for line in reversed(lines) if "address already in use" in line.lower()), None)
         found = re.search(r"(?:\d{1,3}\.){3}\d{1,3}:(\d+)", in_use or "")  # "listen tcp 127.0.0.1:7233: bind: ..."
         self.address_in_use = in_use is not None
         self.taken_port = int(found.group(1)) if found else None

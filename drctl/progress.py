@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from contracts.lifecycle import HookState, LifecycleState, ResourceState, RunStatus, StepStatus
+from drctl.errors import EXIT_FAILED, EXIT_PARTIAL
 
 if TYPE_CHECKING:
     from contracts.drs_recovery import DrsRecoveryState
@@ -245,4 +246,5 @@ def hook_answer(hook: HookState, limit: int = 120) -> str:
 
 
 def exit_code_for(state: LifecycleState) -> int:
-    return 0 if state.status is RunStatus.COMPLETED else 1
+    """0 COMPLETED, 3 PARTIAL (EXIT_PARTIAL), 1 any other end (FAILED, CANCELLED, REJECTED)."""
+    return {RunStatus.COMPLETED: 0, RunStatus.PARTIAL: EXIT_PARTIAL}.get(state.status, EXIT_FAILED)

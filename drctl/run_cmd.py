@@ -55,7 +55,7 @@ START_INITIATOR = click.option("--initiator", default=None, show_default="the to
 @START_TOKEN
 @START_INITIATOR
 @click.option("--paused", is_flag=True, help="Start paused at the first boundary.")
-@click.option("--wait", is_flag=True, help="Follow the run; exit 0 only if it completed.")
+@click.option("--wait", is_flag=True, help="Follow the run; exit 0 if COMPLETED, 3 if PARTIAL, 1 otherwise.")
 @click.option("--keep-on-failure/--clean-up-on-failure", default=None,
               help="A drill that fails or is cancelled after ACTIVATE started: keep what it created for diagnosis, "
                    "or run its CLEANUP first (default: the plan's defaults.keepDrillOnFailure, else clean up).")
@@ -165,7 +165,8 @@ def status(workflow_id: str, output: str) -> None:
 @drill.command("watch")
 @click.argument("workflow_id")
 def watch(workflow_id: str) -> None:
-    """Follow a run, however it was started, until it ends: exit 0 if it completed, 1 otherwise.
+    """Follow a run, however it was started, until it ends: exit 0 if it completed, 3 if it ended PARTIAL (some
+    steps failed within the plan's policy), 1 otherwise.
 
     On a terminal, a live view of phases, layers, resources, DRS waves and servers and the pending gate;
     otherwise one line per change.

@@ -63,7 +63,9 @@ def render(snap: RunSnapshot, ui_url: str | None = None) -> RenderableType:
     gate = state.pending_gate()
     if gate is not None:
         parts.append(_gate(state, gate))
-    if state.error:
+    if state.error and state.status is RunStatus.PARTIAL:  # the outcome, naming what failed within policy
+        parts.append(Text(state.error, style="yellow"))
+    elif state.error:
         parts.append(Text(f"error: {state.error}", style="red"))
     if state.last_denial and not state.status.finished:
         # A denied signal has no answer: this is where its sender sees it (the whole trail needs view-audit).

@@ -2,7 +2,7 @@
 
 On a terminal: a live view (Rich) of phases, layers, resources, DRS waves and servers and the pending gate, redrawn
 at each poll. Otherwise (a pipe, a CI log): progress.py's append-only lines, one per change, as `drill start --wait`
-has always printed them. Either way the outcome closes it; the exit code is 0 only for COMPLETED.
+has always printed them. Either way the outcome closes it; the exit code is 0 only for COMPLETED (3 for PARTIAL).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from contracts.lifecycle import LifecycleState
+from drctl.errors import EXIT_PARTIAL
 from drctl.progress import ProgressPrinter, exit_code_for, follow, summary
 from drctl.run_view import RunSnapshot, render, snapshot
 
@@ -34,7 +35,7 @@ async def watch_run(client: Client, handle: WorkflowHandle[Any, Any], ui_url: st
         return exit_code_for(state)
     state = await _live(console, client, handle, ui_url)
     took = f" in {(state.ended_at - state.started_at).total_seconds():.1f} s" if state.ended_at else ""
-    style = "bold green" if exit_code_for(state) == 0 else "bold red"
+    style = {0: "bold green", EXIT_PARTIAL: "bold yellow"}.get(exit_code_for(state), "bold red")
     console.print(f"Run {state.workflow_id}: [{style}]{state.status.value}[/]{took}", highlight=False)
     return exit_code_for(state)
 

@@ -12,6 +12,7 @@ class NotificationEvent(StrEnum):
     APPROVAL_NEEDED = "approval-needed"
     PAUSED = "paused"
     COMPLETED = "completed"
+    PARTIAL = "partial"  # completed, with failures the plan tolerates (a plan listing "completed" gets it too)
     FAILED = "failed"
     CANCELLED = "cancelled"
     REJECTED = "rejected"

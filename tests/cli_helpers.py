@@ -45,3 +45,16 @@ async def temporal(worker: Any, *args: str, timeout: float = 60) -> tuple[int, s
 def payload(user: str, roles: tuple[str, ...], reason: str) -> str:
     """A control message's input as `--input` takes it: a token for `user` with `roles`, and a reason."""
     return json.dumps({"token": token_for(user, roles), "reason": reason})
+
+
+async def listed(env: dict[str, str], *args: str, expect: int, timeout: float = 20) -> list[dict]:
+    """`drill list ... -o json` once the visibility store has caught up with `expect` finished runs."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        code, out, err = await drctl("drill", "list", *args, "-o", "json", env=env)
+        assert code == 0, err
+        rows = json.loads(out)
+        if len(rows) == expect and all(r["ended_at"] and r["status"] != "RUNNING" for r in rows):
+            return rows
+        assert asyncio.get_running_loop().time() < deadline, rows
+        await asyncio.sleep(0.5)

@@ -8,8 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
+from contracts.lifecycle import LifecycleResult, RunStatus
+from drctl.errors import EXIT_FAILED
 from drctl.processes import free_port
+from drctl.temporal_access import guard
 from tests import reaper
 from tests.cli_helpers import DRCTL, cli_env, drctl
 
@@ -52,6 +56,29 @@ async def test_drill_start_wait_exits_zero_on_success(temporal_cli_env, tmp_path
     assert re.fullmatch(r"dr-cli-ok-drill-\d{8}T\d{6}-[0-9a-f]{6}", workflow_id)
     assert f"Run {workflow_id}: COMPLETED" in out
     assert "/namespaces/default/workflows/" + workflow_id in err  # the UI link
+
+
+async def test_two_starts_in_the_same_second_both_run(temporal_cli_env, tmp_path: Path, worker, capsys):
+    """Workflow ids carry the second of the start and a random part: two operators (or a script's loop) starting
+    the same plan at once get two runs, not a clash."""
+    plan = tmp_path / "twice.yaml"
+    plan.write_text(PLAN.format(name="cli-twice", extra=""))
+    started = await asyncio.gather(*(drctl("drill", "start", str(plan), env=temporal_cli_env) for _ in range(3)))
+    assert [code for code, _, _ in started] == [0, 0, 0], [err for _, _, err in started]
+    ids = [out.splitlines()[0] for _, out, _ in started]
+    assert len(set(ids)) == 3
+    for workflow_id in ids:
+        result = await worker.client.get_workflow_handle(workflow_id, result_type=LifecycleResult).result()
+        assert result.status is RunStatus.COMPLETED
+    # An id given twice (a script choosing its own) is one line naming it, not a WorkflowAlreadyStartedError traceback.
+    handle = worker.client.get_workflow_handle(ids[0])
+    description = await handle.describe()
+    with pytest.raises(SystemExit) as exited:
+        await guard(worker.client.start_workflow(description.workflow_type, id=ids[0], task_queue=worker.task_queue,
+                                                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                                                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE))
+    assert exited.value.code == EXIT_FAILED
+    assert capsys.readouterr().err == f"error: a run with workflow id {ids[0]!r} already exists\n"
 
 
 async def test_drill_start_wait_exits_non_zero_on_failure(temporal_cli_env, tmp_path: Path, sandbox):

@@ -12,7 +12,7 @@ from importlib.metadata import version
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from tests.cli_helpers import cli_env, drctl
+from tests.cli_helpers import cli_env, drctl, listed
 from tests.lifecycle_helpers import INITIATOR, finish, make_plan, start_run, wait_resource
 from contracts.lifecycle import RunStatus
 
@@ -26,19 +26,6 @@ def env(worker, temporal_env) -> dict[str, str]:
     return cli_env(temporal_env)
 
 
-async def _listed(env: dict[str, str], *args: str, expect: int, timeout: float = 20) -> list[dict]:
-    """`drill list ... -o json` once the visibility store has caught up with `expect` finished runs."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        code, out, err = await drctl("drill", "list", *args, "-o", "json", env=env)
-        assert code == 0, err
-        rows = json.loads(out)
-        if len(rows) == expect and all(r["ended_at"] and r["status"] != "RUNNING" for r in rows):
-            return rows
-        assert asyncio.get_running_loop().time() < deadline, rows
-        await asyncio.sleep(0.5)
-
-
 async def test_list_filters_runs_by_search_attributes_as_table_and_json(worker, env):
     plan_name = f"cli-list-{uuid.uuid4().hex[:8]}"
     # Started through the SDK, as a user's script would: drctl finds them all the same.
@@ -50,7 +37,7 @@ async def test_list_filters_runs_by_search_attributes_as_table_and_json(worker, 
     with pytest.raises(WorkflowFailureError):
         await failed.result()
 
-    rows = await _listed(env, "--plan", plan_name, expect=2)
+    rows = await listed(env, "--plan", plan_name, expect=2)
     assert [r["workflow_id"] for r in rows] == [failed.id, ok.id]  # the most recently closed first
     newest, oldest = rows
     assert set(newest) == {"workflow_id", "run_id", "plan", "mode", "phase", "status", "initiator", "started_at",
@@ -63,11 +50,11 @@ async def test_list_filters_runs_by_search_attributes_as_table_and_json(worker, 
     assert started < ended and oldest["duration_seconds"] == pytest.approx((ended - started).total_seconds(), abs=0.1)
     assert oldest["duration_seconds"] >= 1  # its one resource waits a second
 
-    assert [r["workflow_id"] for r in await _listed(env, "--plan", plan_name, "--status", "FAILED", expect=1)] \
+    assert [r["workflow_id"] for r in await listed(env, "--plan", plan_name, "--status", "FAILED", expect=1)] \
         == [failed.id]
-    assert [r["workflow_id"] for r in await _listed(env, "--plan", plan_name, "--limit", "1", expect=1)] \
+    assert [r["workflow_id"] for r in await listed(env, "--plan", plan_name, "--limit", "1", expect=1)] \
         == [failed.id]
-    assert await _listed(env, "--plan", plan_name, "--mode", "failback", expect=0) == []
+    assert await listed(env, "--plan", plan_name, "--mode", "failback", expect=0) == []
 
     code, out, err = await drctl("drill", "list", "--plan", plan_name, "--mode", "drill", env=env)
     assert code == 0, err

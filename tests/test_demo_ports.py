@@ -21,7 +21,7 @@ import pytest
 
 from activities.identity import read_trust
 from drctl import demo_services
-from drctl.processes import ManagedProcess, free_port, port_is_free
+from drctl.processes import ChildExited, ManagedProcess, free_port, port_is_free
 from contracts.identity import verify_token
 
 DRCTL = os.path.join(sysconfig.get_path("scripts"), "drctl")
@@ -187,6 +187,20 @@ def test_dev_server_started_again_on_new_ports_when_its_ports_are_taken_before_i
     finally:
         for process in started:
             process.stop()
+
+
+def test_a_lost_port_race_is_recognised_under_the_dev_servers_panic(tmp_path: Path):
+    """Two dev servers starting at once on the usual port: the loser logs "address already in use", then (depending
+    on which listener lost) a Go panic's stack trace; the bind failure is still what the retry sees."""
+    panic = "\n".join(["goroutine 1 [running]:", *[f"  frame {n}" for n in range(20)]])
+    loser = ManagedProcess("temporal", ["sh", "-c", 'echo "level=ERROR msg=\\"Failed to start gRPC listener\\" '
+                                        'error=\\"listen tcp 127.0.0.1:7233: bind: address already in use\\""; '
+                                        f"echo 'panic: runtime error'; echo '{panic}'; exit 2"],
+                           tmp_path / "temporal.log")
+    loser.popen.wait(timeout=10)
+    exited = ChildExited(loser)
+    loser.stop()
+    assert exited.address_in_use and exited.taken_port == 7233
 
 
 def test_auth_token_outside_the_demo_folder_says_where_the_demos_provider_is(tmp_path: Path):

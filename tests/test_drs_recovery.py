@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import boto3
 import pytest
+from temporalio.common import SearchAttributeKey
 
-from plans.model import Mode, Plan
+from plans.model import Mode, Phase, Plan
 from sandbox.drs.models import DrsWorld
 from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, account_session
+from tests.cli_helpers import cli_env, drctl, listed
 from tests.lifecycle_helpers import finish, resource, start_run, status_of
 from contracts.drs_recovery import DrsRecoveryState
 from contracts.lifecycle import RunOptions, RunStatus, StepStatus
 
 REGION = "us-west-2"
+DR_STATUS = SearchAttributeKey.for_keyword("DrStatus")
 
 
 def estate(world: DrsWorld, tiers: dict[str, int], app_tiers: dict[str, int] | None = None) -> str:
@@ -120,6 +124,9 @@ async def test_a_critical_failure_fails_its_wave_and_skips_its_dependants(worker
     with pytest.raises(Exception):
         await handle.result()
     state = await status_of(handle)
+    # A critical server is not within any policy: the run fails, never PARTIAL.
+    assert state.status is RunStatus.FAILED
+    assert (await handle.describe()).typed_search_attributes.get(DR_STATUS) == "FAILED"
     servers = resource(state, "ACTIVATE", "servers", "servers")
     assert servers.status is StepStatus.FAILED
     assert "db-001" in servers.error and "1/2 launched" in servers.error  # partial success, named
@@ -129,7 +136,7 @@ async def test_a_critical_failure_fails_its_wave_and_skips_its_dependants(worker
         "db-000": "LAUNCHED", "db-001": "FAILED"}
 
 
-async def test_optional_failures_within_the_threshold_are_partial_success(worker, world):
+async def test_optional_failures_within_the_threshold_end_the_run_partial(worker, world, temporal_env):
     app = estate(world, {"web": 4})
     world.set_faults(launch_failures={f"web-002.{app}.example.com"})
     plan = drs_plan("drs-optional", app, waves=[{"name": "web", "protectionGroups": ["web"], "maxFailedPercent": 25}],
@@ -137,10 +144,30 @@ async def test_optional_failures_within_the_threshold_are_partial_success(worker
     handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL,
                              options=RunOptions(phases=["ACTIVATE"]))
     result = await finish(handle)
-    assert result.status is RunStatus.COMPLETED
-    servers = resource(await status_of(handle), "ACTIVATE", "servers", "servers")
+    # PARTIAL, not COMPLETED: the result, DrStatus and the message all say which server failed.
+    assert result.status is RunStatus.PARTIAL
+    assert (await handle.describe()).typed_search_attributes.get(DR_STATUS) == "PARTIAL"
+    failed_server = f"web-002.{app}.example.com"
+    assert result.message.startswith("drill of drs-optional partial: ACTIVATE/servers/servers: wave web: "
+                                     f"1 optional server failed ({failed_server}: "), result.message
+    assert result.failed_resources == [] and len(result.partial_resources) == 1
+    state = await status_of(handle)
+    servers = resource(state, "ACTIVATE", "servers", "servers")
+    assert servers.status is StepStatus.PARTIAL and servers.error_type == "FailedWithinPolicy"
     assert servers.outputs["waves"] == {"web": "PARTIAL"} and servers.outputs["failed"] == 1
     assert "3/4 launched" in servers.message
+    assert state.phase(Phase.ACTIVATE).status is StepStatus.PARTIAL
+
+    # drctl shows it, and exits with the PARTIAL code (3): not 0 like COMPLETED, not 1 like FAILED.
+    env = cli_env(temporal_env)
+    (code, out, err), (status_code, table, _), rows = await asyncio.gather(
+        drctl("drill", "watch", handle.id, env=env), drctl("drill", "status", handle.id, env=env),
+        listed(env, "--plan", "drs-optional", "--status", "PARTIAL", expect=1))
+    assert code == 3, err
+    assert f"Run {handle.id}: PARTIAL" in out and failed_server in out
+    assert [(r["workflow_id"], r["status"], r["execution_status"]) for r in rows] == [
+        (handle.id, "PARTIAL", "COMPLETED")]  # Temporal's own status stays Completed
+    assert status_code == 0 and "◐ PARTIAL" in table and "drill of drs-optional partial: ACTIVATE" in table
 
 
 THIRD_ACCOUNT = "333333333333"

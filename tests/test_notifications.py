@@ -90,3 +90,23 @@ async def test_an_undeliverable_notification_never_stops_the_run(worker):
     assert (await handle.result()).status is RunStatus.COMPLETED
     [record] = (await status_of(handle)).notifications
     assert record.event == "completed" and record.message_id is None and "NotFound" in (record.error or "")
+
+
+async def test_a_partial_run_is_announced_as_partial_naming_what_failed(worker, sandbox):
+    """A plan that lists only "completed" (as plans did before "partial" existed) still hears of a PARTIAL run."""
+    topic, sqs, queue = topic_with_queue()
+    plan = make_plan({"ACTIVATE": [{"name": "tolerant", "continueOnError": True, "resources": [
+        wait_resource("work", 1),
+        {"name": "no-such-record", "action": "route53.record",
+         "parameters": {"zoneName": "nowhere.example.com", "recordName": "www.nowhere.example.com",
+                        "recoveryValue": "x.example.com"}}]}]},
+        name="notify-partial", notifications={"topicArn": topic, "events": ["completed"]})
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.PLANNED)
+    assert (await handle.result()).status is RunStatus.PARTIAL
+    await wait_until(handle, lambda s: any(n.message_id for n in s.notifications), timeout=60)
+    [partial] = received(sqs, queue)
+    assert event_of(partial) == "partial" and partial["Subject"] == "PARTIAL: planned of notify-partial"
+    assert "ended PARTIAL (every phase ran; some steps failed within the plan's policy)" in partial["Message"]
+    assert "planned of notify-partial partial: ACTIVATE/tolerant/no-such-record: " in partial["Message"]
+    assert "Failed within policy: ACTIVATE/tolerant/no-such-record" in partial["Message"]
+    assert "ACTIVATE PARTIAL" in partial["Message"]

@@ -1,13 +1,16 @@
-"""The run page's texts, from states built by hand (no server): a DRS child's wave progress, a gate's deadline."""
+"""The run page's texts, from states built by hand (no server): a DRS child's wave progress, a gate's deadline, a
+PARTIAL run's outcome."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from contracts.drs_recovery import DrsRecoveryState, ServerRecord, ServerStatus, WaveRecord, WaveStatus
-from contracts.lifecycle import Approval, Gate
+from contracts.lifecycle import Approval, Gate, HookState, LifecycleInput, RunStatus, StepStatus
 from plans.model import Mode, Phase
-from workflows.run_details import drs_details, gate_line
+from tests.lifecycle_helpers import make_plan, wait_resource
+from workflows.run_details import drs_details, gate_line, lifecycle_details
+from workflows.state import close, new_state, result_of
 
 NOW = datetime(2026, 12, 5, 21, 0, tzinfo=UTC)
 
@@ -41,3 +44,27 @@ def test_a_gate_line_says_who_may_approve_who_has_and_when_it_times_out() -> Non
         "Waiting for approval of `ACTIVATE/servers`: 2 approval(s) from recovery-manager; 1 of 2 "
         "(alice@example.com) so far; times out at 2026-12-05 21:30 UTC (abort). "
         "Approve with the `approve` update or signal (`drctl drill approve`).")
+
+
+def test_a_partial_run_says_so_first_and_a_drs_state_names_its_failed_optional_servers() -> None:
+    servers = {f"web{i}": _server(f"web{i}", "web", s) for i, s in enumerate(
+        [ServerStatus.LAUNCHED, ServerStatus.FAILED, ServerStatus.TIMED_OUT, ServerStatus.FAILED, ServerStatus.FAILED])}
+    servers["web1"].hostname, servers["web1"].detail = "web-1.example.com", "LAUNCH_FAILED: no capacity"
+    child = DrsRecoveryState(
+        workflow_id="w", resource="servers", phase=Phase.ACTIVATE, mode=Mode.DRILL, started_at=NOW,
+        waves=[WaveRecord(name="db", depends_on=[], status=WaveStatus.PARTIAL, post_hooks=[HookState(
+                   name="smoke", when="post", kind="lambda", target="smoke:1", account="1", region="us-west-2",
+                   on_failure="continue", timeout_seconds=60, status=StepStatus.FAILED, error="FunctionError")]),
+               WaveRecord(name="web", depends_on=["db"], status=WaveStatus.PARTIAL, servers=list(servers))],
+        servers=servers)
+    assert child.within_policy() == ["wave db: post-hook smoke failed: FunctionError",
+                                     "wave web: 4 optional servers failed (web-1.example.com: LAUNCH_FAILED: no "
+                                     "capacity, web2: TIMED_OUT, web3: FAILED, ...)"]
+
+    plan = make_plan({"ACTIVATE": [{"name": "l", "resources": [wait_resource("a")]}]}, name="web")
+    state = new_state(LifecycleInput(plan=plan, mode=Mode.DRILL, initiator="alice"), "dr-x", NOW)
+    close(state, RunStatus.PARTIAL, "drill of web partial: ACTIVATE/l/a: boom", NOW)
+    first, outcome = lifecycle_details(state, result_of(state).message).split("\n\n")
+    assert first == ("**drill of web** by alice: **PARTIAL** (some steps failed within the plan's policy), "
+                     "phases done: none")
+    assert outcome == "drill of web partial: ACTIVATE/l/a: boom"

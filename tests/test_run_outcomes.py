@@ -11,13 +11,13 @@ import uuid
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 from contracts.lifecycle import INVALID_INPUT, LifecycleResult, RunStatus
 from tests.identity_helpers import token_for
-from tests.lifecycle_helpers import control, make_plan, send, start_run, status_of, wait_resource, wait_until
+from tests.lifecycle_helpers import control, make_plan, resource, send, start_run, status_of, wait_resource, wait_until
 
 TEMPORAL = os.path.join(sysconfig.get_path("scripts"), "temporal")
 DR_STATUS = SearchAttributeKey.for_keyword("DrStatus")
@@ -48,8 +48,14 @@ async def test_completed_partial_and_failed_runs(worker, sandbox):
     failed = await start_run(worker.client, worker.task_queue, plan_of("end-failed", {"name": "dns",
                                                                                       "resources": [MISSING_ZONE]}))
     assert await ended(ok) == (RunStatus.COMPLETED, "COMPLETED")
-    assert await ended(partial) == (RunStatus.COMPLETED, "COMPLETED")
-    assert (await partial.result()).failed_resources  # completed, and says what did not
+    # Something failed within the plan's policy: PARTIAL everywhere, naming it; Temporal sees a completed workflow.
+    assert await ended(partial) == (RunStatus.PARTIAL, "PARTIAL")
+    result = await partial.result()
+    error = resource(await status_of(partial), "ACTIVATE", "tolerant", "missing-zone").error
+    assert result.failed_resources == [f"ACTIVATE/tolerant/missing-zone: {error}"]
+    assert result.message.startswith("drill of end-partial partial: ACTIVATE/tolerant/missing-zone: "), result.message
+    assert "no-such-zone" in result.message
+    assert (await partial.describe()).status is WorkflowExecutionStatus.COMPLETED
     assert await ended(failed) == ("DrRunFailed", "FAILED")
     assert (await status_of(failed)).status is RunStatus.FAILED
 

@@ -38,6 +38,7 @@ from workers.main import workflow_runner
 from contracts.callback import (
     CALLBACK_SEND,
     CAUSE_MAX,
+    OUTPUT_MAX_BYTES,
     CallbackReply,
     CallbackOptions,
     CallbackRequest,
@@ -145,6 +146,27 @@ async def test_failed_run_answers_failure_with_error_and_cause(worker, sandbox):
     state = await status_of(handle)
     assert state.callback.status is CallbackStatus.DELIVERED
     assert (state.callback.outcome, state.callback.error) == ("failure", "DrRunFailed")
+
+
+async def test_partial_run_answers_success_with_status_partial(worker, sandbox):
+    """Failures within the plan's policy: the Task succeeds (the plan accepted this outcome), and its output says
+    PARTIAL and what failed, so a Choice state can branch on it."""
+    caller = Caller()
+    token = await caller.start("sfn-partial")
+    plan = make_plan({"ACTIVATE": [{"name": "tolerant", "continueOnError": True,
+                                    "resources": [wait_resource("w", 1), MISSING_ZONE]}]}, name="sfn-partial")
+    handle = await start_run(worker.client, worker.task_queue, plan, options=callback(token))
+    assert (await finish(handle)).status is RunStatus.PARTIAL
+
+    execution = await caller.ended()
+    assert execution["status"] == "SUCCEEDED"
+    output = json.loads(execution["output"])
+    assert output["status"] == "PARTIAL" and output["resources"] == {"SUCCEEDED": 1, "FAILED": 1}
+    assert output["message"].startswith("drill of sfn-partial partial: ACTIVATE/tolerant/missing-zone: ")
+    assert len(output["failedResources"]) == 1 and "missing-zone" in output["failedResources"][0]
+    assert output["partialResources"] == []
+    state = await status_of(handle)
+    assert state.callback.status is CallbackStatus.DELIVERED and state.callback.outcome == "success"
 
 
 async def test_a_plan_account_answers_through_its_role(worker):
@@ -305,6 +327,12 @@ def test_what_is_sent_fits_the_service_limits():
     assert utf8_len(cause) <= CAUSE_MAX
     parsed = json.loads(cause)  # still JSON the state machine can parse
     assert parsed["failedResourcesOmitted"] + len(parsed["failedResources"]) == 500
+    partial = {"status": "PARTIAL", "failedResources": ["ACTIVATE/l/r: boom"],
+               "partialResources": [f"ACTIVATE/drs/s{i}: wave w: " + "e" * 900 for i in range(400)]}
+    parsed = json.loads(fit_json(partial, OUTPUT_MAX_BYTES))
+    assert parsed["failedResources"] == ["ACTIVATE/l/r: boom"] and "failedResourcesOmitted" not in parsed
+    assert 0 < len(parsed["partialResources"]) < 400
+    assert parsed["partialResourcesOmitted"] + len(parsed["partialResources"]) == 400
     assert utf8_len(clip("é" * 300, 256)) <= 256 and clip("short", 256) == "short"
     assert failure_error("CANCELLED") == "DrRunCancelled"
     assert "secret" not in repr(CallbackOptions(task_token="secret"))

@@ -49,7 +49,8 @@ class DrsRecoveryWorkflow:
         else:
             await self._phases.replicate()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._waves.result()
+        # What failed within policy goes up with the result, so the lifecycle run's PARTIAL outcome can name it.
+        return self._waves.result().model_copy(update={"within_policy": self._state.within_policy()})
 
     @workflow.query(name="status")
     def status(self) -> DrsRecoveryState:

@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from plans.drs import DRS_ACTION
     from plans.model import Layer, Phase, Resource
     from plans.references import has_references
-    from contracts.drs_recovery import DRS_WORKFLOW_TYPE, DrsRecoveryResult, drs_input_for
+    from contracts.drs_recovery import DRS_WORKFLOW_TYPE, DrsRecoveryResult, WaveStatus, drs_input_for
     from contracts.run_metadata import run_memo
     from contracts.identity import LOAD_TRUST, TrustConfig
     from contracts.search_attributes import DR_INITIATOR, DR_MODE, DR_PLAN, DR_STATUS
@@ -52,11 +52,14 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
         StepStatus,
     )
-    from workflows.state import layer_rollup, new_state, phase_rollup, result_of
+    from workflows.state import layer_rollup, new_state, partial_message, phase_rollup, result_of, within_policy
 
 
 # The run's memo (plan, its hash, mode), shown by the Temporal UI and `temporal workflow describe`.
 RUN_MEMO_PATCH = "run-memo"
+# A run in which something failed within policy ends PARTIAL (and a DRS recovery whose waves ended PARTIAL is a PARTIAL
+# resource) where it used to end COMPLETED.
+RUN_PARTIAL_PATCH = "run-partial"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -196,7 +199,11 @@ class DrLifecycleWorkflow:
         if self._state.cancel_requested:
             await self._end(RunStatus.CANCELLED, "cancelled by operator")
         elif not self._state.status.finished:
-            self._board.finish(RunStatus.COMPLETED, "")
+            # Something failed within the plan's policy: PARTIAL, naming it. Runs recorded before ended COMPLETED.
+            if (tolerated := within_policy(self._state)) and workflow.patched(RUN_PARTIAL_PATCH):
+                self._board.finish(RunStatus.PARTIAL, partial_message(self._state, tolerated))
+            else:
+                self._board.finish(RunStatus.COMPLETED, "")
 
     async def _end(self, status: RunStatus, message: str) -> None:
         """End a failed or cancelled run; a drill first cleans up after itself (workflows.lifecycle_cleanup)."""
@@ -330,7 +337,12 @@ class DrLifecycleWorkflow:
         self._control.withdraw_child_gates(child_id)
         state.outputs.update(launched=result.launched, failed=result.failed, jobs=result.jobs,
                              waves={k: v.value for k, v in result.waves.items()})
-        if result.status.succeeded:
+        if result.status is WaveStatus.PARTIAL and workflow.patched(RUN_PARTIAL_PATCH):
+            # Optional servers (or a wave hook with onFailure continue) failed within policy: said, never hidden.
+            state.error = "; ".join(result.within_policy) or result.message
+            state.error_type = "FailedWithinPolicy"
+            end(state, StepStatus.PARTIAL, result.message)
+        elif result.status.succeeded:
             end(state, StepStatus.SUCCEEDED, result.message)
         else:
             state.error, state.error_type = result.message, "DrsRecoveryFailed"

@@ -141,8 +141,10 @@ class StepFunctionsCallback:
             "phaseDurationsSeconds": result.phase_durations_seconds,
             "resources": self._resource_counts(),
             "failedResources": result.failed_resources,
+            "partialResources": result.partial_resources,
         }
-        if result.status is RunStatus.COMPLETED:
+        # PARTIAL is a success too: the run did all it was asked within the plan's policy (`status` tells them apart).
+        if result.status in (RunStatus.COMPLETED, RunStatus.PARTIAL):
             return self._callback_request("success", output=fit_json(summary, OUTPUT_MAX_BYTES))
         return self._callback_request("failure", error=failure_error(result.status.value),
                                       cause=fit_json(summary, CAUSE_MAX))

@@ -21,10 +21,11 @@ with workflow.unsafe.imports_passed_through():
     from plans.notifications import NotificationEvent
     from contracts.lifecycle import Gate, LifecycleState, NotificationRecord, RunStatus
     from plans.model import Plan
-    from workflows.state import result_of
+    from workflows.state import result_of, within_policy
 
-_OUTCOME_EVENTS = {RunStatus.COMPLETED: NotificationEvent.COMPLETED, RunStatus.FAILED: NotificationEvent.FAILED,
-                   RunStatus.CANCELLED: NotificationEvent.CANCELLED, RunStatus.REJECTED: NotificationEvent.REJECTED}
+_OUTCOME_EVENTS = {RunStatus.COMPLETED: NotificationEvent.COMPLETED, RunStatus.PARTIAL: NotificationEvent.PARTIAL,
+                   RunStatus.FAILED: NotificationEvent.FAILED, RunStatus.CANCELLED: NotificationEvent.CANCELLED,
+                   RunStatus.REJECTED: NotificationEvent.REJECTED}
 # Bounded: a pause answers its caller only after its notification went out (or gave up).
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=5), maximum_attempts=3)
 
@@ -69,17 +70,25 @@ class Notifier:
         phases = ", ".join(f"{p.phase.value} {p.status.value}" + (f" {p.duration_seconds:.0f} s"
                                                                  if p.duration_seconds is not None else "")
                            for p in self._state.phases)
+        partial = self._state.status is RunStatus.PARTIAL
         lines = [f"Run {self._state.workflow_id}: {self._state.mode.value} of plan {self._state.plan_name}, "
-                 f"started by {self._state.initiator}, ended {self._state.status.value}.", result.message,
-                 f"Phases: {phases}"]
-        if result.failed_resources:
+                 f"started by {self._state.initiator}, ended {self._state.status.value}"
+                 + (" (every phase ran; some steps failed within the plan's policy)." if partial else "."),
+                 result.message, f"Phases: {phases}"]
+        if partial:
+            lines.append("Failed within policy: " + ", ".join(within_policy(self._state)))
+        elif result.failed_resources:
             lines.append("Failed: " + ", ".join(result.failed_resources))
         await self._send(event, f"{self._state.status.value}: {self._state.mode.value} of "
                                 f"{self._state.plan_name}", "\n".join(lines))
 
     async def _send(self, event: NotificationEvent, subject: str, message: str, gate: str | None = None) -> None:
         settings = self._plan.notifications
-        if settings is None or event not in settings.events:
+        if settings is None:
+            return
+        # A plan that asked for "completed" before "partial" existed keeps hearing of every run that completed.
+        if event not in settings.events and not (event is NotificationEvent.PARTIAL
+                                                 and NotificationEvent.COMPLETED in settings.events):
             return
         account = self._plan.accounts.get(settings.account) if settings.account else None
         record = NotificationRecord(event=event.value, at=self._now(), gate=gate)

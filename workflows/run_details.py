@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contracts.activities import ResourceCall
 from contracts.drs_recovery import DrsRecoveryState, ServerStatus, WaveStatus
-from contracts.lifecycle import Gate, LayerState, LifecycleState, PhaseState, StepStatus
+from contracts.lifecycle import Gate, LayerState, LifecycleState, PhaseState, RunStatus, StepStatus
 
 # A run page is read at a glance: the resources of the layer at work, but not hundreds of lines of them.
 _MAX_LINES = 12
@@ -33,11 +33,14 @@ def gate_line(gate: Gate) -> str:
 
 def lifecycle_details(state: LifecycleState, outcome: str = "") -> str:
     """The run page's current details; `outcome` is the result's message once the run has ended."""
+    if state.status.finished:
+        # The outcome first, in bold: a PARTIAL run must not read like a COMPLETED one at a glance.
+        lines = [f"**{state.mode.value} of {state.plan_name}** by {state.initiator}: **{state.status.value}**"
+                 + (" (some steps failed within the plan's policy)" if state.status is RunStatus.PARTIAL else "")
+                 + f", {_phase_text(state)}", outcome]
+        return "\n\n".join(lines)
     lines = [f"**{state.mode.value} of {state.plan_name}** by {state.initiator}: "
              f"{_phase_text(state)}, {state.status.value}"]
-    if state.status.finished:
-        lines.append(outcome)
-        return "\n\n".join(lines)
     if (gate := state.pending_gate()) is not None:
         lines.append(gate_line(gate))
     if state.paused:

@@ -140,11 +140,41 @@ def failed_resources(state: LifecycleState) -> list[str]:
     ]
 
 
+def partial_resources(state: LifecycleState) -> list[str]:
+    """Resources that ended PARTIAL (a DRS recovery with optional servers failed), with what failed in them."""
+    return [f"{p.phase.value}/{layer.name}/{r.name}: {r.error or r.message}"
+            for p in state.phases for layer in p.layers for r in layer.resources if r.status is StepStatus.PARTIAL]
+
+
+def within_policy(state: LifecycleState) -> list[str]:
+    """Everything that failed in a run that went on, in run order: resources of continue-on-error layers, hooks with
+    onFailure continue, resources that ended PARTIAL. Empty: nothing failed, the run is COMPLETED; else PARTIAL."""
+    items = []
+    for p in state.phases:
+        for layer in p.layers:
+            items += [f"{p.phase.value}/{layer.name}/{h.when}-hook {h.name}: {h.error}" for h in layer.pre_hooks
+                      if h.status is StepStatus.FAILED]
+            items += [f"{p.phase.value}/{layer.name}/{r.name}: {r.error or r.message}" for r in layer.resources
+                      if r.status in (StepStatus.FAILED, StepStatus.PARTIAL)]
+            items += [f"{p.phase.value}/{layer.name}/{h.when}-hook {h.name}: {h.error}" for h in layer.post_hooks
+                      if h.status is StepStatus.FAILED]
+    return items
+
+
+def partial_message(state: LifecycleState, items: list[str], shown: int = 3, limit: int = 240) -> str:
+    """"drill of web partial: ACTIVATE/app/servers: wave web: 1 optional server failed (web-3: ...); ...": the
+    first `shown` of what failed within policy, each clipped to `limit` characters, for a message read at a glance
+    (the result's failed_resources and partial_resources, and the status, have them all)."""
+    clipped = [item if len(item) <= limit else item[:limit - 1] + "…" for item in items[:shown]]
+    more = f"; and {len(items) - shown} more" if len(items) > shown else ""
+    return f"{state.mode.value} of {state.plan_name} partial: {'; '.join(clipped)}{more}"
+
+
 def result_of(state: LifecycleState) -> LifecycleResult:
     failed = failed_resources(state)
     if state.error:
         message = state.error
-    elif failed:  # continue-on-error layers: the run went on, but say so
+    elif failed:  # continue-on-error layers: the run went on, but say so (runs from before RunStatus.PARTIAL)
         message = f"{state.mode.value} of {state.plan_name} completed with {len(failed)} failed resource(s)"
     else:
         message = f"{state.mode.value} of {state.plan_name} completed"
@@ -156,4 +186,5 @@ def result_of(state: LifecycleState) -> LifecycleResult:
         },
         failed_resources=failed,
         message=message,
+        partial_resources=partial_resources(state),
     )

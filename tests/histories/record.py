@@ -46,7 +46,7 @@ from tests.lifecycle_helpers import (
 from tests.identity_helpers import token_for
 from tests.test_drs_recovery import child_state, drs_plan, estate
 from tests.test_lifecycle_aws import Estate
-from contracts.lifecycle import INVALID_INPUT, PERMISSION_DENIED, WORKFLOW_TYPE, RunStatus, StepStatus
+from contracts.lifecycle import INVALID_INPUT, PERMISSION_DENIED, WORKFLOW_TYPE, RunOptions, RunStatus, StepStatus
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -277,6 +277,46 @@ async def test_bad_input(worker) -> None:  # type: ignore[no-untyped-def]
     assert isinstance(cause, ApplicationError) and (cause.type, cause.non_retryable) == (INVALID_INPUT, True)
     assert "mode: Input should be 'drill'" in cause.message, cause.message
     await save(worker.client, handle, "bad-input", "run started with mode \"yolo\": fails at once with InvalidInput")
+
+
+async def _tolerated_failures(worker: Any, world: Any, name: str) -> WorkflowHandle[Any, Any]:
+    """A drill whose continue-on-error layer has a failing resource and whose DRS wave loses 1 of 4 optional
+    servers (maxFailedPercent 25): everything that fails, fails within the plan's policy."""
+    app = estate(world, {"web": 4})
+    world.set_faults(launch_failures={f"web-002.{app}.example.com"})
+    data = drs_plan(f"hist-{name}", app, waves=[{"name": "web", "protectionGroups": ["web"], "maxFailedPercent": 25}],
+                    groups={"web": {"tags": {"Tier": "web"}, "impact": "optional"}},
+                    cleanup=False).model_dump(by_alias=True, mode="json")
+    missing_zone = {"name": "missing-zone", "action": "route53.record",
+                    "parameters": {"zoneName": "no-such-zone.example.com",
+                                   "recordName": "www.no-such-zone.example.com", "recoveryValue": "x.example.com"}}
+    data["phases"]["ACTIVATE"]["layers"].insert(0, {"name": "tolerant", "continueOnError": True,
+                                                    "resources": [wait_resource("w", 1), missing_zone]})
+    return await start_run(worker.client, worker.task_queue, Plan.model_validate(data), mode=Mode.DRILL,
+                           options=RunOptions(phases=["ACTIVATE"]))
+
+
+async def test_tolerated_failures_completed(worker, world) -> None:  # type: ignore[no-untyped-def]
+    """_tolerated_failures on code from before RunStatus.PARTIAL (recorded on 7e53c6e): the run ended COMPLETED and
+    its DRS resource SUCCEEDED. Today's code must replay it as it was (the run-partial patch)."""
+    not_recorded_yet("tolerated-failures-completed")
+    handle = await _tolerated_failures(worker, world, "tolerated")
+    assert (await finish(handle)).status is RunStatus.COMPLETED
+    assert resource(await status_of(handle), "ACTIVATE", "servers", "servers").status is StepStatus.SUCCEEDED
+    await save(worker.client, handle, "tolerated-failures-completed",
+               "drill with a failed resource in a continue-on-error layer and 1/4 optional DRS servers failed "
+               "(maxFailedPercent 25), before RunStatus.PARTIAL; completed with status COMPLETED")
+
+
+async def test_partial_run(worker, world) -> None:  # type: ignore[no-untyped-def]
+    """_tolerated_failures with the run-partial patch: the DRS resource ends PARTIAL, and so does the run."""
+    not_recorded_yet("partial-run")
+    handle = await _tolerated_failures(worker, world, "partial")
+    assert (await finish(handle)).status.value == "PARTIAL"
+    assert resource(await status_of(handle), "ACTIVATE", "servers", "servers").status.value == "PARTIAL"
+    await save(worker.client, handle, "partial-run",
+               "drill with a failed resource in a continue-on-error layer and 1/4 optional DRS servers failed "
+               "(maxFailedPercent 25); completed with status PARTIAL")
 
 
 if __name__ == "__main__":
