@@ -127,6 +127,27 @@ async def test_a_temporal_cancel_mid_launch_cleans_up_what_was_launched(worker, 
                                                   "terminated 3 drill instance(s) of this execution in 1 TERMINATE "
                                                   "job(s), after waiting for 1 of its LAUNCH job(s) still running: "
                                                   ), state.error
+    assert state.phases[1].layers[0].resources[0].status is StepStatus.CANCELLED
+    assert live_drill_instances(handle.id) == []
+
+
+async def test_a_forced_cancel_mid_launch_ends_cancelled_and_cleans_up(worker, world):
+    world.set_durations(launch=120.0)  # the db job lasts ~3 s: the forced cancel stops its watch, DRS goes on
+    app = drs_estate(world, {"db": 2, "app": 2})
+    plan = drs_plan("forced-cleans", app, ACTIVATE=[drs_layer(TWO_WAVES)], CLEANUP=[drs_layer(TWO_WAVES)])
+    handle = await start_run(worker.client, worker.task_queue, plan)
+    drs = boto3.client("drs", region_name=REGION)
+    await wait_until(handle, lambda _: bool(jobs_of(drs, handle.id)), timeout=30)
+    assert (await send(handle, "cancel", control(force=True, reason="abort"))).accepted
+    result = await handle.result()
+    assert result.status is RunStatus.CANCELLED
+    assert result.message.startswith("cancelled by operator; cleanup after cancel: servers/servers: terminated 2 "
+                                     "drill instance(s) of this execution in 1 TERMINATE job(s), after waiting for 1 "
+                                     "of its LAUNCH job(s) still running: "), result.message
+    state = await status_of(handle)
+    activate = state.phases[1].layers[0].resources[0]
+    assert (activate.status, activate.message) == (
+        StepStatus.CANCELLED, "cancelled; the DRS jobs it started may still be running")
     assert live_drill_instances(handle.id) == []
 
 

@@ -331,9 +331,11 @@ class DrLifecycleWorkflow:
                 static_details=f"Part of run `{self._state.workflow_id}`; its waves, servers and DRS jobs are here.")
         except ChildWorkflowError as err:
             self._control.withdraw_child_gates(child_id)
+            # A cancel (forced, or through Temporal) stopped it: CANCELLED, so the run ends CANCELLED, not FAILED.
+            if isinstance(err.cause, CancelledError) and workflow.patched("drs-child-cancel-is-cancel"):
+                return end(state, StepStatus.CANCELLED, "cancelled; the DRS jobs it started may still be running")
             state.error, state.error_type = str(err.cause or err), "DrsRecoveryFailed"
-            end(state, StepStatus.FAILED)
-            return
+            return end(state, StepStatus.FAILED)
         self._control.withdraw_child_gates(child_id)
         state.outputs.update(launched=result.launched, failed=result.failed, jobs=result.jobs,
                              waves={k: v.value for k, v in result.waves.items()})
