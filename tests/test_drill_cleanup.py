@@ -252,3 +252,19 @@ async def test_a_cleanup_that_fails_says_what_failed_and_what_is_left(worker, sa
     assert cleanup.startswith("dns/missing-zone failed: ") and "no-such-zone.example.com" in cleanup
     assert cleanup.endswith(f"; not cleaned up: tidy/tidy (`drctl drill cleanup {handle.id}` removes them)")
     assert state.phase(Phase.CLEANUP).status is StepStatus.FAILED
+
+
+async def test_a_drill_rejected_at_a_gate_after_its_servers_launched_cleans_up(worker, world):
+    app = drs_estate(world, {"db": 2, "app": 2})
+    plan = drs_plan("rejected-cleans", app, ACTIVATE=[drs_layer(TWO_WAVES), {
+        "name": "traffic", "approvalRequired": True, "resources": [wait_resource("switch")]}],
+        CLEANUP=[drs_layer(TWO_WAVES)])
+    handle = await start_run(worker.client, worker.task_queue, plan)
+    await wait_until(handle, lambda s: s.pending_gate() is not None, timeout=60)
+    assert len(live_drill_instances(handle.id)) == 4
+    assert (await send(handle, "reject", control("manager@example.com", reason="app tier broken"))).accepted
+    result = await handle.result()
+    assert result.status is RunStatus.REJECTED
+    assert result.message.startswith("gate ACTIVATE/traffic rejected by manager@example.com: app tier broken; cleanup "
+                                     "after rejection: servers/servers: terminated 4 drill instance(s)"), result.message
+    assert live_drill_instances(handle.id) == []

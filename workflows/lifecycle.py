@@ -88,7 +88,7 @@ class DrLifecycleWorkflow:
         self._gates = Gates(self._state, input.mode, self._board, self._notifier)
         self._control = Control(self._state, self._governance, self._board, self._notifier, self._tasks)
         self._callback = StepFunctionsCallback(self._state, input)
-        self._after_failure = AfterFailure(self._state, input, self._gates, self._board)
+        self._ending = AfterFailure(self._state, input, self._gates, self._board, self._run_layer)
         self._messages.bind(self._state, self._governance, self._control)
 
     # ---- run ---------------------------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ class DrLifecycleWorkflow:
         except asyncio.CancelledError:
             # Cancelled through Temporal itself (`temporal workflow cancel`): record it, then let Temporal know.
             self._state.cancel_requested = True
-            await self._end(RunStatus.CANCELLED, "cancelled through Temporal")
+            await self._ending.end(RunStatus.CANCELLED, "cancelled through Temporal")
             await self._callback.end()
             raise
         except FailureError as err:
@@ -192,22 +192,18 @@ class DrLifecycleWorkflow:
             phase_state.ended_at = workflow.now()
             phase_state.status = phase_rollup(phase_state)
             if phase_state.status is StepStatus.FAILED:
-                await self._end(RunStatus.FAILED, f"phase {phase.value} failed: {self._board.failure_summary()}")
+                await self._ending.end(RunStatus.FAILED, f"phase {phase.value} failed: {self._board.failure_summary()}")
                 return
             if self._state.status.finished:
                 return
         if self._state.cancel_requested:
-            await self._end(RunStatus.CANCELLED, "cancelled by operator")
+            await self._ending.end(RunStatus.CANCELLED, "cancelled by operator")
         elif not self._state.status.finished:
             # Something failed within the plan's policy: PARTIAL, naming it. Runs recorded before ended COMPLETED.
             if (tolerated := within_policy(self._state)) and workflow.patched(RUN_PARTIAL_PATCH):
                 self._board.finish(RunStatus.PARTIAL, partial_message(self._state, tolerated))
             else:
                 self._board.finish(RunStatus.COMPLETED, "")
-
-    async def _end(self, status: RunStatus, message: str) -> None:
-        """End a failed or cancelled run; a drill first cleans up after itself (workflows.lifecycle_cleanup)."""
-        self._board.finish(status, await self._after_failure.settle(status, message, self._run_layer))
 
     async def _run_layer(self, phase: Phase, layer: Layer, layer_state: LayerState) -> None:
         layer_state.status = StepStatus.RUNNING

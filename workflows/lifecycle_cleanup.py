@@ -1,5 +1,5 @@
-"""A drill never leaves anything behind: when one fails or is cancelled once ACTIVATE started doing something, its
-CLEANUP layers run (in plan order, as a normal CLEANUP: a failed layer stops the ones after it unless it continues
+"""A drill never leaves anything behind: when one fails, is cancelled, or is stopped at a gate (rejected, or its
+approval timed out) once ACTIVATE started doing something, its CLEANUP layers run (in plan order, as a normal CLEANUP: a failed layer stops the ones after it unless it continues
 on error) before the run ends with its original outcome and a message saying what the cleanup did.
 
 Not cleaned up, and the message says why and what stays up:
@@ -7,17 +7,18 @@ Not cleaned up, and the message says why and what stays up:
   diagnosis;
 - the run's phases leave out CLEANUP: the operator asked to keep the drill up, and that is respected.
 Not cleaned up, the message as before: nothing of ACTIVATE started (nothing to clean up); the plan has no CLEANUP
-layers (it cleans up nothing, also after a drill that completes); the CLEANUP phase ran already (and failed, or was
-cancelled: its own state says what it did); the run is a cleanup of another execution (RunOptions.cleanup_of); the
-run was REJECTED at a gate (a "no" there may be about the cleanup itself); it is a real failover (planned, disaster,
-failback: they never clean up on their own).
+layers (it cleans up nothing, also after a drill that completes); the CLEANUP phase started already (it failed or
+was cancelled, and its own state says what it did; or its own approval gate was rejected: that "no" is about the
+cleanup itself); the run is a cleanup of another execution (RunOptions.cleanup_of); it is a real failover (planned,
+disaster, failback: they never clean up on their own).
 
 The cleanup passes no approval gate (its phase's or layers'): the run has ended its work, and keeping the artefacts
 is what keep_on_failure is for. The cancel that ended the run does not stop it (cleaning up is what a cancelled
 drill owes); a cancel sent during the cleanup of a failed drill does, and `cancel --force` stops running steps.
 `drctl drill cleanup RUN` removes whatever is left, later.
 
-A plain object DrLifecycleWorkflow owns and calls from one place (its `_end`); deterministic, no I/O.
+A plain object DrLifecycleWorkflow owns: `end` is how a failed or cancelled run ends, and how a gate (Gates.stop_run)
+ends a rejected one. Deterministic, no I/O.
 """
 
 from __future__ import annotations
@@ -62,17 +63,24 @@ def jobs_since(input: LifecycleInput, state: LifecycleState) -> datetime:
 
 
 class AfterFailure:
-    def __init__(self, state: LifecycleState, input: LifecycleInput, gates: Gates, board: StatusBoard) -> None:
+    def __init__(self, state: LifecycleState, input: LifecycleInput, gates: Gates, board: StatusBoard,
+                 run_layer: RunLayer) -> None:
         self._state, self._input, self._gates, self._board = state, input, gates, board
+        self._run_layer = run_layer
+        gates.stop_run = self.end  # a rejected or timed-out gate ends the run here too
 
-    async def settle(self, status: RunStatus, message: str, run_layer: RunLayer) -> str:
+    async def end(self, status: RunStatus, message: str) -> None:
+        """End a failed, cancelled or rejected run; a drill first cleans up after itself."""
+        self._board.finish(status, await self.settle(status, message))
+
+    async def settle(self, status: RunStatus, message: str) -> str:
         """The run's final message for `status`: `message`, and what cleaning up after it did or why it did not;
         runs the cleanup when it is due."""
         if not self._due(status) or not workflow.patched(AFTER_FAILURE_PATCH):
             return message
         if not self._input.plan.layers(Phase.CLEANUP):
             return message  # the plan cleans up nothing, also after a drill that completes
-        after = "failure" if status is RunStatus.FAILED else "cancel"
+        after = {RunStatus.FAILED: "failure", RunStatus.CANCELLED: "cancel"}.get(status, "rejection")
         again = f"`drctl drill cleanup {self._state.workflow_id}` removes them"
         cleanup = next((p for p in self._state.phases if p.phase is Phase.CLEANUP), None)
         if cleanup is None:
@@ -86,17 +94,18 @@ class AfterFailure:
         if keep:
             return (f"{message}; nothing was cleaned up after {after}: kept for diagnosis, as {by} asks: "
                     f"{self._created()} stay up ({again})")
-        await self._run_cleanup(run_layer)
+        await self._run_cleanup()
         return f"{message}; {self._report(after, again)}"
 
     def _due(self, status: RunStatus) -> bool:
-        if status not in (RunStatus.FAILED, RunStatus.CANCELLED) or self._input.mode is not Mode.DRILL \
+        if status not in (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.REJECTED) \
+                or self._input.mode is not Mode.DRILL \
                 or self._input.options.cleanup_of is not None:
             return False
         activate = next((p for p in self._state.phases if p.phase is Phase.ACTIVATE), None)
         return activate is not None and any(layer.started_at is not None for layer in activate.layers)
 
-    async def _run_cleanup(self, run_layer: RunLayer) -> None:
+    async def _run_cleanup(self) -> None:
         phase_state = self._state.phase(Phase.CLEANUP)
         self._state.current_phase = Phase.CLEANUP
         phase_state.status, phase_state.started_at = StepStatus.RUNNING, workflow.now()
@@ -108,7 +117,7 @@ class AfterFailure:
                     break
                 if layer_state.skipped_by:
                     continue
-                await run_layer(Phase.CLEANUP, layer, layer_state)
+                await self._run_layer(Phase.CLEANUP, layer, layer_state)
                 if layer_state.status is StepStatus.FAILED:
                     break
         finally:

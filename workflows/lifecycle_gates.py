@@ -4,6 +4,7 @@ object DrLifecycleWorkflow owns; the updates that decide a gate are the workflow
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -26,6 +27,8 @@ class Gates:
         # True while a cancelled drill cleans up after itself (workflows.lifecycle_cleanup): the cancel that ended
         # it does not stop its cleanup.
         self.cleanup_despite_cancel = False
+        # How a gate ends the run it stops: set by workflows.lifecycle_cleanup (a drill first cleans up).
+        self.stop_run: Callable[[RunStatus, str], Awaitable[None]] | None = None
 
     async def boundary(self) -> bool:
         """Wait here while paused; answer whether the run may go on."""
@@ -48,9 +51,12 @@ class Gates:
             await workflow.wait_condition(lambda: gate.decision is not None or self._state.cancel_requested,
                                           timeout=timeout, timeout_summary=f"approval gate {gate_id} times out")
         except asyncio.TimeoutError:
-            return self._timed_out(gate, policy.timeout_minutes or 0)
+            if self._timed_out(gate, policy.timeout_minutes or 0):
+                return True
+            await self._stop(f"gate {gate.id} timed out: {gate.reason}")
+            return False
         if gate.decision == "rejected":
-            self._board.finish(RunStatus.REJECTED, f"gate {gate_id} rejected by {gate.actor}: {gate.reason}")
+            await self._stop(f"gate {gate_id} rejected by {gate.actor}: {gate.reason}")
             return False
         self._board.refresh()
         self._board.publish()
@@ -66,5 +72,10 @@ class Gates:
             self._board.publish()
             return True
         gate.reason = f"{waited}; the run is aborted"
-        self._board.finish(RunStatus.REJECTED, f"gate {gate.id} timed out: {gate.reason}")
         return False
+
+    async def _stop(self, message: str) -> None:
+        if self.stop_run is None:
+            self._board.finish(RunStatus.REJECTED, message)
+        else:
+            await self.stop_run(RunStatus.REJECTED, message)
