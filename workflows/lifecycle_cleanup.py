@@ -131,8 +131,9 @@ class AfterFailure:
         for layer in phase_state.layers:
             for r in layer.resources:
                 where = f"{layer.name}/{r.name}"
-                if r.status is StepStatus.SUCCEEDED:
+                if r.status in (StepStatus.SUCCEEDED, StepStatus.PARTIAL):  # PARTIAL: within policy, and said
                     done.append(f"{where}: {r.message}" if r.message else where)
+                    done[-1] += f" ({r.error})" if r.status is StepStatus.PARTIAL and r.error else ""
                 elif r.status in (StepStatus.FAILED, StepStatus.CANCELLED):
                     failed.append(f"{where} {r.status.value.lower()}: {r.error or r.message}")
                 elif not r.skipped_by:
