@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowHandle
 
 from contracts.activities import RESOURCE_START
@@ -20,7 +20,7 @@ from plans.model import Mode, Phase
 from sandbox.drs.models import reset_world
 from tests.aws_helpers import sandbox_admin
 from tests.cli_helpers import start_worker, stop_worker, worker_env
-from tests.lifecycle_helpers import make_plan, start_run, status_of
+from tests.lifecycle_helpers import last_start, make_plan, start_run, status_of
 from tests.test_drs_recovery import REGION, drs_plan, estate, jobs_of
 from tests.test_hooks import GREETING_DOC, automation_document
 from contracts.drs_recovery import DrsRecoveryState
@@ -91,19 +91,6 @@ async def _holder_of(handle: WorkflowHandle[Any, Any], activity_type: str, timeo
     raise AssertionError(f"no worker started {activity_type} in {timeout} s")
 
 
-async def _last_start(handle: WorkflowHandle[Any, Any], activity_type: str) -> tuple[int, datetime]:
-    """(attempt, start time) of the attempt of `activity_type` that ended it, from the run's history."""
-    scheduled: set[int] = set()
-    async for event in handle.fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and \
-                event.activity_task_scheduled_event_attributes.activity_type.name == activity_type:
-            scheduled.add(event.event_id)
-        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED and \
-                event.activity_task_started_event_attributes.scheduled_event_id in scheduled:
-            return event.activity_task_started_event_attributes.attempt, event.event_time.ToDatetime(UTC)
-    raise AssertionError(f"{activity_type} never started")
-
-
 async def test_a_worker_killed_in_a_resource_start_costs_a_heartbeat_timeout(worker, temporal_env, sandbox,
                                                                              tmp_path):
     """Two workers; the one running an INSTANTIATE resource's start (an SSM Automation whose start call the sandbox
@@ -135,7 +122,7 @@ async def test_a_worker_killed_in_a_resource_start_costs_a_heartbeat_timeout(wor
         for process in workers:
             await stop_worker(process)
     assert result.status is RunStatus.COMPLETED and step.status is StepStatus.SUCCEEDED, result.message
-    attempt, started_at = await _last_start(handle, RESOURCE_START)
+    attempt, started_at = await last_start(handle, RESOURCE_START)
     lost = (started_at - killed_at).total_seconds()
     print(f"worker killed in {RESOURCE_START}: attempt {attempt} started {lost:.1f} s after the kill; "
           f"run done {(datetime.now(UTC) - killed_at).total_seconds():.1f} s after")
