@@ -14,8 +14,11 @@ import pytest
 from click.testing import CliRunner
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
-from contracts.drs import DRS_APPLY_LAUNCH, LaunchServer
+from activities.core.aws import AwsClients
+from activities.drs.activities import DrsActivities
+from contracts.drs import DRS_APPLY_LAUNCH, DrsTarget, LaunchGroup, LaunchRequest, LaunchServer
 from activities.drs.launch import (
     SERVER_TRIES,
     VERSION_DESCRIPTION,
@@ -25,7 +28,7 @@ from activities.drs.launch import (
 )
 from drctl.plan_cmd import plan as plan_cli
 from plans.drs import LaunchSettings
-from plans.model import Mode, Plan
+from plans.model import Account, Mode, Plan
 from sandbox.drs.models import DrsWorld, reset_world
 from tests.conftest import HUB_ACCOUNT
 from tests.lifecycle_helpers import finish, last_start, resource, start_run, status_of
@@ -216,6 +219,20 @@ def test_a_throttled_server_is_tried_again_alone(world, clients, network):
     changes = apply_launch_settings(*clients, [(s, desired_for(s, settings)) for s in servers], pause=pauses.append)
     assert [c.server_id for c in changes] == [s.id for s in servers] and pauses == [1.0, 2.0]
     assert [world.answered[("UpdateLaunchConfiguration", s.id)] for s in servers] == [1, 1]
+
+
+def test_a_bad_address_fails_its_group_alone_naming_the_server(world, network):
+    _, good = add_servers(world, 2)
+    _, bad = add_servers(world, 1, tier="db")
+    request = LaunchRequest(target=DrsTarget(account_key="hub", account=Account(id=HUB_ACCOUNT), region=REGION),
+                            groups=[LaunchGroup(group="db", servers=bad, settings=LaunchSettings.model_validate(
+                                        {"subnetId": network["subnet"], "staticPrivateIp": "10.9.9.9"})),
+                                    LaunchGroup(group="web", servers=good,
+                                                settings=LaunchSettings.model_validate({"copyTags": True}))])
+    result = ActivityEnvironment().run(DrsActivities(AwsClients()).apply_launch, request)
+    assert list(result.failed) == ["db"] and bad[0].id in result.failed["db"] and "10.9.9.9" in result.failed["db"]
+    assert sorted((c.group, c.server_id) for c in result.changes) == sorted(("web", s.id) for s in good)
+    assert world.answered[("UpdateLaunchConfiguration", bad[0].id)] == 0
 
 
 async def test_launch_settings_go_on_from_the_servers_done_after_a_failed_attempt(worker, world, network):

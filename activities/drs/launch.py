@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, TypeVar
 
 import structlog
@@ -92,7 +93,7 @@ def apply_launch_settings(drs: Any, ec2: Any, servers: Iterable[tuple[LaunchServ
     for server, desired in servers:
         if server.id in progress.done:
             continue
-        diffs = _per_server(server, lambda: _check(drs, ec2, server, desired, subnets), pause, report)
+        diffs = _per_server(server, partial(_check, drs, ec2, server, desired, subnets), pause, report)
         if diffs:
             pending.append((server, desired, diffs))
         else:
@@ -101,7 +102,7 @@ def apply_launch_settings(drs: Any, ec2: Any, servers: Iterable[tuple[LaunchServ
     progress.done += in_place
     changes = []
     for server, desired, diffs in pending:
-        change = _per_server(server, lambda: _apply_one(drs, ec2, server, desired, diffs), pause, report)
+        change = _per_server(server, partial(_apply_one, drs, ec2, server, desired, diffs), pause, report)
         progress.done.append(server.id)
         progress.changes.append(change)
         changes.append(change)
