@@ -190,3 +190,5 @@ class LaunchChange(ServerDrift):
 class ApplyLaunchResult(BaseModel):
     changes: list[LaunchChange]
     unchanged: int
+    # Group -> why its settings could not be applied (a permanent error, naming the server); the others were.
+    failed: dict[str, str] = Field(default_factory=dict)

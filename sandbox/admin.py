@@ -10,6 +10,8 @@ Tests and demos steer the sandbox through here over HTTP, the same way whatever 
                                  "lagSeconds": 600}
     POST /_sandbox/quotas       {"concurrentJobs": 20, "serversPerJob": 100, "serversInActiveJobs": 500}
     POST /_sandbox/durations    {"snapshot": 2, "conversion": 3, "launch": 3, "terminate": 2}
+    POST /_sandbox/delays       {"operation": "StartAutomationExecution", "seconds": 30, "times": 1}
+                                 answer the next `times` such requests `seconds` late (sandbox/core/delays.py)
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import structlog
 from pydantic import ValidationError
 from pydantic.alias_generators import to_snake
 
+from sandbox.core.delays import Delays
+
 log = structlog.get_logger("sandbox.admin")
 
 PREFIX = "/_sandbox/"
@@ -35,9 +39,10 @@ class AdminError(Exception):
 
 
 class AdminApp:
-    def __init__(self, base_url: Callable[[], str]) -> None:
+    def __init__(self, base_url: Callable[[], str], delays: Delays | None = None) -> None:
         # The server's own URL, known only once it is bound: seeding talks to moto over HTTP like any client.
         self._base_url = base_url
+        self.delays = delays or Delays()
         self.scenario: str | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -78,7 +83,7 @@ class AdminApp:
     def _get_state(self, _: dict[str, Any]) -> dict[str, Any]:
         from sandbox.drs.models import drs_world
 
-        return {"scenario": self.scenario, "drs": drs_world().state_summary()}
+        return {"scenario": self.scenario, "drs": drs_world().state_summary(), "delays": self.delays.pending()}
 
     def _post_reset(self, body: dict[str, Any]) -> dict[str, Any]:
         from moto.moto_api._internal.models import moto_api_backend
@@ -87,6 +92,7 @@ class AdminApp:
 
         moto_api_backend.reset()
         reset_world(time_scale=float(body.get("timeScale", 1.0)), seed=body.get("seed"))
+        self.delays.clear()
         self.scenario = None
         log.info("sandbox.reset", time_scale=body.get("timeScale", 1.0), seed=body.get("seed"))
         return self._get_state({})
@@ -139,6 +145,10 @@ class AdminApp:
         from sandbox.drs.models import drs_world
 
         drs_world().set_quotas(**_snake(body))
+        return self._get_state({})
+
+    def _post_delays(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.delays.add(str(body["operation"]), float(body["seconds"]), int(body.get("times", 1)))
         return self._get_state({})
 
     def _post_durations(self, body: dict[str, Any]) -> dict[str, Any]:

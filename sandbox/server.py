@@ -7,6 +7,7 @@ routed to our own emulators by the credential scope of the request (`Credential=
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,6 +21,7 @@ from sandbox.arc import urls as arc_urls
 from sandbox.arc.models import reset_arc_world
 from sandbox.arc.responses import ClusterApp, ControlApp
 from sandbox.core.caller import signing_service
+from sandbox.core.delays import Delays
 from sandbox.drs import urls as drs_urls
 from sandbox.drs.models import drs_world, reset_world
 from sandbox.drs.responses import DrsApp
@@ -51,7 +53,8 @@ class SandboxApp:
         reset_arc_world()
         self.emulators: dict[str, WsgiApp] = {drs_urls.SERVICE: DrsApp(), arc_urls.CONTROL: ControlApp(),
                                               arc_urls.CLUSTER: ClusterApp(), **(emulators or {})}
-        self.admin = AdminApp(base_url or (lambda: "http://127.0.0.1"))
+        self.delays = Delays()
+        self.admin = AdminApp(base_url or (lambda: "http://127.0.0.1"), self.delays)
         self.opensearch_domains = OpenSearchApp()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -65,7 +68,12 @@ class SandboxApp:
         drs_world().advance()
         service = signing_service(environ)
         target = self.emulators.get(service or "", self.moto)
-        return target(environ, start_response)
+        delay = self.delays.take(environ)
+        if not delay:
+            return target(environ, start_response)
+        answer = list(target(environ, start_response))  # done now; werkzeug sends nothing until it is returned
+        time.sleep(delay)
+        return answer
 
 
 class _QuietRequestHandler(MotoRequestHandler):

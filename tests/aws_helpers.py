@@ -125,3 +125,13 @@ def sandbox_iam_enforced(sandbox_url: str) -> Iterator[None]:
     finally:
         requests.post(f"{sandbox_url}/moto-api/reset-auth", data="inf", timeout=10).raise_for_status()
 
+
+
+def sandbox_admin(sandbox_url: str, action: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST `body` to the sandbox's admin path (sandbox/admin.py), e.g. `delays` or `faults`, or GET it (`state`)
+    without one; its answer."""
+    url = f"{sandbox_url}/_sandbox/{action}"
+    answer = requests.get(url, timeout=10) if body is None else requests.post(url, json=body, timeout=10)
+    answer.raise_for_status()
+    result: dict[str, Any] = answer.json()
+    return result

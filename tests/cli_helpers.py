@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sysconfig
+from pathlib import Path
 from typing import Any
 
+from tests import reaper
 from tests.conftest import TEST_TASK_QUEUE
 from tests.identity_helpers import token_for
 
@@ -58,3 +61,35 @@ async def listed(env: dict[str, str], *args: str, expect: int, timeout: float = 
             return rows
         assert asyncio.get_running_loop().time() < deadline, rows
         await asyncio.sleep(0.5)
+
+
+def worker_env(temporal_env: Any, task_queue: str) -> dict[str, str]:
+    """What `drctl worker` needs to serve `task_queue` of the session's dev server (the sandbox and the trust file
+    come with the test process's environment)."""
+    return {"TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+            "TEMPORAL_TASK_QUEUE": task_queue}
+
+
+async def start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    """A `drctl worker` process in a session of its own (so it can be killed with everything it started), once it
+    says it started; its output goes to `log` (one log per worker: the first "worker.started" is taken)."""
+    out = log.open("ab")
+    process = await asyncio.create_subprocess_exec(DRCTL, "worker", env={**os.environ, **env}, stdout=out,
+                                                   stderr=out, start_new_session=True)
+    reaper.watch(process.pid)  # stopped even if this session is killed outright
+    for _ in range(300):
+        if "worker.started" in log.read_text():
+            return process
+        await asyncio.sleep(0.1)
+    raise AssertionError(log.read_text())
+
+
+async def stop_worker(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL if it is still there after 30 s; a process already gone is fine."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+
+from temporalio.api.enums.v1 import EventType
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.converter import DataConverter
@@ -105,3 +108,16 @@ async def timer_summaries(handle: WorkflowHandle[Any, Any]) -> list[str]:
     return [DataConverter.default.payload_converter.from_payload(event.user_metadata.summary, str)
             async for event in handle.fetch_history_events()
             if event.HasField("timer_started_event_attributes") and event.user_metadata.HasField("summary")]
+
+
+async def last_start(handle: WorkflowHandle[Any, Any], activity_type: str) -> tuple[int, datetime]:
+    """(attempt, start time) of the attempt that ended the run's first `activity_type`, from its history."""
+    scheduled: set[int] = set()
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and \
+                event.activity_task_scheduled_event_attributes.activity_type.name == activity_type:
+            scheduled.add(event.event_id)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED and \
+                event.activity_task_started_event_attributes.scheduled_event_id in scheduled:
+            return event.activity_task_started_event_attributes.attempt, event.event_time.ToDatetime(UTC)
+    raise AssertionError(f"{activity_type} never started")

@@ -14,9 +14,13 @@ import pytest
 from click.testing import CliRunner
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
-from contracts.drs import LaunchServer
+from activities.core.aws import AwsClients
+from activities.drs.activities import DrsActivities
+from contracts.drs import DRS_APPLY_LAUNCH, DrsTarget, LaunchGroup, LaunchRequest, LaunchServer
 from activities.drs.launch import (
+    SERVER_TRIES,
     VERSION_DESCRIPTION,
     apply_launch_settings,
     desired_for,
@@ -24,10 +28,10 @@ from activities.drs.launch import (
 )
 from drctl.plan_cmd import plan as plan_cli
 from plans.drs import LaunchSettings
-from plans.model import Mode, Plan
+from plans.model import Account, Mode, Plan
 from sandbox.drs.models import DrsWorld, reset_world
 from tests.conftest import HUB_ACCOUNT
-from tests.lifecycle_helpers import finish, resource, start_run, status_of
+from tests.lifecycle_helpers import finish, last_start, resource, start_run, status_of
 from contracts.drs_recovery import DrsRecoveryState
 from contracts.lifecycle import RunOptions, RunStatus, StepStatus
 
@@ -205,6 +209,47 @@ async def test_instantiate_fails_the_wave_on_a_bad_static_address(worker, world,
         await handle.result()
     step = resource(await status_of(handle), "INSTANTIATE", "servers", "servers")
     assert step.status is StepStatus.FAILED and servers[0].id in step.error and "10.9.9.9" in step.error
+
+
+def test_a_throttled_server_is_tried_again_alone(world, clients, network):
+    _, servers = add_servers(world, 2)
+    world.set_faults(throttled_calls={f"UpdateLaunchConfiguration:{servers[1].id}": 6})  # twice botocore's 3
+    pauses: list[float] = []
+    settings = LaunchSettings.model_validate({"copyTags": True})
+    changes = apply_launch_settings(*clients, [(s, desired_for(s, settings)) for s in servers], pause=pauses.append)
+    assert [c.server_id for c in changes] == [s.id for s in servers] and pauses == [1.0, 2.0]
+    assert [world.answered[("UpdateLaunchConfiguration", s.id)] for s in servers] == [1, 1]
+
+
+def test_a_bad_address_fails_its_group_alone_naming_the_server(world, network):
+    _, good = add_servers(world, 2)
+    _, bad = add_servers(world, 1, tier="db")
+    request = LaunchRequest(target=DrsTarget(account_key="hub", account=Account(id=HUB_ACCOUNT), region=REGION),
+                            groups=[LaunchGroup(group="db", servers=bad, settings=LaunchSettings.model_validate(
+                                        {"subnetId": network["subnet"], "staticPrivateIp": "10.9.9.9"})),
+                                    LaunchGroup(group="web", servers=good,
+                                                settings=LaunchSettings.model_validate({"copyTags": True}))])
+    result = ActivityEnvironment().run(DrsActivities(AwsClients()).apply_launch, request)
+    assert list(result.failed) == ["db"] and bad[0].id in result.failed["db"] and "10.9.9.9" in result.failed["db"]
+    assert sorted((c.group, c.server_id) for c in result.changes) == sorted(("web", s.id) for s in good)
+    assert world.answered[("UpdateLaunchConfiguration", bad[0].id)] == 0
+
+
+async def test_launch_settings_go_on_from_the_servers_done_after_a_failed_attempt(worker, world, network):
+    app, servers = add_servers(world, 3)
+    # The last server's update is throttled past every try of the first attempt; the second attempt gets through.
+    world.set_faults(throttled_calls={f"UpdateLaunchConfiguration:{servers[-1].id}": 3 * SERVER_TRIES})
+    plan = Plan.model_validate(plan_dict("drs-launch-resume", app, {"copyTags": True, "subnetId": network["subnet"]}))
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL,
+                             options=RunOptions(phases=["INSTANTIATE"]))
+    assert (await finish(handle)).status is RunStatus.COMPLETED
+    child = worker.client.get_workflow_handle(f"{handle.id}/INSTANTIATE/servers/servers")
+    assert (await last_start(child, DRS_APPLY_LAUNCH))[0] == 2
+    state = await child.query("status", result_type=DrsRecoveryState)
+    assert "launch settings changed on 3 server(s)" in state.waves[0].message  # the first attempt's changes kept
+    assert [world.answered[("UpdateLaunchConfiguration", s.id)] for s in servers] == [1, 1, 1]
+    # Read by the first attempt's check and write, never again: the second attempt began at the last server.
+    assert [world.answered[("GetLaunchConfiguration", s.id)] for s in servers[:-1]] == [2, 2]
 
 
 def write_plan(tmp_path: Path, plan: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.core.aws import AwsClients
+from activities.core.heartbeat import KeepAlive
 from activities.callback import CallbackActivities
 from activities.claims import ClaimActivities
 from activities.drs.activities import DrsActivities
@@ -113,6 +114,8 @@ def build_worker(client: Client, task_queue: str, aws: AwsClients,
         activities=[*DrActivities(aws).all(), *DrsActivities(aws).all(), *CallbackActivities(aws).all(),
                     *NotifyActivities(aws).all(), *ClaimActivities(client).all()],
         activity_executor=executor,
+        # Heartbeats for every activity whose call has a heartbeat timeout: a lost worker costs that long, no more.
+        interceptors=[KeepAlive()],
         workflow_runner=workflow_runner(),
         max_concurrent_activities=ACTIVITY_THREADS,
         graceful_shutdown_timeout=timedelta(seconds=20),

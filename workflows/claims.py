@@ -14,6 +14,8 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.timeouts import heartbeat
+
 with workflow.unsafe.imports_passed_through():
     from contracts.claims import (
         CLAIM,
@@ -109,7 +111,8 @@ async def claim(request: ClaimRequest, what: str) -> ClaimResult:
     activity's summary."""
     return await workflow.execute_activity(
         CLAIM, request, result_type=ClaimResult, start_to_close_timeout=timedelta(minutes=1),
-        schedule_to_close_timeout=timedelta(minutes=10), retry_policy=CLAIM_RETRY, summary=what)
+        heartbeat_timeout=heartbeat(), schedule_to_close_timeout=timedelta(minutes=10), retry_policy=CLAIM_RETRY,
+        summary=what)
 
 
 async def claim_plan(execution_id: str, mode: Mode, plan_name: str) -> str | None:

@@ -10,6 +10,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows.drs_waves import HEARTBEAT, RESOLVE, RETRY, SHORT, Waves
+from workflows.timeouts import heartbeat, sized
 
 # A drill's cleanup waits for its execution's LAUNCH jobs still running and looks again; runs recorded before this
 # looked once.
@@ -89,9 +90,12 @@ class DrsPhases:
                     result_type=ApplyLaunchResult, start_to_close_timeout=RESOLVE, heartbeat_timeout=HEARTBEAT,
                     retry_policy=RETRY, summary=f"apply the plan's launch settings of {len(groups)} group(s) in {key}")
             except ActivityError as err:
-                # E.g. a static address outside its subnet: these groups' waves fail, the message names the server.
+                # Every retry failed (an outage, or a worker from before per-group errors, which raised a static
+                # address outside its subnet): these groups' waves fail with the cause.
                 errors.update({g.group: str(err.cause or err) for g in groups})
                 continue
+            # E.g. a static address outside its subnet: that server's group alone, the message names the server.
+            errors.update(result.failed)
             changed |= {c.server_id for c in result.changes}
         return changed, errors
 
@@ -109,7 +113,8 @@ class DrsPhases:
                 result = await workflow.execute_activity(
                     DRS_CLEANUP_DRILL, CleanupRequest(target=target, execution_id=self._input.execution_id,
                                                       since=self._input.since),
-                    result_type=CleanupResult, start_to_close_timeout=SHORT, retry_policy=RETRY,
+                    result_type=CleanupResult, start_to_close_timeout=sized(RESOLVE, SHORT),
+                    heartbeat_timeout=heartbeat(), retry_policy=RETRY,
                     summary=f"terminate the drill instances of {self._input.execution_id} in {key}" if waits
                     else f"terminate this drill's recovery instances in {key}")
                 terminated.update(dict.fromkeys(result.recovery_instance_ids))
@@ -157,7 +162,8 @@ class DrsPhases:
             result = await workflow.execute_activity(
                 DRS_REVERSE, ReverseRequest(target=target, execution_id=self._input.execution_id,
                                             since=self._input.since),
-                result_type=ReverseResult, start_to_close_timeout=SHORT, retry_policy=RETRY,
+                result_type=ReverseResult, start_to_close_timeout=sized(RESOLVE, SHORT), heartbeat_timeout=heartbeat(),
+                retry_policy=RETRY,
                 summary=f"start reverse replication of the recovered servers in {target.key}")
             reversed_count += len(result.reversed)
             manual += result.needs_failback_client

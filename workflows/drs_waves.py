@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, FailureError
 from workflows.claims import claim_servers
 from workflows.hooks import WaveHooks
 from workflows.run_details import drs_details
+from workflows.timeouts import heartbeat
 
 with workflow.unsafe.imports_passed_through():
     from contracts.drs import (
@@ -84,7 +85,8 @@ class Waves:
     async def activate(self) -> None:
         for key, target in self.input.targets().items():
             self.state.quotas[key] = await workflow.execute_activity(
-                DRS_QUOTAS, target, result_type=QuotaLimits, start_to_close_timeout=SHORT, retry_policy=RETRY,
+                DRS_QUOTAS, target, result_type=QuotaLimits, start_to_close_timeout=SHORT,
+                heartbeat_timeout=heartbeat(), retry_policy=RETRY,
                 summary=f"read the DRS quotas of {key}")
         try:
             while True:
@@ -202,7 +204,8 @@ class Waves:
                         since=self.input.since,
                         snapshot_ids={s: self.state.servers[s].snapshot_id for s in chunk.server_ids
                                       if self.state.servers[s].snapshot_id}),
-                    result_type=StartJobResult, start_to_close_timeout=SHORT, retry_policy=RETRY,
+                    result_type=StartJobResult, start_to_close_timeout=SHORT, heartbeat_timeout=heartbeat(),
+                    retry_policy=RETRY,
                     summary=f"wave {chunk.wave}: start a DRS {'drill' if self.input.mode is Mode.DRILL else 'recovery'}"
                             f" job for {len(chunk.server_ids)} server(s) in {chunk.target_key}")
             except ActivityError as err:

@@ -19,6 +19,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
+from workflows.timeouts import heartbeat
 from workflows.steps import AWS_RETRY, START_TIMEOUT, end, record_failure, start_and_wait, within
 from workflows.run_details import step_summary
 
@@ -141,7 +142,8 @@ async def _stop(call: ResourceCall, state: HookState, activity_id: str, reason: 
         parameters={"automationExecutionId": execution_id, "reason": reason})})
     try:
         await workflow.execute_activity(RESOURCE_START, stop, result_type=Operation, activity_id=f"{activity_id}/stop",
-                                        start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY,
+                                        start_to_close_timeout=timedelta(minutes=1), heartbeat_timeout=heartbeat(),
+                                        retry_policy=AWS_RETRY,
                                         summary=f"{step_summary(call, activity_id)}: stop automation {execution_id}")
         state.message = f"automation {execution_id} stopped ({reason})"
     except ActivityError as err:

@@ -27,6 +27,7 @@ from workflows.lifecycle_wait import wait_timer, waits_on_a_timer
 from workflows.notifications import Notifier
 from workflows.steps import AWS_RETRY, START_TIMEOUT, end, record_failure, start_and_wait, within
 from workflows.run_details import step_summary
+from workflows.timeouts import heartbeat, sized
 
 with workflow.unsafe.imports_passed_through():
     from contracts.activities import RESOURCE_RESOLVE, VALIDATE_PLAN, PlanIssue, ResourceCall
@@ -136,7 +137,8 @@ class DrLifecycleWorkflow:
     async def _validate_and_run(self, input: LifecycleInput) -> None:
         issues = await workflow.execute_activity(
             VALIDATE_PLAN, input.plan, result_type=list[PlanIssue],
-            start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY,
+            start_to_close_timeout=sized(timedelta(seconds=30), timedelta(minutes=1)), heartbeat_timeout=heartbeat(),
+            retry_policy=AWS_RETRY,
             summary=f"check plan {input.plan.name} against the worker's modules and accounts",
         )
         if issues:
@@ -151,7 +153,9 @@ class DrLifecycleWorkflow:
         """The worker's trust configuration, then the initiator's token: nothing runs for a caller who may not
         start this mode. A denied start ends REJECTED, with the attempt in the audit trail."""
         self._state.trust = await workflow.execute_activity(
-            LOAD_TRUST, result_type=TrustConfig, start_to_close_timeout=timedelta(minutes=1), retry_policy=AWS_RETRY,
+            LOAD_TRUST, result_type=TrustConfig,
+            start_to_close_timeout=sized(timedelta(seconds=30), timedelta(minutes=1)), heartbeat_timeout=heartbeat(),
+            retry_policy=AWS_RETRY,
             summary="load the worker's identity trust configuration, to check who started the run")
         request = ControlRequest(actor=input.initiator, token=input.token)
         what = START_ACTION[input.mode].value
@@ -298,7 +302,8 @@ class DrLifecycleWorkflow:
         try:
             return await workflow.execute_activity(
                 RESOURCE_RESOLVE, call, result_type=Resource, activity_id=f"{activity_id}/resolve",
-                start_to_close_timeout=START_TIMEOUT, retry_policy=AWS_RETRY,
+                start_to_close_timeout=sized(timedelta(minutes=2), START_TIMEOUT), heartbeat_timeout=heartbeat(),
+                retry_policy=AWS_RETRY,
                 summary=f"{step_summary(call, activity_id)}: resolve its !Import / resolve:ssm: references",
             )
         except ActivityError as err:

@@ -15,14 +15,17 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError
 
+from workflows.timeouts import heartbeat
+
 with workflow.unsafe.imports_passed_through():
     from contracts.activities import RESOURCE_START, RESOURCE_WAIT, Operation, ResourceCall, WaitRequest
     from contracts.lifecycle import StepState, StepStatus
     from workflows.run_details import step_summary
 
-# Short: when a worker dies mid-start, the start is retried elsewhere after this long (starts are idempotent).
+# A start's AWS calls with their retries; a lost worker is noticed after the heartbeat timeout (workflows.timeouts),
+# and the start retried elsewhere (starts are idempotent).
 START_TIMEOUT = timedelta(minutes=5)
-# The wait activities heartbeat every few seconds: a lost worker is noticed after this long, not at the timeout.
+# The wait's heartbeat timeout in runs recorded before workflows.timeouts.
 HEARTBEAT_TIMEOUT = timedelta(minutes=2)
 # Runs recorded before their timeouts' timers had a summary keep replaying on asyncio.wait_for (see `within`).
 TIMER_SUMMARY_PATCH = "timeout-timer-summaries"
@@ -40,14 +43,16 @@ async def start_and_wait(call: ResourceCall, state: StepState, activity_id: str,
     summary = step_summary(call, activity_id)
     operation = await workflow.execute_activity(
         RESOURCE_START, call, result_type=Operation, activity_id=f"{activity_id}/start",
-        start_to_close_timeout=start_timeout, retry_policy=AWS_RETRY, summary=f"{summary}: start",
+        start_to_close_timeout=start_timeout, heartbeat_timeout=heartbeat(), retry_policy=AWS_RETRY,
+        summary=f"{summary}: start",
     )
     observe(state, operation)
     while not operation.done:
         operation = await workflow.execute_activity(
             RESOURCE_WAIT, WaitRequest(call=call, operation=operation), result_type=Operation,
             activity_id=f"{activity_id}/wait", start_to_close_timeout=wait_timeout,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=AWS_RETRY, summary=f"{summary}: wait until done",
+            heartbeat_timeout=heartbeat(HEARTBEAT_TIMEOUT), retry_policy=AWS_RETRY,
+            summary=f"{summary}: wait until done",
         )
         observe(state, operation)
 

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-import structlog
 from botocore.exceptions import ClientError, NoCredentialsError
 from pydantic import ValidationError
 from temporalio import activity
@@ -21,6 +20,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from activities.core import registry
 from activities.core.aws import AwsClients, aws_errors, error_code
 from activities.core.context import ResourceContext
+from activities.core.heartbeat import resumed
 from contracts.activities import (
     RESOURCE_RESOLVE,
     RESOURCE_START,
@@ -34,8 +34,6 @@ from contracts.activities import (
 )
 from activities.core.references import resolve_resource
 from plans.model import Plan, Resource
-
-log = structlog.get_logger("dr.activities")
 
 # Caps how long a wait sleeps between looks whatever a module asks for. Unset in production (modules know their
 # service's pace); the sandbox, whose operations finish in seconds, sets it low so local runs are not paced by it.
@@ -75,7 +73,7 @@ class DrActivities:
     @activity.defn(name=RESOURCE_WAIT)
     def wait_resource(self, request: WaitRequest) -> Operation:
         ctx, module, params = self._prepare(request.call)
-        progress = _resumed_progress()
+        progress = resumed(WaitProgress)
         operation = progress.last or request.operation
         entry_message = request.operation.message
         while True:
@@ -118,16 +116,6 @@ class DrActivities:
                 f"invalid parameters for {call.resource.name}: {exc}", type="InvalidParameters", non_retryable=True
             ) from None
         return ResourceContext(call=call, aws=self.aws), module, params
-
-
-def _resumed_progress() -> WaitProgress:
-    details = activity.info().heartbeat_details
-    if details:
-        try:
-            return WaitProgress.model_validate(details[0])
-        except ValidationError:
-            log.warning("wait.heartbeat_details_unreadable")
-    return WaitProgress()
 
 
 @contextmanager

@@ -11,9 +11,10 @@ from typing import Any
 
 import structlog
 from temporalio import activity
-from temporalio.exceptions import CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.core.aws import AwsClients, fatal
+from activities.core.heartbeat import resumed
 from activities.drs.common import drs_errors, drs_time
 from contracts.drs import (
     DRS_APPLY_LAUNCH,
@@ -43,7 +44,7 @@ from contracts.drs import (
     WatchJobsRequest,
     WatchJobsResult,
 )
-from activities.drs.launch import apply_launch_settings, desired_for
+from activities.drs.launch import LaunchProgress, apply_launch_settings, desired_for
 from activities.drs import (
     active_jobs_holding,
     active_launch_jobs_of,
@@ -233,18 +234,43 @@ class DrsActivities:
 
     @activity.defn(name=DRS_APPLY_LAUNCH)
     def apply_launch(self, request: LaunchRequest) -> ApplyLaunchResult:
+        """Group by group, server by server (activities.drs.launch). A permanent error on a server (a static
+        address outside its subnet) fails that server's group alone, naming the server. Progress goes into the
+        heartbeat details, so a retried attempt continues where the last one stopped."""
         target = request.target
-        wanted = [(server, desired_for(server, group.settings), group.group)
-                  for group in request.groups for server in group.servers]
-        groups = {server.id: group for server, _, group in wanted}
-        changes = apply_launch_settings(
-            self._drs(target), self.aws.client("ec2", target.account, target.region),
-            [(server, desired) for server, desired, _ in wanted],
-            heartbeat=lambda n: activity.heartbeat({"servers_done": n}))
-        for change in changes:
+        drs, ec2 = self._drs(target), self.aws.client("ec2", target.account, target.region)
+        progress = resumed(LaunchProgress)
+        if progress.done or progress.failed:
+            log.info("drs.launch.resumed", target=target.key, done=len(progress.done), failed=len(progress.failed))
+
+        def report() -> None:
+            activity.heartbeat(progress.model_dump(mode="json"))
+
+        for group in request.groups:
+            if group.group in progress.failed:
+                continue
+            try:
+                apply_launch_settings(drs, ec2, [(s, desired_for(s, group.settings)) for s in group.servers],
+                                      progress, report, _pause)
+            except ApplicationError as err:
+                if not err.non_retryable:
+                    raise
+                progress.failed[group.group] = err.message
+                report()
+        groups = {server.id: group.group for group in request.groups for server in group.servers}
+        for change in progress.changes:
             change.group = groups[change.server_id]
-        log.info("drs.launch", target=target.key, servers=len(wanted), changed=len(changes))
-        return ApplyLaunchResult(changes=changes, unchanged=len(wanted) - len(changes))
+        log.info("drs.launch", target=target.key, servers=len(groups), changed=len(progress.changes),
+                 failed_groups=sorted(progress.failed))
+        return ApplyLaunchResult(changes=progress.changes, unchanged=len(progress.done) - len(progress.changes),
+                                 failed=progress.failed)
+
+
+def _pause(seconds: float) -> None:
+    """Sleep, unless the activity is cancelled meanwhile (then stop)."""
+    activity.wait_for_cancelled_sync(timedelta(seconds=seconds))
+    if activity.is_cancelled():
+        raise CancelledError("cancelled while waiting to try a throttled server again")
 
 
 def _hostname(server: ServerInfo) -> str:

@@ -4,18 +4,27 @@ launch configuration and EC2 launch template.
 The order of writes matters: DRS's UpdateLaunchConfiguration writes a new default template version of its own (from
 the then-default version), so the DRS settings go first, then our template version is made from the resulting
 default, then it becomes the default. Every write is preceded by a comparison, so a re-run changes nothing.
+
+Servers are written one at a time, and what is done is kept (`LaunchProgress`, in the activity's heartbeat details):
+a throttle or a server error on one server is retried for that server with backoff, and an attempt that fails all
+the same is continued by the next one instead of starting over.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import structlog
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
+from temporalio.exceptions import ApplicationError
 
-from activities.core.aws import aws_errors, fatal
-from activities.drs.common import drs_errors
+from activities.core.aws import aws_errors, error_code, fatal, unreachable
+from activities.drs.common import THROTTLING_CODES, drs_errors
 from contracts.drs import FieldDrift, LaunchChange, LaunchServer
 from plans.drs import LaunchSettings, ServerLaunchSettings
 
@@ -27,6 +36,22 @@ _DRS_KEYS = {"copy_private_ip": "copyPrivateIp", "copy_tags": "copyTags", "launc
 _EC2_FIELDS = ("instance_type", "subnet_id", "security_group_ids", "instance_profile", "static_private_ip")
 _NETWORK_FIELDS = ("subnet_id", "security_group_ids", "static_private_ip")
 VERSION_DESCRIPTION = "dr-orchestrator launch settings"
+# One server's reads or writes after a throttle or a 5xx (each try has botocore's own 3 attempts): waits of 1, 2, 4
+# and 8 s ride out a storm; after that the attempt fails and the next one continues where it stopped.
+SERVER_TRIES = 5
+_BACKOFF_SECONDS = 1.0
+_THROTTLED = THROTTLING_CODES | {"RequestLimitExceeded"}  # EC2 says it so
+
+T = TypeVar("T")
+
+
+class LaunchProgress(BaseModel):
+    """What the attempts of one apply so far got done: the servers whose settings are in place (written or found
+    so), the changes made, and the groups a permanent error failed (group -> why, naming the server)."""
+
+    done: list[str] = Field(default_factory=list)
+    changes: list[LaunchChange] = Field(default_factory=list)
+    failed: dict[str, str] = Field(default_factory=dict)
 
 
 def desired_for(server: Any, settings: LaunchSettings) -> ServerLaunchSettings:
@@ -53,35 +78,81 @@ def drift(drs: Any, ec2: Any, server: LaunchServer, desired: ServerLaunchSetting
 
 
 def apply_launch_settings(drs: Any, ec2: Any, servers: Iterable[tuple[LaunchServer, ServerLaunchSettings]],
-                          heartbeat: Callable[[int], None] | None = None) -> list[LaunchChange]:
-    """Bring each server's launch settings to the desired ones; a record per server that changed.
+                          progress: LaunchProgress | None = None, report: Callable[[], None] = lambda: None,
+                          pause: Callable[[float], None] = time.sleep) -> list[LaunchChange]:
+    """Bring each server's launch settings to the desired ones; a record per server changed by this call.
 
-    Every server is read and checked before any is written, so a plan with one bad static address changes nothing.
+    Every server is read and checked before any is written, so one bad static address changes none of `servers`.
+    Servers in `progress.done` are skipped; each server done is added to `progress`, then `report()` is called (the
+    activity heartbeats the progress). A throttled server is retried alone, waiting with `pause`.
     """
+    progress = progress if progress is not None else LaunchProgress()
     subnets: dict[str, str] = {}
-    pending: list[tuple[LaunchServer, ServerLaunchSettings, dict[str, Any], list[FieldDrift]]] = []
-    for n, (server, desired) in enumerate(servers):
-        if heartbeat:
-            heartbeat(n)
-        config = _launch_config(drs, server.id)
-        data = _template_versions(ec2, config["ec2LaunchTemplateID"])["default"]["LaunchTemplateData"]
-        live = _live(config, data)
-        if desired.static_private_ip:
-            _check_static_ip(ec2, server, desired, desired.subnet_id or live.get("subnet_id"), subnets)
-        diffs = _differences(desired, live)
+    pending: list[tuple[LaunchServer, ServerLaunchSettings, list[FieldDrift]]] = []
+    in_place: list[str] = []
+    for server, desired in servers:
+        if server.id in progress.done:
+            continue
+        diffs = _per_server(server, partial(_check, drs, ec2, server, desired, subnets), pause, report)
         if diffs:
-            pending.append((server, desired, config, diffs))
+            pending.append((server, desired, diffs))
+        else:
+            in_place.append(server.id)
+        report()
+    progress.done += in_place
     changes = []
-    for n, (server, desired, config, diffs) in enumerate(pending):
-        if heartbeat:
-            heartbeat(n)
-        changes.append(_apply_one(drs, ec2, server, desired, config, diffs))
+    for server, desired, diffs in pending:
+        change = _per_server(server, partial(_apply_one, drs, ec2, server, desired, diffs), pause, report)
+        progress.done.append(server.id)
+        progress.changes.append(change)
+        changes.append(change)
+        report()
     return changes
 
 
-def _apply_one(drs: Any, ec2: Any, server: LaunchServer, desired: ServerLaunchSettings, config: dict[str, Any],
+def _check(drs: Any, ec2: Any, server: LaunchServer, desired: ServerLaunchSettings,
+           subnets: dict[str, str]) -> list[FieldDrift]:
+    config = _launch_config(drs, server.id)
+    data = _template_versions(ec2, config["ec2LaunchTemplateID"])["default"]["LaunchTemplateData"]
+    live = _live(config, data)
+    if desired.static_private_ip:
+        _check_static_ip(ec2, server, desired, desired.subnet_id or live.get("subnet_id"), subnets)
+    return _differences(desired, live)
+
+
+def _per_server(server: LaunchServer, call: Callable[[], T], pause: Callable[[float], None],
+                report: Callable[[], None]) -> T:
+    """`call()`, tried again after a throttle or a server error (the server's own problem or DRS's momentary one)
+    up to SERVER_TRIES times with backoff; anything else, or the last failure, is raised."""
+    attempt = 1
+    while True:
+        try:
+            return call()
+        except (ApplicationError, ClientError) as exc:
+            delay = _transient_delay(exc, attempt)
+            if delay is None or attempt == SERVER_TRIES:
+                raise
+            log.warning("drs.launch.server_retry", server=server.id, attempt=attempt, delay=delay, error=str(exc))
+            report()
+            pause(delay)
+            attempt += 1
+
+
+def _transient_delay(exc: ApplicationError | ClientError, attempt: int) -> float | None:
+    """How long to wait before trying the server again, or None when trying again cannot help."""
+    backoff = _BACKOFF_SECONDS * 2 ** (attempt - 1)
+    if isinstance(exc, ApplicationError):  # drs_errors' Throttled carries the delay DRS asked for
+        if exc.type != "Throttled":
+            return None
+        return max(backoff, exc.next_retry_delay.total_seconds() if exc.next_retry_delay else 0.0)
+    return backoff if error_code(exc) in _THROTTLED or unreachable(exc) else None
+
+
+def _apply_one(drs: Any, ec2: Any, server: LaunchServer, desired: ServerLaunchSettings,
                diffs: list[FieldDrift]) -> LaunchChange:
     change = LaunchChange(server_id=server.id, hostname=server.hostname, fields=diffs)
+    # Read again, not the check's copy: a try cut short after DRS's update must not make it twice.
+    config = _launch_config(drs, server.id)
     drs_changes = _drs_update(desired, config)
     if drs_changes:
         with drs_errors(f"UpdateLaunchConfiguration {server.id}"):

@@ -43,6 +43,16 @@ class Faults:
     error_rate: float = 0.0
     launch_failures: set[str] = field(default_factory=set)  # source server ids or hostnames
     stuck_servers: set[str] = field(default_factory=set)
+    # "Operation" or "Operation:sourceServerID" -> how many more such requests are throttled (a storm on one call).
+    throttled_calls: dict[str, int] = field(default_factory=dict)
+
+    def take_throttle(self, operation: str, server_id: str | None) -> bool:
+        """Whether this request is one of the throttled calls (and counts it)."""
+        for key in (f"{operation}:{server_id}", operation):
+            if self.throttled_calls.get(key, 0) > 0:
+                self.throttled_calls[key] -= 1
+                return True
+        return False
 
     @staticmethod
     def matches(names: set[str], server: SourceServer) -> bool:
@@ -98,6 +108,8 @@ class DrsWorld:
             self.quotas, self.faults, self.durations = Quotas(), Faults(), Durations()
             # Errors answered, by code: what a test of the orchestrator counts (retried calls leave no history).
             self.errors_returned: Counter[str] = Counter()
+            # Requests answered without error, by (operation, sourceServerID or ""): what a test counts of writes.
+            self.answered: Counter[tuple[str, str]] = Counter()
             self.backends: dict[tuple[str, str], DrsBackend] = {}
 
     def configure(self, time_scale: float | None = None, seed: int | None = None) -> None:

@@ -223,6 +223,10 @@ class DrsApp(ServiceApp):
                                reason="unknownOperation")
             operation, labels = matched
             params = request.parse(operation, labels)
+            server_id = params.get("sourceServerID")
+            if world.faults.take_throttle(operation.name, server_id):
+                raise DrsError("ThrottlingException", "Rate exceeded", serviceCode="drs",
+                               retryAfterSeconds=str(RETRY_AFTER_SECONDS))
             handler = HANDLERS.get(operation.name)
             if handler is None:
                 raise not_implemented(SERVICE, operation.name)
@@ -230,7 +234,9 @@ class DrsApp(ServiceApp):
             world.advance()
             backend = world.backend(account, region)
             require_initialized(backend, operation.name)
-            return render_output(operation, handler(backend, params))
+            answer = render_output(operation, handler(backend, params))
+            world.answered[(operation.name, server_id or "")] += 1
+            return answer
 
     def answer(self, err: ServiceError, operation: OperationModel | None) -> ServiceError:
         answered = modeled(err, operation) if operation is not None else err
