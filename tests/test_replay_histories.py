@@ -42,6 +42,8 @@ EXPECTED = {
     "paused-cancelled.json": ("DrLifecycleWorkflow", COMPLETED),
     "signalled-gate.json": ("DrLifecycleWorkflow", COMPLETED),
     "bad-input.json": ("DrLifecycleWorkflow", FAILED),
+    "drs-faults.json": ("DrLifecycleWorkflow", FAILED),
+    "drs-faults.ACTIVATE.servers.servers.json": ("DrsRecoveryWorkflow", COMPLETED),
 }
 HASH_SEEDS = ("0", "2")
 
