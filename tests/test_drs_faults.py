@@ -139,6 +139,32 @@ async def test_servers_launched_while_drs_could_not_be_read_are_reported_launche
     assert world.errors_returned["InternalServerException"] > 0
 
 
+async def test_servers_drs_cannot_tell_about_at_the_wave_timeout_end_unknown_not_failed(worker, world):
+    """DRS answers nothing from just after the job starts until past the wave's timeout: the servers end TIMED_OUT,
+    saying DRS could not be read, not FAILED; the job was started once."""
+    app = estate(world, {"app": 2})
+    world.set_durations(launch=160)
+    plan = drs_plan("drs-dark", app, waves=[{"name": "app", "protectionGroups": ["app"], "timeoutSeconds": 60}],
+                    groups={"app": {"tags": {"Tier": "app"}}}, cleanup=False)
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL, options=ACTIVATE_ONLY)
+    backend = world.backend(HUB_ACCOUNT, REGION)
+    await _until(lambda: any(j.type == "LAUNCH" for j in backend.jobs.values()), "the wave's job to start")
+    world.set_faults(error_rate=1.0)
+    try:
+        with pytest.raises(AssertionError, match="DRS could not be read"):
+            await finish(handle)
+    finally:
+        world.set_faults(error_rate=0.0)
+    child = await child_state(worker, handle.id, "ACTIVATE")
+    wave = child.waves[0]
+    assert wave.status.value == "FAILED"
+    assert wave.message.startswith("timed out: 2 critical servers unknown: DRS could not be read"), wave.message
+    servers = by_host(child)
+    assert {s.status.value for s in servers.values()} == {"TIMED_OUT"}
+    assert all(s.detail.startswith("unknown at the wave's timeout: DRS could not be read: ") for s in servers.values())
+    assert len(launch_jobs(handle.id)) == 1
+
+
 async def _until(predicate: Any, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
