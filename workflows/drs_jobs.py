@@ -154,6 +154,7 @@ class Jobs:
                 await self._lost_track(target_key, list(chunks.values()), reason)
                 return
             self._lost.pop(target_key, None)
+            self.unreadable.pop(target_key, None)
             seen = {job.job_id for job in result.jobs}
             gone = []
             for job_id, chunk in chunks.items():
@@ -217,7 +218,8 @@ class Jobs:
                     for sid in chunk.server_ids:
                         self.state.servers[sid].job_id = job.job_id
                 self._apply(chunk, job)
-            for sid in chunk.server_ids:
+            # The job's launchStatus is DRS's word on a server; without the job, what it launched still is.
+            for sid in chunk.server_ids if job is None else []:
                 record, instance = self.state.servers[sid], result.instances.get(sid)
                 if instance is not None and record.status is ServerStatus.LAUNCHING:
                     record.status, record.ended_at = ServerStatus.LAUNCHED, workflow.now()

@@ -35,7 +35,6 @@ from activities.drs.jobs import (
     job_done,
     last_log_events,
     server_outcome,
-    servers_in_active_jobs,
     start_or_find_job,
 )
 from activities.drs.select import (
@@ -54,6 +53,6 @@ __all__ = [
     "RecoveryDetail", "ReverseOutcome", "ServerInfo", "ServerLaunch", "active_usage", "chunks", "describe_jobs",
     "drill_instances_of", "drs_errors", "drs_quotas", "find_job", "find_jobs", "launched_by", "format_lag", "job_done", "last_log_events",
     "list_source_servers", "parse_duration", "recoverability", "recovery_details", "recovery_instances_of",
-    "resolve_failback_selection", "resolve_selection", "reverse_replication", "server_outcome", "servers_in_active_jobs", "start_or_find_job",
+    "resolve_failback_selection", "resolve_selection", "reverse_replication", "server_outcome", "start_or_find_job",
     "terminate_recovery_instances", "throttled",
 ]

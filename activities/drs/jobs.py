@@ -126,11 +126,6 @@ def _in_active_job(drs: Any, exc: ClientError, server_ids: list[str], what: str)
                             type="ServerInActiveJob", non_retryable=True)
 
 
-def servers_in_active_jobs(drs: Any, server_ids: list[str], since: datetime | None = None) -> dict[str, str]:
-    """Which of `server_ids` an active job holds, and that job's id."""
-    return {sid: job_id for sid, (job_id, _) in active_jobs_holding(drs, server_ids, since).items()}
-
-
 def active_jobs_holding(drs: Any, server_ids: list[str],
                         since: datetime | None = None) -> dict[str, tuple[str, str | None]]:
     """Which of `server_ids` an active job holds: that job's id and the execution that started it (its
