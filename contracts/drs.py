@@ -17,6 +17,7 @@ DRS_QUOTAS = "dr.drs.quotas"
 DRS_RESOLVE = "dr.drs.resolve"
 DRS_START_JOB = "dr.drs.start_job"
 DRS_WATCH_JOBS = "dr.drs.watch_jobs"
+DRS_REREAD_JOBS = "dr.drs.reread_jobs"
 DRS_CLEANUP_DRILL = "dr.drs.cleanup_drill"
 DRS_REVERSE = "dr.drs.reverse"
 DRS_APPLY_LAUNCH = "dr.drs.apply_launch"
@@ -123,6 +124,42 @@ class WatchJobsRequest(BaseModel):
 
 class WatchJobsResult(BaseModel):
     jobs: list[JobState]
+
+
+class ChunkKey(BaseModel):
+    """One job of an execution as its tags name it (dr:wave, dr:chunk), with the servers the workflow sent in it."""
+
+    wave: str
+    chunk: int
+    server_ids: list[str]
+    job_id: str | None = None  # the job the workflow knows for it, if any
+
+
+class RereadRequest(BaseModel):
+    """Read the jobs again by their tags, after losing track of them (DRS unreadable, a job gone, a wave timeout)."""
+
+    target: DrsTarget
+    execution_id: str
+    since: datetime  # no later than the execution's start: the jobs are looked for among those created since
+    chunks: list[ChunkKey] = Field(min_length=1)
+
+
+class ChunkJob(BaseModel):
+    wave: str
+    chunk: int
+    job: JobState
+
+
+class LaunchedInstance(InstanceDetail):
+    recovery_instance_id: str
+    job_id: str | None = None
+
+
+class RereadResult(BaseModel):
+    jobs: list[ChunkJob]  # the chunks DRS has a job for
+    # server id -> the recovery instance one of these jobs launched for it: what DRS launched, even for a job it no
+    # longer lists
+    instances: dict[str, LaunchedInstance] = Field(default_factory=dict)
 
 
 class CleanupRequest(BaseModel):

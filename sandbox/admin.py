@@ -5,7 +5,8 @@ Tests and demos steer the sandbox through here over HTTP, the same way whatever 
     GET  /_sandbox/state                                   what is there: DRS counts, faults, time scale
     POST /_sandbox/reset        {"timeScale": 10, "seed": 7}      empty moto and the DRS world
     POST /_sandbox/scenario     {"name": "default"}  or {"scenario": {...}}   seed a scenario
-    POST /_sandbox/faults       {"throttleRate": 0.3, "errorRate": 0, "launchFailures": [...], "stuckServers": [...]}
+    POST /_sandbox/faults       {"throttleRate": 0.3, "errorRate": 0, "launchFailures": [...], "stuckServers": [...],
+                                 "deniedOperations": ["StartRecovery"], "racedServers": {"id|hostname": {tags}}}
     POST /_sandbox/replication  {"account": "...", "region": "...", "server": "id|hostname", "state": "STALLED",
                                  "lagSeconds": 600}
     POST /_sandbox/quotas       {"concurrentJobs": 20, "serversPerJob": 100, "serversInActiveJobs": 500}
@@ -128,7 +129,7 @@ class AdminApp:
         from sandbox.drs.models import drs_world
 
         fields = _snake(body)
-        for key in ("launch_failures", "stuck_servers"):
+        for key in ("launch_failures", "stuck_servers", "denied_operations"):
             if key in fields:
                 fields[key] = set(fields[key])
         drs_world().set_faults(**fields)

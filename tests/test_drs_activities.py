@@ -19,10 +19,13 @@ from activities.core.aws import AwsClients
 from activities.drs.activities import DrsActivities
 from activities.drs.common import drs_time, utcnow
 from contracts.drs import (
+    ChunkKey,
     CleanupRequest,
     DrsTarget,
     GroupRequest,
     JobState,
+    RereadRequest,
+    RereadResult,
     ResolveRequest,
     ReverseRequest,
     StartJobRequest,
@@ -226,6 +229,34 @@ def test_watch_reports_failed_servers_with_their_last_event(world, acts):
     (state,) = watch_until_settled(acts, [start(acts, "exec-fail", ids)])
     assert state.servers[ids[0]].launch_status == "LAUNCHED" and state.servers[ids[1]].launch_status == "FAILED"
     assert state.last_events[ids[1]].startswith("LAUNCH_FAILED: ")
+
+
+def test_reread_finds_jobs_by_their_tags_and_what_a_deleted_job_launched(world, acts):
+    ids = [add(world, f"reread{i}") for i in range(3)]
+    world.set_faults(stuck_servers={"reread2"})
+    done, stuck = start(acts, "exec-reread", ids[:2]), start(acts, "exec-reread", ids[2:], chunk=1)
+    watch_until_settled(acts, [done])
+    other = start(acts, "exec-other", [add(world, "reread-other")], chunk=2)  # another execution's: never read
+
+    def reread(*chunks: ChunkKey) -> RereadResult:
+        return run(acts.reread_jobs, RereadRequest(target=HUB, execution_id="exec-reread", since=since(),
+                                                    chunks=list(chunks)))[0]
+    # The workflow lost the job ids: the tags find both jobs, each with its servers as DRS reports them.
+    result = reread(ChunkKey(wave="w", chunk=0, server_ids=ids[:2]), ChunkKey(wave="w", chunk=1, server_ids=ids[2:]),
+                    ChunkKey(wave="w", chunk=2, server_ids=["s-00000000000000000"]))
+    jobs = {c.chunk: c.job for c in result.jobs}
+    # Chunk 2's tags match the other execution's job but for its dr:execution: not ours, not read.
+    assert sorted(jobs) == [0, 1] and (jobs[0].job_id, jobs[1].job_id) == (done, stuck) and other
+    assert {s.launch_status for s in jobs[0].servers.values()} == {"LAUNCHED"} and jobs[0].settled
+    assert jobs[1].servers[ids[2]].launch_status == "IN_PROGRESS" and not jobs[1].settled
+    assert all(jobs[0].instances[s].ec2_instance_id for s in ids[:2])
+    assert sorted(result.instances) == sorted(ids[:2]) and {i.job_id for i in result.instances.values()} == {done}
+
+    # Someone deleted the finished job: its recovery instances still say what it launched.
+    boto3.client("drs", region_name=REGION).delete_job(jobID=done)
+    result = reread(ChunkKey(wave="w", chunk=0, server_ids=ids[:2], job_id=done))
+    assert result.jobs == [] and sorted(result.instances) == sorted(ids[:2])
+    assert all(i.recovery_instance_id and i.ec2_instance_id and i.job_id == done for i in result.instances.values())
 
 
 def test_watch_honours_cancellation(world, acts):

@@ -3,7 +3,9 @@ bite (one job per server, quotas, throttling, failures that still COMPLETE a job
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -183,6 +185,30 @@ def test_a_stuck_server_keeps_its_job_started_and_its_lock(world):
     assert statuses(job) == {ids[0]: "IN_PROGRESS", ids[1]: "LAUNCHED"}
     assert error_of(lambda: start(client, [ids[0]])).response["Error"]["Code"] == "ConflictException"
     assert error_of(lambda: client.delete_job(jobID=job["jobID"])).response["Error"]["Code"] == "ConflictException"
+
+
+def test_a_raced_server_conflicts_as_drs_says_and_a_denied_operation_answers_403(world, sandbox):
+    """The admin path's faults: another party's job takes a server just before our StartRecovery (which DRS then
+    refuses, naming only the server), and IAM denies an operation."""
+    ids = servers(world, 2)
+    body = {"racedServers": {"web00": {"dr:execution": "someone-else"}}, "deniedOperations": ["DeleteJob"]}
+    request = urllib.request.Request(f"{sandbox.url}/_sandbox/faults", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as answer:
+        assert json.load(answer)["drs"]["faults"]["denied_operations"] == ["DeleteJob"]
+    client = drs(config=NO_RETRIES)
+    err = error_of(lambda: start(client, ids, isDrill=True, tags={"dr:execution": "us"}))
+    # As DRS's ConflictException: the server, not the job holding it (a caller reads the jobs to learn that).
+    assert (err.response["Error"]["Code"], err.response["ResponseMetadata"]["HTTPStatusCode"]) == (
+        "ConflictException", 409)
+    assert (err.response["resourceId"], err.response["resourceType"]) == (ids[0], "SOURCE_SERVER")
+    (theirs,) = client.describe_jobs()["items"]
+    assert theirs["tags"] == {"dr:execution": "someone-else"} and list(statuses(theirs)) == [ids[0]]
+    assert start(client, [ids[1]], isDrill=True)["jobID"]  # one shot: the other server is free, no new race
+    denied = error_of(lambda: client.delete_job(jobID=theirs["jobID"]))
+    assert (denied.response["Error"]["Code"], denied.response["ResponseMetadata"]["HTTPStatusCode"]) == (
+        "AccessDeniedException", 403)
+    assert "drs:DeleteJob" in denied.response["Error"]["Message"]
 
 
 def test_servers_whose_replication_cannot_snapshot_fail_to_launch(world):

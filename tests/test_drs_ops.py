@@ -166,7 +166,9 @@ def test_a_server_in_another_executions_job_is_a_non_retryable_error_naming_it(w
     with pytest.raises(ApplicationError) as caught:
         start_or_find_job(client, JobKey(execution_id="exec-b", wave="w", chunk=0), ids[1:], True, since=since())
     assert caught.value.type == "ServerInActiveJob" and caught.value.non_retryable
-    assert f"{ids[1]} (job {theirs['jobID']})" in str(caught.value) and ids[2] not in str(caught.value)
+    assert f"{ids[1]} (job {theirs['jobID']} of exec-a)" in str(caught.value) and ids[2] not in str(caught.value)
+    # What the workflow needs to say per server who holds it: the job and the execution that started it.
+    assert caught.value.details == ({"holders": {ids[1]: {"job_id": theirs["jobID"], "execution_id": "exec-a"}}},)
 
 
 def test_throttling_carries_drs_retry_after_into_temporals_retry(world):

@@ -46,6 +46,8 @@ EXPECTED = {
     "tolerated-failures-completed.ACTIVATE.servers.servers.json": ("DrsRecoveryWorkflow", COMPLETED),
     "partial-run.json": ("DrLifecycleWorkflow", COMPLETED),
     "partial-run.ACTIVATE.servers.servers.json": ("DrsRecoveryWorkflow", COMPLETED),
+    "drs-faults.json": ("DrLifecycleWorkflow", FAILED),
+    "drs-faults.ACTIVATE.servers.servers.json": ("DrsRecoveryWorkflow", COMPLETED),
     "drill-cleanup-after-failure.json": ("DrLifecycleWorkflow", FAILED),
     "drill-cleanup-after-failure.ACTIVATE.servers.servers.json": ("DrsRecoveryWorkflow", COMPLETED),
     "drill-cleanup-after-failure.CLEANUP.servers.servers.json": ("DrsRecoveryWorkflow", COMPLETED),

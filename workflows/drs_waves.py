@@ -1,24 +1,29 @@
 """The engine of DrsRecoveryWorkflow (workflows.drs_recovery): the recovery's state and what every phase shares (DRS
-targets, job watches, ending waves and the recovery), and ACTIVATE, which runs the waves as a DAG.
+targets, ending waves and the recovery), and ACTIVATE, which runs the waves as a DAG.
 
 A wave starts when every wave it depends on succeeded, its servers are resolved from their protection groups at that
 moment, split per account+region into jobs no larger than the per-job quota, and started only while the
 account+region has room under its concurrent-jobs and servers-in-jobs quotas (shared by every wave running at once).
-Jobs are polled per account+region, never per server; each server is judged by its own launchStatus.
+The jobs are started and followed by workflows.drs_jobs; a wave ends when its servers are settled or at its timeout,
+and is judged by workflows.drs_verdict, the same rules whatever ended each server.
 
 A plain object the workflow owns (same determinism rules: no I/O, time from `workflow.now()`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, FailureError
+from temporalio.exceptions import FailureError
 
 from workflows.claims import claim_servers
+from workflows.drs_jobs import LOST_TRACK_PATCH, Jobs
+from workflows.drs_verdict import count, judge, names
+from workflows.drs_options import HEARTBEAT as HEARTBEAT  # drs_phases takes the shared options from here
+from workflows.drs_options import RESOLVE as RESOLVE
+from workflows.drs_options import RETRY as RETRY
+from workflows.drs_options import SHORT as SHORT
 from workflows.hooks import WaveHooks
 from workflows.run_details import drs_details
 from workflows.timeouts import heartbeat
@@ -27,19 +32,12 @@ with workflow.unsafe.imports_passed_through():
     from contracts.drs import (
         DRS_QUOTAS,
         DRS_RESOLVE,
-        DRS_START_JOB,
-        DRS_WATCH_JOBS,
         DrsTarget,
         QuotaLimits,
         ResolveRequest,
         ResolveResult,
-        StartJobRequest,
-        StartJobResult,
-        WatchJobsRequest,
-        WatchJobsResult,
     )
     from plans.drs import Wave
-    from plans.model import Mode
     from contracts.drs_recovery import (
         ChunkRecord,
         DrsRecoveryInput,
@@ -52,14 +50,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.lifecycle import ChildGate, WaveDecision
 
-# Short timeouts: when a worker dies mid-call, the call is retried on another worker after this long, not later.
-SHORT = timedelta(minutes=1)
-HEARTBEAT = timedelta(seconds=20)  # the long activities heartbeat every few seconds
-RESOLVE = timedelta(minutes=15)  # thousands of servers, and a snapshot lookup each for a point in time
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-                    maximum_interval=timedelta(minutes=1), maximum_attempts=10)
-WATCH_SECONDS = 15.0
 WAVE_LOOKS_AGAIN_PATCH = "wave-looks-again"
+WAVE_VERDICT_PATCH = "wave-verdict-same-rules"
 
 
 class Waves:
@@ -68,9 +60,9 @@ class Waves:
         self.state = state
         self.definitions: dict[str, Wave] = {w.name: w for w in input.params.waves}
         self._approved: set[str] = set()
-        self._watchers: dict[str, asyncio.Task[None]] = {}
         self.wake = False  # something changed that the main loop (or CLEANUP's) must look at
         self._hooks = WaveHooks(input, state, self.end_wave, self._wake_up)
+        self.jobs = Jobs(input, state, self._wake_up, self._look_again)
 
     def _wake_up(self) -> None:
         self.wake = True
@@ -102,8 +94,7 @@ class Waves:
                     except TimeoutError:
                         pass  # a wave's timeout is due: the next advance closes it
         finally:
-            for task in self._watchers.values():
-                task.cancel()
+            self.jobs.cancel()
         self.finish()
 
     async def _advance(self) -> None:
@@ -117,9 +108,12 @@ class Waves:
                     self._close_wave(record)
                 elif record.started_at and (now - record.started_at).total_seconds() >= \
                         self.definitions[record.name].timeout_seconds:
-                    self._close_wave(record, timed_out=True)
-        await self._dispatch()
-        self.watch_active()
+                    if workflow.patched(LOST_TRACK_PATCH):
+                        await self._reread_wave(record)  # servers are judged by what DRS says now
+                    if record.status is WaveStatus.RUNNING:
+                        self._close_wave(record, timed_out=True)
+        await self.jobs.dispatch()
+        self.jobs.watch_active()
 
     async def _maybe_begin(self, record: WaveRecord) -> None:
         wave = self.definitions[record.name]
@@ -184,134 +178,51 @@ class Waves:
                          f"{len(self._chunks_of(record.name))} job(s)" + \
                          (f"; {len(taken)} taken over from a drill" if taken else "")
 
-    async def _dispatch(self) -> None:
-        """Start queued jobs, oldest wave first, while each account+region has room under its quotas."""
-        for chunk in self.state.chunks:
-            if chunk.job_id is not None or self.state.wave(chunk.wave).status is not WaveStatus.RUNNING:
-                continue
-            quota = self.state.quotas[chunk.target_key]
-            active = [c for c in self.state.chunks if c.active and c.target_key == chunk.target_key]
-            jobs_free = quota.concurrent_jobs - quota.active_jobs_in_use - len(active)
-            servers_free = quota.servers_in_active_jobs - quota.servers_in_use - sum(len(c.server_ids) for c in active)
-            if jobs_free < 1 or servers_free < len(chunk.server_ids):
-                continue
-            target = self.target(chunk.target_key)
-            try:
-                started = await workflow.execute_activity(
-                    DRS_START_JOB, StartJobRequest(
-                        target=target, execution_id=self.input.execution_id, wave=chunk.wave, chunk=chunk.chunk,
-                        server_ids=chunk.server_ids, is_drill=self.input.mode is Mode.DRILL,
-                        since=self.input.since,
-                        snapshot_ids={s: self.state.servers[s].snapshot_id for s in chunk.server_ids
-                                      if self.state.servers[s].snapshot_id}),
-                    result_type=StartJobResult, start_to_close_timeout=SHORT, heartbeat_timeout=heartbeat(),
-                    retry_policy=RETRY,
-                    summary=f"wave {chunk.wave}: start a DRS {'drill' if self.input.mode is Mode.DRILL else 'recovery'}"
-                            f" job for {len(chunk.server_ids)} server(s) in {chunk.target_key}")
-            except ActivityError as err:
-                # E.g. a server already in another execution's job: these servers fail, the others go on.
-                chunk.job_id, chunk.started_at, chunk.settled_at = "", workflow.now(), workflow.now()
-                self._fail_servers(chunk.server_ids, f"job not started: {err.cause or err}")
-                self._look_again()  # its wave may be over now: no watch will wake the loop for it
-                continue
-            chunk.job_id, chunk.started_at = started.job_id, workflow.now()
-            for sid in chunk.server_ids:
-                record = self.state.servers[sid]
-                record.status, record.job_id = ServerStatus.LAUNCHING, started.job_id
-                record.started_at = chunk.started_at
-
-    def watch_active(self) -> None:
-        """A watch for each account+region with active jobs that has none running."""
-        # Sorted: str hashes differ between worker processes, and watches must start in one order on every worker.
-        for key in sorted({c.target_key for c in self.state.chunks if c.active}):
-            if key not in self._watchers:
-                self._watchers[key] = asyncio.create_task(self._watch(key))
-
-    async def _watch(self, target_key: str) -> None:
-        """One watch of one account+region's active jobs; the main loop starts the next, with any new jobs."""
-        try:
-            chunks = {c.job_id: c for c in self.state.chunks if c.active and c.target_key == target_key}
-            result = await workflow.execute_activity(
-                DRS_WATCH_JOBS, WatchJobsRequest(target=self.target(target_key), job_ids=sorted(chunks),
-                                                 known={j: c.signature for j, c in chunks.items()},
-                                                 max_wait_seconds=WATCH_SECONDS),
-                result_type=WatchJobsResult, start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=HEARTBEAT, retry_policy=RETRY,
-                summary=f"follow {len(chunks)} DRS job(s) in {target_key} until they change")
-        except ActivityError as err:
-            # DRS cannot be read for this account+region after every retry: fail its servers rather than hang.
-            for chunk in chunks.values():
-                chunk.settled_at = workflow.now()
-                self._fail_servers(chunk.server_ids, f"job {chunk.job_id} could not be followed: {err.cause or err}")
-            self._watchers.pop(target_key, None)
-            self.wake = True
-            return
-        try:
-            seen = {job.job_id for job in result.jobs}
-            for job_id, chunk in chunks.items():
-                assert chunk.started_at is not None  # set with its job id
-                # DRS no longer knows the job (deleted by someone): its servers' fate is unknown, so not launched.
-                if job_id not in seen and (workflow.now() - chunk.started_at).total_seconds() > 60:
-                    chunk.settled_at = workflow.now()
-                    self._fail_servers(chunk.server_ids, f"job {job_id} disappeared from DRS")
-            for job in result.jobs:
-                chunk = chunks[job.job_id]
-                chunk.signature = job.signature()
-                if job.settled and chunk.settled_at is None:
-                    chunk.settled_at = workflow.now()
-                for sid, launch in job.servers.items():
-                    record = self.state.servers.get(sid)
-                    if record is None or record.job_id != job.job_id or record.status is ServerStatus.TIMED_OUT:
-                        continue
-                    record.launch_status = launch.launch_status
-                    record.recovery_instance_id = launch.recovery_instance_id or record.recovery_instance_id
-                    record.detail = job.last_events.get(sid, record.detail)
-                    if sid in job.instances:
-                        record.ec2_instance_id = job.instances[sid].ec2_instance_id
-                        record.private_ip = job.instances[sid].private_ip
-                    previous = record.status
-                    if launch.launch_status == "LAUNCHED":
-                        record.status = ServerStatus.LAUNCHED
-                    elif launch.launch_status == "FAILED" or (job.settled and launch.launch_status != "LAUNCHED"):
-                        record.status = ServerStatus.FAILED
-                    if record.status is not previous:
-                        record.ended_at = workflow.now()
-        finally:
-            self._watchers.pop(target_key, None)
-            self.wake = True
-
-    def _fail_servers(self, server_ids: list[str], detail: str) -> None:
-        for sid in server_ids:
-            record = self.state.servers[sid]
-            if record.status in (ServerStatus.PENDING, ServerStatus.LAUNCHING):
-                record.status, record.detail = ServerStatus.FAILED, detail
+    async def _reread_wave(self, record: WaveRecord) -> None:
+        """Before a timed-out wave is judged: its active jobs read again by their tags, per account+region."""
+        active = [c for c in self._chunks_of(record.name) if c.active]
+        for key in sorted({c.target_key for c in active}):
+            await self.jobs.reread(key, [c for c in active if c.target_key == key and c.active])
 
     def _close_wave(self, record: WaveRecord, timed_out: bool = False) -> None:
         servers = [self.state.servers[s] for s in record.servers]
+        stuck: list[ServerRecord] = []
         if timed_out:
-            for server in servers:
-                if server.status in (ServerStatus.LAUNCHING, ServerStatus.PENDING):
-                    server.status = ServerStatus.TIMED_OUT
-        critical = [s for s in servers if s.impact == "critical" and s.status.failed]
-        optional = [s for s in servers if s.impact == "optional"]
-        optional_failed = [s for s in optional if s.status.failed]
+            stuck = [s for s in servers if s.status in (ServerStatus.LAUNCHING, ServerStatus.PENDING)]
+            for server in stuck:
+                server.status = ServerStatus.TIMED_OUT
         launched = sum(s.status is ServerStatus.LAUNCHED for s in servers)
         summary = f"{launched}/{len(servers)} launched"
-        limit = self.definitions[record.name].max_failed_percent
-        if timed_out:
+        # Runs recorded before this failed a timed-out wave whatever its servers' impact.
+        if timed_out and not workflow.patched(WAVE_VERDICT_PATCH):
             self.end_wave(record, WaveStatus.FAILED, f"timed out; {summary}")
-        elif critical:
-            names = ", ".join(s.hostname or s.id for s in critical[:5])
-            self.end_wave(record, WaveStatus.FAILED, f"{summary}; critical servers failed: {names}"
-                           + (" ..." if len(critical) > 5 else ""))
-        elif optional_failed and 100 * len(optional_failed) / len(optional) > limit:
-            self.end_wave(record, WaveStatus.FAILED, f"{summary}; {len(optional_failed)}/{len(optional)} optional "
-                           f"servers failed, more than the {limit:g}% allowed")
-        elif optional_failed:
-            self._hooks.launched(record, WaveStatus.PARTIAL, f"{summary}; {len(optional_failed)} optional failed "
-                                "(allowed)")
+            return
+        if stuck:
+            summary = f"{self._timed_out(record, stuck)}; {summary}"
+        verdict, message = judge(servers, self.definitions[record.name].max_failed_percent, summary)
+        if verdict is WaveStatus.FAILED:
+            self.end_wave(record, verdict, message)
         else:
-            self._hooks.launched(record, WaveStatus.SUCCEEDED, summary)
+            self._hooks.launched(record, verdict, message)
+
+    def _timed_out(self, record: WaveRecord, stuck: list[ServerRecord]) -> str:
+        """What the wave's timeout left unfinished, by cause, naming the servers; each server's detail says why."""
+        assert record.started_at is not None
+        seconds = int((workflow.now() - record.started_at).total_seconds())
+        causes: dict[str, list[ServerRecord]] = {}
+        for server in stuck:
+            unreadable = self.jobs.unreadable.get(server.target_key)
+            if unreadable is not None and server.job_id:
+                cause, server.detail = "unknown: DRS could not be read", f"unknown at the wave's timeout: DRS " \
+                                                                           f"could not be read: {unreadable}"
+            elif server.job_id:
+                cause = f"still launching after {seconds} s"
+                server.detail = f"still launching at the wave's timeout ({seconds} s); its DRS job may still finish"
+            else:
+                cause = "never started (no DRS capacity free)"
+                server.detail = f"not started within the wave's timeout ({seconds} s): no DRS capacity was free"
+            causes.setdefault(cause, []).append(server)
+        return "timed out: " + "; ".join(f"{count(group)} {cause} ({names(group)})" for cause, group in causes.items())
 
     def end_wave(self, record: WaveRecord, status: WaveStatus, message: str) -> None:
         record.status, record.message, record.ended_at = status, message, workflow.now()
@@ -363,7 +274,10 @@ class Waves:
         return [c for c in self.state.chunks if c.wave == wave]
 
     def target(self, key: str) -> DrsTarget:
-        return self.input.targets()[key]
+        return self.jobs.target(key)
+
+    def watch_active(self) -> None:
+        self.jobs.watch_active()
 
     def end_all(self, status: WaveStatus, message: str) -> None:
         for record in self.state.waves:
@@ -382,7 +296,7 @@ class Waves:
         launched = sum(s.status is ServerStatus.LAUNCHED for s in servers)
         self.state.message = message or (
             f"{launched}/{len(servers)} servers launched in {len(waves)} wave(s), "
-            f"{sum(c.job_id is not None for c in self.state.chunks)} DRS job(s)"
+            f"{sum(bool(c.job_id) for c in self.state.chunks)} DRS job(s)"
             + "".join(f"; {w.name}: {w.message}" for w in waves if w.status is not WaveStatus.SUCCEEDED))
         self.state.ended_at = workflow.now()
         self.show()
@@ -398,4 +312,4 @@ class Waves:
             launched=sum(s.status is ServerStatus.LAUNCHED for s in servers),
             failed=sum(s.status.failed for s in servers),
             waves={w.name: w.status for w in self.state.waves},
-            jobs=sum(c.job_id is not None for c in self.state.chunks))
+            jobs=sum(bool(c.job_id) for c in self.state.chunks))

@@ -12,6 +12,7 @@ from activities.drs.instances import (
     RecoveryDetail,
     ReverseOutcome,
     drill_instances_of,
+    launched_by,
     recovery_details,
     recovery_instances_of,
     reverse_replication,
@@ -31,10 +32,10 @@ from activities.drs.jobs import (
     describe_jobs,
     drs_quotas,
     find_job,
+    find_jobs,
     job_done,
     last_log_events,
     server_outcome,
-    servers_in_active_jobs,
     start_or_find_job,
 )
 from activities.drs.select import (
@@ -51,8 +52,8 @@ __all__ = [
     "active_jobs_holding", "active_launch_jobs_of",
     "ACTIVE_JOB_LOOKBACK", "QUOTA_CODES", "TAG_CHUNK", "TAG_WAVE", "JobKey", "JobProgress", "Quotas",
     "RecoveryDetail", "ReverseOutcome", "ServerInfo", "ServerLaunch", "active_usage", "chunks", "describe_jobs",
-    "drill_instances_of", "drs_errors", "drs_quotas", "find_job", "format_lag", "job_done", "last_log_events",
+    "drill_instances_of", "drs_errors", "drs_quotas", "find_job", "find_jobs", "launched_by", "format_lag", "job_done", "last_log_events",
     "list_source_servers", "parse_duration", "recoverability", "recovery_details", "recovery_instances_of",
-    "resolve_failback_selection", "resolve_selection", "reverse_replication", "server_outcome", "servers_in_active_jobs", "start_or_find_job",
+    "resolve_failback_selection", "resolve_selection", "reverse_replication", "server_outcome", "start_or_find_job",
     "terminate_recovery_instances", "throttled",
 ]

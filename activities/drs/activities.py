@@ -20,19 +20,24 @@ from contracts.drs import (
     DRS_APPLY_LAUNCH,
     DRS_CLEANUP_DRILL,
     DRS_QUOTAS,
+    DRS_REREAD_JOBS,
     DRS_RESOLVE,
     DRS_REVERSE,
     DRS_START_JOB,
     DRS_WATCH_JOBS,
     ApplyLaunchResult,
+    ChunkJob,
     CleanupRequest,
     CleanupResult,
     DrsTarget,
     InstanceDetail,
     GroupRequest,
     JobState,
+    LaunchedInstance,
     LaunchRequest,
     QuotaLimits,
+    RereadRequest,
+    RereadResult,
     ResolvedServer,
     ResolveRequest,
     ResolveResult,
@@ -55,7 +60,9 @@ from activities.drs import (
     describe_jobs,
     drill_instances_of,
     drs_quotas,
+    find_jobs,
     last_log_events,
+    launched_by,
     list_source_servers,
     recoverability,
     recovery_details,
@@ -80,8 +87,8 @@ class DrsActivities:
         self.aws = aws
 
     def all(self) -> list[Any]:
-        return [self.quotas, self.resolve, self.start_job, self.watch_jobs, self.cleanup_drill, self.reverse,
-                self.apply_launch]
+        return [self.quotas, self.resolve, self.start_job, self.watch_jobs, self.reread_jobs, self.cleanup_drill,
+                self.reverse, self.apply_launch]
 
     def _drs(self, target: DrsTarget) -> Any:
         return self.aws.client("drs", target.account, target.region)
@@ -192,6 +199,36 @@ class DrsActivities:
             if activity.is_cancelled():
                 log.warning("drs.watch.cancelled", polls=polls)
                 raise CancelledError("watch cancelled; the DRS jobs themselves keep running")
+
+    @activity.defn(name=DRS_REREAD_JOBS)
+    def reread_jobs(self, request: RereadRequest) -> RereadResult:
+        """The chunks' jobs found again by their tags (an id the workflow holds may be stale or gone) and the
+        recovery instances they launched: after losing track, servers are judged by what DRS says now."""
+        drs = self._drs(request.target)
+        keys = [JobKey(execution_id=request.execution_id, wave=c.wave, chunk=c.chunk) for c in request.chunks]
+        tagged = find_jobs(drs, keys, request.since)
+        # A job the workflow knows but that the tags do not find (retagged, or older than `since`): read by its id.
+        known = [c.job_id for c in request.chunks if c.job_id and (c.wave, c.chunk) not in tagged]
+        by_id = {j.job_id: j for j in describe_jobs(drs, known)} if known else {}
+        found: list[ChunkJob] = []
+        for chunk in request.chunks:
+            wire = tagged.get((chunk.wave, chunk.chunk))
+            progress = JobProgress.from_wire(wire) if wire else by_id.get(chunk.job_id or "")
+            if progress is not None:
+                state = _job_state(progress)
+                if state.settled or any(s.launch_status == "FAILED" for s in state.servers.values()):
+                    state.last_events = _events(drs, state.job_id)
+                found.append(ChunkJob(wave=chunk.wave, chunk=chunk.chunk, job=state))
+        self._describe_instances(request.target, drs, [c.job for c in found])
+        job_ids = {c.job.job_id for c in found} | {c.job_id for c in request.chunks if c.job_id}
+        ec2 = self.aws.client("ec2", request.target.account, request.target.region)
+        instances = {sid: LaunchedInstance(recovery_instance_id=d.recovery_instance_id, job_id=d.job_id,
+                                           ec2_instance_id=d.ec2_instance_id, private_ip=d.private_ip)
+                     for sid, d in launched_by(drs, ec2, [s for c in request.chunks for s in c.server_ids],
+                                               job_ids).items()}
+        log.info("drs.reread", target=request.target.key, chunks=len(request.chunks), jobs=len(found),
+                 instances=len(instances))
+        return RereadResult(jobs=found, instances=instances)
 
     def _describe_instances(self, target: DrsTarget, drs: Any, states: list[JobState]) -> None:
         """EC2 instance and private IP of the servers that launched, for the status query (only on a change)."""

@@ -90,6 +90,19 @@ def recovery_details(drs: Any, ec2: Any, recovery_instance_ids: list[str]) -> di
     }
 
 
+def launched_by(drs: Any, ec2: Any, server_ids: list[str], job_ids: set[str]) -> dict[str, RecoveryDetail]:
+    """Source server id -> its live recovery instance that one of `job_ids` launched: what DRS launched for these
+    servers, also when the job itself can no longer be read."""
+    size = list_max(drs, "SourceServerIDs", _RECOVERY_IDS_MAX)
+    ids: list[str] = []
+    for batch in chunks(list(dict.fromkeys(server_ids)), size):
+        ids += [i["recoveryInstanceID"] for i in paginate(
+            drs, "describe_recovery_instances", "DescribeRecoveryInstances", filters={"sourceServerIDs": batch})
+            if i.get("jobID") in job_ids and str(i.get("ec2InstanceState", "")).upper() not in _GONE_STATES]
+    details = recovery_details(drs, ec2, ids)
+    return {d.source_server_id: d for d in details.values() if d.source_server_id}
+
+
 def drill_instances_of(drs: Any, execution_id: str) -> list[str]:
     """This execution's drill instances: launched by a job tagged with its id. Never another execution's, whatever
     their names or sources say."""

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
-from activities.core.aws import error_code, fatal
+from activities.core.aws import error_code
 from activities.core.context import TAG_EXECUTION
 from activities.drs.common import (
     ACTIVE_JOB_LOOKBACK,
@@ -53,11 +53,21 @@ def _jobs_since(drs: Any, since: datetime) -> list[dict[str, Any]]:
 def find_job(drs: Any, key: JobKey, since: datetime) -> dict[str, Any] | None:
     """The job a previous attempt started for `key`, if any. `since` must not be later than the first attempt (the
     execution's start time is safe): the lookup reads jobs created from then on."""
-    found = [job for job in _jobs_since(drs, since) if key.matches(job)]
-    if len(found) > 1:
-        log.warning("drs.job.duplicates", key=key.tags(), jobs=[j["jobID"] for j in found])
-    # DRS lists newest first: the oldest is the one every earlier attempt would have found too.
-    return found[-1] if found else None
+    return find_jobs(drs, [key], since).get((key.wave, key.chunk))
+
+
+def find_jobs(drs: Any, keys: list[JobKey], since: datetime) -> dict[tuple[str, int], dict[str, Any]]:
+    """(wave, chunk) -> the job started for that key, by its tags, from one read of the jobs created since `since`."""
+    jobs = _jobs_since(drs, since)
+    chosen: dict[tuple[str, int], dict[str, Any]] = {}
+    for key in keys:
+        found = [job for job in jobs if key.matches(job)]
+        if len(found) > 1:
+            log.warning("drs.job.duplicates", key=key.tags(), jobs=[j["jobID"] for j in found])
+        if found:
+            # DRS lists newest first: the oldest is the one every earlier attempt would have found too.
+            chosen[(key.wave, key.chunk)] = found[-1]
+    return chosen
 
 
 def start_or_find_job(
@@ -102,11 +112,18 @@ def start_or_find_job(
 
 
 def _in_active_job(drs: Any, exc: ClientError, server_ids: list[str], what: str) -> ApplicationError:
-    busy = servers_in_active_jobs(drs, server_ids)
+    """DRS refused the job because a server is in another active job. Its ConflictException names at most the
+    server (resourceId), never the job: the jobs are read to say which job holds each server and which execution
+    started it (its dr:execution tag), so the run can say who holds them. Not retryable: the other job may run for
+    an hour, far beyond any retry, and the wave must judge its servers now."""
+    busy = active_jobs_holding(drs, server_ids)
     if not busy and exc.response.get("resourceId"):
-        busy = {exc.response["resourceId"]: "?"}
-    named = ", ".join(f"{sid} (job {job})" for sid, job in sorted(busy.items())) or "unknown servers"
-    return fatal(f"{what}: source servers already in an active DRS job: {named}", "ServerInActiveJob")
+        busy = {exc.response["resourceId"]: ("?", None)}
+    named = ", ".join(f"{sid} (job {job}" + (f" of {execution})" if execution else ")")
+                      for sid, (job, execution) in sorted(busy.items())) or "unknown servers"
+    holders = {sid: {"job_id": job, "execution_id": execution} for sid, (job, execution) in busy.items()}
+    return ApplicationError(f"{what}: source servers already in an active DRS job: {named}", {"holders": holders},
+                            type="ServerInActiveJob", non_retryable=True)
 
 
 def active_launch_jobs_of(drs: Any, execution_id: str, since: datetime) -> list[str]:
@@ -114,11 +131,6 @@ def active_launch_jobs_of(drs: Any, execution_id: str, since: datetime) -> list[
     return [job["jobID"] for job in _jobs_since(drs, since)
             if job.get("type") == "LAUNCH" and job.get("status") != "COMPLETED"
             and (job.get("tags") or {}).get(TAG_EXECUTION) == execution_id]
-
-
-def servers_in_active_jobs(drs: Any, server_ids: list[str], since: datetime | None = None) -> dict[str, str]:
-    """Which of `server_ids` an active job holds, and that job's id."""
-    return {sid: job_id for sid, (job_id, _) in active_jobs_holding(drs, server_ids, since).items()}
 
 
 def active_jobs_holding(drs: Any, server_ids: list[str],

@@ -184,6 +184,7 @@ class DrsBackend:
                            reason="fieldValidationFailed",
                            fieldList=[{"name": "sourceServers", "message": "duplicate sourceServerID"}])
         servers = [self.server(server_id) for server_id in ids]
+        self._race(servers)
         self._admit(ids)
         now, faults = self.world.now(), self.world.faults
         participants, plans = {}, []
@@ -207,6 +208,15 @@ class DrsBackend:
             server.last_launch_job_id = job.id
         self.advance(now)
         return job
+
+    def _race(self, servers: list[SourceServer]) -> None:
+        """The `raced_servers` fault: someone else's job takes these servers first (the emulator then refuses the
+        request that lost, as DRS does)."""
+        raced = self.world.faults.raced_servers
+        for server in servers:
+            tags = raced.pop(server.id, None) or raced.pop(server.hostname or "", None)
+            if tags is not None:
+                self.start_recovery([{"sourceServerID": server.id}], True, dict(tags))
 
     def terminate(self, instance_ids: list[str]) -> Job:
         instances = [self.recovery_instance(i) for i in dict.fromkeys(instance_ids)]

@@ -53,6 +53,11 @@ class Faults:
                 self.throttled_calls[key] -= 1
                 return True
         return False
+    # Operations answered AccessDeniedException, as IAM does for a role without the permission.
+    denied_operations: set[str] = field(default_factory=set)
+    # Server (id or hostname) -> the tags of a drill job someone else starts for it just before the next
+    # StartRecovery that includes it: that request loses the race (ConflictException). One shot per server.
+    raced_servers: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @staticmethod
     def matches(names: set[str], server: SourceServer) -> bool:
@@ -226,7 +231,8 @@ class DrsWorld:
                 }
             faults = asdict(self.faults)
             faults.update(launch_failures=sorted(self.faults.launch_failures),
-                          stuck_servers=sorted(self.faults.stuck_servers))
+                          stuck_servers=sorted(self.faults.stuck_servers),
+                          denied_operations=sorted(self.faults.denied_operations))
             return {"time_scale": self.time_scale, "seed": self.effective_seed, "faults": faults,
                     "durations": asdict(self.durations), "quotas": asdict(self.quotas), "accounts": accounts,
                     "errors_returned": dict(self.errors_returned)}

@@ -22,7 +22,8 @@ from sandbox.drs.util import parse_iso
 
 RETRY_AFTER_SECONDS = 1
 # Errors any operation may answer, modeled for it or not: the service's front door raises them before any handler.
-_SERVICE_WIDE = {"ValidationException", "ThrottlingException", "InternalServerException"}
+# AccessDeniedException: IAM answers it for any operation, modeled on it or not (AWS's common errors).
+_SERVICE_WIDE = {"ValidationException", "ThrottlingException", "InternalServerException", "AccessDeniedException"}
 
 Handler = Callable[[DrsBackend, dict[str, Any]], dict[str, Any]]
 HANDLERS: dict[str, Handler] = {}
@@ -222,6 +223,10 @@ class DrsApp(ServiceApp):
                 raise DrsError("ValidationException", f"no DRS operation answers {request.method} {request.path}",
                                reason="unknownOperation")
             operation, labels = matched
+            if operation.name in world.faults.denied_operations:
+                account, _ = request.caller
+                raise DrsError("AccessDeniedException", f"User: arn:aws:sts::{account}:assumed-role/sandbox is not "
+                               f"authorized to perform: drs:{operation.name} (denied by the sandbox)")
             params = request.parse(operation, labels)
             server_id = params.get("sourceServerID")
             if world.faults.take_throttle(operation.name, server_id):
