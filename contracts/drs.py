@@ -168,12 +168,26 @@ class CleanupRequest(BaseModel):
     since: datetime
 
 
+class ActiveLaunch(BaseModel):
+    """One of the execution's LAUNCH jobs still running when a cleanup looked."""
+
+    job_id: str
+    wave: str | None = None  # its dr:wave tag
+    created_at: datetime
+    server_ids: list[str] = Field(default_factory=list)
+
+
 class CleanupResult(BaseModel):
     recovery_instance_ids: list[str]
     terminate_job_ids: list[str]
     # The execution's LAUNCH jobs still running (a run stopped mid-wave): they may launch instances after this
-    # cleanup looked, so the cleanup waits for them and looks again.
+    # cleanup looked, so the cleanup waits for them and looks again. `active_launches` says the same with each job's
+    # wave and age (workers from before it sent only the ids).
     active_launch_job_ids: list[str] = Field(default_factory=list)
+    active_launches: list[ActiveLaunch] = Field(default_factory=list)
+    # Instances not terminated because a running LAUNCH job of the execution holds their source server (DRS refuses
+    # to terminate them until it ends): recovery instance id -> that job's id.
+    held: dict[str, str] = Field(default_factory=dict)
 
 
 class ReverseRequest(BaseModel):

@@ -6,6 +6,8 @@ rules: deterministic, no I/O.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
@@ -40,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
 class DrsPhases:
     def __init__(self, waves: Waves) -> None:
         self._waves = waves
+        self._give_up_at: dict[str, datetime] = {}  # LAUNCH job id -> when the cleanup stops waiting for it
         self._input, self._state = waves.input, waves.state
 
     async def preflight(self) -> None:
@@ -107,8 +110,10 @@ class DrsPhases:
         waits = workflow.patched(CLEANUP_WAITS_FOR_LAUNCHES_PATCH)
         terminated: dict[str, None] = {}  # ordered set: a later round may meet an instance again
         jobs, waited = 0, 0
+        abandoned: dict[str, str] = {}  # job id -> why the cleanup did not wait for it
         while True:
             launching: list[tuple[str, str]] = []
+            held: dict[str, str] = {}  # instances a running LAUNCH job keeps from termination, this round
             for key, target in self._input.targets().items():
                 result = await workflow.execute_activity(
                     DRS_CLEANUP_DRILL, CleanupRequest(target=target, execution_id=self._input.execution_id,
@@ -120,7 +125,8 @@ class DrsPhases:
                 terminated.update(dict.fromkeys(result.recovery_instance_ids))
                 jobs += len(result.terminate_job_ids)
                 self._follow(key, result.terminate_job_ids, "cleanup")
-                launching += [(key, j) for j in result.active_launch_job_ids]
+                launching += [(key, j) for j in self._worth_waiting_for(result, abandoned)]
+                held.update(result.held)
             if waits:
                 # A run stopped mid-wave: its jobs go on launching. Wait for them, then look again.
                 for key, job_id in launching:
@@ -138,7 +144,43 @@ class DrsPhases:
             message += f", after waiting for {waited} of its LAUNCH job(s) still running"
         if ids:
             message += f": {', '.join(ids[:20])}" + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
-        self._waves.end_all(WaveStatus.SUCCEEDED, message)
+        if abandoned:
+            message += "; not waited for: " + "; ".join(abandoned.values())
+        if held:  # only instances of abandoned jobs are still held after the last round
+            left = sorted(held)
+            message += (f"; {len(left)} drill instance(s) LEFT RUNNING, their source servers still in a LAUNCH job DRS "
+                        f"has not ended ({', '.join(sorted(set(held.values())))}): {', '.join(left[:20])}; once it "
+                        f"ends, `drctl drill cleanup {self._input.execution_id}` terminates them")
+        elif abandoned:
+            message += f" (an instance it launches later is left: `drctl drill cleanup {self._input.execution_id}` " \
+                "terminates it)"
+        # A drill that leaves an instance up has not cleaned up: said as a failure, never as done.
+        self._waves.end_all(WaveStatus.FAILED if held else WaveStatus.SUCCEEDED, message)
+
+    def _worth_waiting_for(self, result: CleanupResult, abandoned: dict[str, str]) -> list[str]:
+        """The running LAUNCH jobs the cleanup waits for: those younger than twice their wave's timeout (at most the
+        timeout and an hour). A run stopped mid-wave has jobs that launch on for a while; a job its wave gave up on
+        (a stuck conversion) usually ends when DRS gives up on it too, and what it launched can only be terminated
+        after that. Past the bound, waiting would hold the cleanup, and so the run, for as long as DRS keeps the job
+        running: it is named instead. Workers from before `active_launches` sent only ids: all are waited for."""
+        if not result.active_launches:
+            return result.active_launch_job_ids
+        now = workflow.now()
+        longest = max((w.timeout_seconds for w in self._waves.definitions.values()), default=0)
+        waiting = []
+        for job in result.active_launches:
+            wave = self._waves.definitions.get(job.wave or "")
+            timeout = wave.timeout_seconds if wave else longest
+            limit = timeout + min(timeout, 3600)
+            age = (now - job.created_at).total_seconds()
+            if age < limit:
+                waiting.append(job.job_id)
+                self._give_up_at[job.job_id] = job.created_at + timedelta(seconds=limit)
+            else:
+                abandoned[job.job_id] = (f"LAUNCH job {job.job_id} of wave {job.wave or '?'} still running after "
+                                         f"{age:.0f} s, {limit - timeout} s past the wave's {timeout} s timeout (source servers "
+                                         f"{', '.join(job.server_ids[:5])})")
+        return waiting
 
     def _follow(self, key: str, job_ids: list[str], wave: str) -> None:
         for job_id in job_ids:
@@ -146,12 +188,25 @@ class DrsPhases:
                                                   server_ids=[], job_id=job_id, started_at=workflow.now()))
 
     async def _settle(self) -> None:
-        """Until every job followed has settled."""
+        """Until every job followed has settled, or (a LAUNCH job waited for) reached the time it is given."""
         while any(c.active for c in self._state.chunks):
+            now = workflow.now()
+            active = [c for c in self._state.chunks if c.active]
+            for chunk in active:
+                if chunk.job_id in self._give_up_at and now >= self._give_up_at[chunk.job_id]:
+                    chunk.settled_at = now  # no longer waited for: the next round names it
+            due = [self._give_up_at[c.job_id] for c in active if c.active and c.job_id in self._give_up_at]
+            if not any(c.active for c in active):
+                break
             self._waves.watch_active()
             self._waves.wake = False
             self._waves.show()
-            await workflow.wait_condition(lambda: self._waves.wake)
+            try:
+                await workflow.wait_condition(
+                    lambda: self._waves.wake, timeout=max(min(due) - now, timedelta(seconds=1)) if due else None,
+                    timeout_summary="the time a running LAUNCH job of the drill is waited for")
+            except TimeoutError:
+                pass
 
     async def replicate(self) -> None:
         if self._input.mode is Mode.DRILL:

@@ -67,6 +67,7 @@ from activities.drs import (
     recoverability,
     recovery_details,
     recovery_instances_of,
+    sources_of,
     resolve_failback_selection,
     resolve_selection,
     reverse_replication,
@@ -248,10 +249,18 @@ class DrsActivities:
         # Read first: a launch that completes between the two reads is found by the next cleanup round.
         launching = active_launch_jobs_of(drs, request.execution_id, request.since)
         ids = drill_instances_of(drs, request.execution_id)
+        # An instance whose source server is still in one of the execution's running LAUNCH jobs (a stuck server
+        # keeps the job, and so every server in it, busy): DRS would refuse the whole terminate request. Those wait
+        # for the job; the others go now.
+        busy = {sid: job.job_id for job in launching for sid in job.server_ids}
+        held = {rid: busy[sid] for rid, sid in sources_of(drs, ids).items() if sid in busy}
+        ids = [rid for rid in ids if rid not in held]
         jobs = terminate_recovery_instances(drs, ids, request.since)
         log.info("drs.cleanup", target=request.target.key, execution=request.execution_id, instances=len(ids),
-                 terminate_jobs=jobs, launching=launching)
-        return CleanupResult(recovery_instance_ids=ids, terminate_job_ids=jobs, active_launch_job_ids=launching)
+                 terminate_jobs=jobs, launching=[j.job_id for j in launching])
+        return CleanupResult(recovery_instance_ids=ids, terminate_job_ids=jobs,
+                             active_launch_job_ids=[j.job_id for j in launching], active_launches=launching,
+                             held=held)
 
     @activity.defn(name=DRS_REVERSE)
     def reverse(self, request: ReverseRequest) -> ReverseResult:

@@ -119,6 +119,11 @@ def recovery_instances_of(drs: Any, execution_id: str, is_drill: bool | None = N
     return [i["recoveryInstanceID"] for i in live if i["jobID"] in ours]
 
 
+def sources_of(drs: Any, ids: list[str]) -> dict[str, str]:
+    """Recovery instance id -> its source server id."""
+    return {i["recoveryInstanceID"]: i.get("sourceServerID", "") for i in _recovery_instances(drs, ids)} if ids else {}
+
+
 def _jobs_tagged(drs: Any, job_ids: list[str], execution_id: str) -> set[str]:
     size = list_max(drs, "DescribeJobsRequestFiltersJobIDs", 1000)
     tagged: set[str] = set()

@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.core.aws import error_code
 from activities.core.context import TAG_EXECUTION
+from contracts.drs import ActiveLaunch
 from activities.drs.common import (
     ACTIVE_JOB_LOOKBACK,
     CLOCK_SLACK,
@@ -102,10 +103,13 @@ def start_or_find_job(
             raise _in_active_job(drs, exc, server_ids, what) from exc
         if code == "ServiceQuotaExceededException":
             quota = exc.response.get("quotaCode", "?")
-            # The scheduler should have kept below the quota; capacity frees as jobs finish, so a later try can pass.
+            # The scheduler should have kept below the quotas; capacity frees as jobs finish, so a later try of the
+            # concurrency quotas can pass. Servers per job is a fixed size this chunk already exceeds (the quota
+            # is lower than Service Quotas said): no retry can pass, so its servers are settled at once.
+            static = quota == QUOTA_CODES["servers_per_job"]
             raise ApplicationError(f"{what}: DRS quota {quota} exceeded: "
                                    f"{exc.response.get('Error', {}).get('Message', '')}",
-                                   {"quotaCode": quota}, type="DrsQuotaExceeded") from exc
+                                   {"quotaCode": quota}, type="DrsQuotaExceeded", non_retryable=static) from exc
         raise
     log.info("drs.job.started", job=job["jobID"], key=key.tags(), servers=len(server_ids), drill=is_drill)
     return job
@@ -126,9 +130,12 @@ def _in_active_job(drs: Any, exc: ClientError, server_ids: list[str], what: str)
                             type="ServerInActiveJob", non_retryable=True)
 
 
-def active_launch_jobs_of(drs: Any, execution_id: str, since: datetime) -> list[str]:
+def active_launch_jobs_of(drs: Any, execution_id: str, since: datetime) -> list[ActiveLaunch]:
     """The LAUNCH jobs tagged with `execution_id`, created from `since` on, that have not completed."""
-    return [job["jobID"] for job in _jobs_since(drs, since)
+    return [ActiveLaunch(job_id=job["jobID"], wave=(job.get("tags") or {}).get(TAG_WAVE),
+                         created_at=job["creationDateTime"],
+                         server_ids=[p["sourceServerID"] for p in job.get("participatingServers") or []])
+            for job in _jobs_since(drs, since)
             if job.get("type") == "LAUNCH" and job.get("status") != "COMPLETED"
             and (job.get("tags") or {}).get(TAG_EXECUTION) == execution_id]
 

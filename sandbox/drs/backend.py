@@ -201,7 +201,7 @@ class DrsBackend:
                        else LAUNCH_FAILS if faults.matches(faults.launch_failures, server) else OK)
             participants[server.id] = participant
             plans.append(LaunchPlan(server.id, outcome, snapshot_id, bool(server.recovery_instance_id),
-                                    server.instance_type, server.state))
+                                    server.instance_type, server.state, faults.stuck_seconds))
         job = self._new_job("LAUNCH", "START_DRILL" if is_drill else "START_RECOVERY", participants, tags, is_drill)
         plan_launch(job, plans, self.world.timing())
         for server in servers:

@@ -126,6 +126,7 @@ class LaunchPlan:
     replace_previous: bool
     instance_type: str
     replication_state: str
+    stuck_seconds: float | None = None  # STUCK: how long until DRS gives up on the conversion (None: never)
 
 
 def plan_launch(job: Job, plans: list[LaunchPlan], timing: Timing) -> None:
@@ -159,6 +160,12 @@ def plan_launch(job: Job, plans: list[LaunchPlan], timing: Timing) -> None:
         conversion_server = hex_id(timing.rng, "i-")
         steps.append(Step(t, "log", sid, "CONVERSION_START", {"eventData": {"conversionServerID": conversion_server}}))
         if plan.outcome == STUCK:
+            if plan.stuck_seconds is None:
+                continue  # the job never ends
+            t += timedelta(seconds=plan.stuck_seconds / timing.scale)
+            steps.append(Step(t, "failed", sid, "CONVERSION_FAIL", {"eventData": {
+                "rawError": "The conversion server did not finish converting the replicated volumes in time"}}))
+            ends.append(t)
             continue
         t += timing("conversion")
         steps.append(Step(t, "log", sid, "CONVERSION_END"))

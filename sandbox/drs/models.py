@@ -43,6 +43,9 @@ class Faults:
     error_rate: float = 0.0
     launch_failures: set[str] = field(default_factory=set)  # source server ids or hostnames
     stuck_servers: set[str] = field(default_factory=set)
+    # How long a stuck server's conversion hangs before DRS fails its launch (seconds at time scale 1); None: for
+    # ever, its job never ending.
+    stuck_seconds: float | None = None
     # "Operation" or "Operation:sourceServerID" -> how many more such requests are throttled (a storm on one call).
     throttled_calls: dict[str, int] = field(default_factory=dict)
 
@@ -85,7 +88,7 @@ def _update(target: Any, changes: dict[str, Any]) -> None:
         current = getattr(target, name)
         if isinstance(current, set):
             value = {value} if isinstance(value, str) else set(value)
-        else:
+        elif current is not None and value is not None:  # an optional field (None by default) takes the value as is
             value = type(current)(value)
         setattr(target, name, value)
 

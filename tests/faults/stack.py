@@ -114,18 +114,26 @@ class Stack:
 
     # ---- runs ---------------------------------------------------------------------------------------------------
 
-    def plan(self) -> Plan:
+    def plan(self, edit: tuple[str, str] | None = None) -> Plan:
+        """The three-tier plan, with `edit` (old, new) made to its text first: a fault case's own setting."""
         os.environ.update(self.aws_env())  # reference checks while loading read the sandbox
-        return load_plan(THREE_TIER, catalogue=catalogue())
+        path = THREE_TIER
+        if edit:
+            text = THREE_TIER.read_text()
+            assert edit[0] in text, edit
+            path = self.state / "three-tier.yaml"
+            path.write_text(text.replace(edit[0], edit[1], 1))
+        return load_plan(path, catalogue=catalogue())
 
     async def drill(self, task_queue: str, workers: int = 1, options: RunOptions | None = None,
-                    faults: dict[str, Any] | None = None) -> tuple[Plan, WorkflowHandle[Any, Any]]:
-        """A fresh estate with DRS `faults` (the admin API's fields), `workers` workers on their own task queue, and
-        a drill of the three-tier plan started."""
+                    faults: dict[str, Any] | None = None,
+                    edit: tuple[str, str] | None = None) -> tuple[Plan, WorkflowHandle[Any, Any]]:
+        """A fresh estate with DRS `faults` (the admin API's fields), `workers` workers on their own task
+        queue, and a drill of the three-tier plan (with `edit` made to its text) started."""
         self.reset(time_scale=1)
         for _ in range(workers):
             self.add_worker(task_queue)
-        plan = self.plan()
+        plan = self.plan(edit)
         if faults:
             self.admin("faults", faults)
         return plan, await self.start_drill(await self.client(), task_queue, plan, options)
