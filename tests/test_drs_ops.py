@@ -181,13 +181,25 @@ def test_throttling_carries_drs_retry_after_into_temporals_retry(world):
     assert caught.value.next_retry_delay == timedelta(seconds=1)
 
 
-def test_a_quota_exceeded_start_is_retryable(world):
+def test_a_job_larger_than_the_servers_per_job_quota_is_not_retried(world):
+    """The chunk was sized to the quota Service Quotas gave; DRS's is lower: the same job can never start."""
     world.set_quotas(servers_per_job=2)
     ids = [add(world, f"quota{i}") for i in range(3)]
     with pytest.raises(ApplicationError) as caught:
         start_or_find_job(drs(), JobKey(execution_id="e", wave="w", chunk=0), ids, True, since=since())
-    assert caught.value.type == "DrsQuotaExceeded" and not caught.value.non_retryable
+    assert caught.value.type == "DrsQuotaExceeded" and caught.value.non_retryable
     assert caught.value.details == ({"quotaCode": "L-B827C881"},)
+
+
+def test_a_concurrent_jobs_quota_exceeded_start_is_retryable(world):
+    """Capacity frees as other jobs finish: a later attempt can pass."""
+    world.set_quotas(concurrent_jobs=1)
+    start_or_find_job(drs(), JobKey(execution_id="e", wave="w", chunk=0), [add(world, "busy")], True, since=since())
+    with pytest.raises(ApplicationError) as caught:
+        start_or_find_job(drs(), JobKey(execution_id="e", wave="w", chunk=1), [add(world, "next")], True,
+                          since=since())
+    assert caught.value.type == "DrsQuotaExceeded" and not caught.value.non_retryable
+    assert caught.value.details == ({"quotaCode": "L-D88FAC3A"},)
 
 
 def test_describe_jobs_batches_ids_and_keeps_the_order_asked(world):
