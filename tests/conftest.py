@@ -67,9 +67,9 @@ def _share_botocore_loader() -> None:
 # The longest test files, measured (junit times of a whole run, 2 cores, 4 workers): they start first, so that the
 # run does not end with one worker alone on a long file while the others idle (--dist loadfile hands out files in
 # collection order). A stale list only costs speed; the order of tests within a file never changes.
-LONGEST_FIRST = ("test_drs_faults", "test_drs_recovery", "test_durability", "test_drill_cleanup", "test_hooks", "test_every_module", "test_demo_ports",
-                 "test_sfn_callback", "test_lifecycle", "test_drs_emulator", "test_drs_gates", "test_governance",
-                 "test_sandbox_serve")
+LONGEST_FIRST = ("test_drs_faults", "test_drs_recovery", "test_durability", "test_drill_cleanup", "test_hooks",
+                 "test_every_module", "test_demo_ports", "test_sfn_callback", "test_lifecycle", "test_drs_emulator",
+                 "test_drs_gates", "test_governance", "test_sandbox_serve")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
