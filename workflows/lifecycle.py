@@ -269,8 +269,12 @@ class DrLifecycleWorkflow:
         self._board.show()
         try:
             await self._run_step(phase, layer, resource, state, call, activity_id)
-        finally:
+        except GeneratorExit:  # the worker evicts the run and closes its coroutines: no workflow left to show in
+            raise
+        except BaseException:
             self._board.show()
+            raise
+        self._board.show()
 
     async def _run_step(self, phase: Phase, layer: Layer, resource: Resource, state: ResourceState,
                         call: ResourceCall, activity_id: str) -> None:
