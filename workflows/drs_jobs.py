@@ -85,7 +85,8 @@ class Jobs:
                         snapshot_ids={s: self.state.servers[s].snapshot_id for s in chunk.server_ids
                                       if self.state.servers[s].snapshot_id}),
                     result_type=StartJobResult, start_to_close_timeout=SHORT, heartbeat_timeout=heartbeat(),
-                    retry_policy=RETRY, summary=f"wave {chunk.wave}: start a DRS {'drill' if self.input.mode is Mode.DRILL else 'recovery'}"
+                    retry_policy=RETRY,
+                    summary=f"wave {chunk.wave}: start a DRS {'drill' if self.input.mode is Mode.DRILL else 'recovery'}"
                             f" job for {len(chunk.server_ids)} server(s) in {chunk.target_key}")
             except ActivityError as err:
                 # E.g. a server already in another execution's job: these servers fail, the others go on.

@@ -178,8 +178,8 @@ class DrsPhases:
                 self._give_up_at[job.job_id] = job.created_at + timedelta(seconds=limit)
             else:
                 abandoned[job.job_id] = (f"LAUNCH job {job.job_id} of wave {job.wave or '?'} still running after "
-                                         f"{age:.0f} s, {limit - timeout} s past the wave's {timeout} s timeout (source servers "
-                                         f"{', '.join(job.server_ids[:5])})")
+                                         f"{age:.0f} s, {limit - timeout} s past the wave's {timeout} s timeout "
+                                         f"(source servers {', '.join(job.server_ids[:5])})")
         return waiting
 
     def _follow(self, key: str, job_ids: list[str], wave: str) -> None:
