@@ -9,8 +9,8 @@ import time
 import pytest
 
 from contracts.lifecycle import RunStatus
-from tests.faults.evidence import drill_instances, launch_jobs, rds_drill_copies
-from tests.faults.runs import jobs_per_chunk, outcome
+from tests.faults.evidence import launch_jobs
+from tests.faults.runs import assert_nothing_doubled_or_left, outcome
 from tests.faults.stack import Stack
 
 pytestmark = pytest.mark.faults
@@ -31,14 +31,11 @@ async def test_three_drills_of_one_plan_at_once(stack: Stack) -> None:
 
     states = await asyncio.gather(*(follow(h) for h in handles))
     winners = [s for s in states if s.status is RunStatus.COMPLETED]
-    losers = [s for s in states if s is not winners[0]] if winners else states
     assert len(winners) == 1, [(s.workflow_id, s.status, s.error) for s in states]
     winner = winners[0]
-    for loser in losers:
+    for loser in (s for s in states if s is not winner):
         assert loser.status is RunStatus.FAILED, (loser.status, loser.error)
         assert winner.workflow_id in (loser.error or ""), loser.error
         assert ended[loser.workflow_id] < 120, f"{loser.workflow_id} ended after {ended[loser.workflow_id]:.0f} s"
         assert not launch_jobs(plan, loser.workflow_id)  # its servers were held: it launched none
-    counts = jobs_per_chunk(launch_jobs(plan, winner.workflow_id))
-    assert counts and set(counts.values()) == {1}, counts
-    assert drill_instances(plan) == [] and rds_drill_copies(plan) == []
+    assert_nothing_doubled_or_left(plan, winner.workflow_id)

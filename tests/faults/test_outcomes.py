@@ -24,26 +24,20 @@ REPORTING = ("""                  dependsOn: [db]
 DB = ("""                  protectionGroups: [db-tier]
                   timeoutSeconds: 3600""", """                  protectionGroups: [db-tier]
                   timeoutSeconds: 60""")
-STUCK_REPORT = {"stuckServers": ["orders-report-01.corp.example.com"], "stuckSeconds": 80}
 
 
-async def test_a_stuck_optional_server_within_policy_ends_partial(stack: Stack) -> None:
+@pytest.mark.parametrize(("edit", "host", "ends"), [
+    pytest.param(REPORTING, "orders-report-01", RunStatus.PARTIAL, id="optional-within-policy-partial"),
+    pytest.param(DB, "orders-db-01", RunStatus.FAILED, id="critical-failed"),
+])
+async def test_a_stuck_server_is_judged_by_its_impact_and_the_drill_cleans_up(
+        stack: Stack, edit: tuple[str, str], host: str, ends: RunStatus) -> None:
     started = time.monotonic()
-    plan, handle = await stack.drill("faults-stuck-optional", edit=REPORTING, faults=STUCK_REPORT)
+    plan, handle = await stack.drill(f"faults-stuck-{host}", edit=edit,
+                                     faults={"stuckServers": [f"{host}.corp.example.com"], "stuckSeconds": 80})
     state = await outcome(handle)
-    assert state.status is RunStatus.PARTIAL, (state.status, state.error)
-    assert "orders-report-01" in (state.error or ""), state.error
-    assert drill_instances(plan) == [] and rds_drill_copies(plan) == []
-    assert time.monotonic() - started < 180
-
-
-async def test_a_stuck_critical_server_fails_the_drill_and_it_cleans_up(stack: Stack) -> None:
-    started = time.monotonic()
-    plan, handle = await stack.drill("faults-stuck-critical", edit=DB,
-                                     faults={"stuckServers": ["orders-db-01.corp.example.com"], "stuckSeconds": 80})
-    state = await outcome(handle)
-    assert state.status is RunStatus.FAILED, (state.status, state.error)
-    assert "orders-db-01" in (state.error or ""), state.error
+    assert state.status is ends, (state.status, state.error)
+    assert host in (state.error or ""), state.error
     assert drill_instances(plan) == [] and rds_drill_copies(plan) == []
     assert time.monotonic() - started < 180
 
