@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test check install clean iam-calls deps-latest lock ui-check chaos
+.PHONY: demo test check install clean iam-calls deps-latest lock ui-check chaos record-histories
 
 # Test files run in parallel, each file whole on one pytest-xdist worker (its module fixtures and the order of its
 # tests as written); every worker has its own sandbox and Temporal servers. Most of a test's time is waiting on
@@ -59,6 +59,12 @@ chaos: $(STAMP)
 # chromium`): screenshots and page text under .state/ui-check. Not part of `make test`: it needs the browser.
 ui-check: $(STAMP)
 	tools/ui-check
+
+# At each release, on the release's commit: record the histories of the scenarios in tests/histories/record.py that
+# are not recorded yet (old ones are never overwritten), tagged with the release and the commit; `make test` replays
+# them against every later change. ARGS pass to pytest (ARGS="-k drs"). See docs/versioning.md.
+record-histories: $(STAMP)
+	$(VENV)/bin/python -m tests.histories.record $(ARGS)
 
 # Re-record deploy/iam/calls.json: the whole suite, so every call any test makes the orchestrator do is in it
 # (written at the end of the session from every worker's calls, when it passed); then the templates against it.

@@ -96,6 +96,10 @@ def test_every_expected_history_is_committed_and_indexed():
     index = json.loads((HISTORIES / "index.json").read_text())
     on_disk = {p.name for p in HISTORIES.glob("*.json")} - {"index.json"}
     assert set(index) == on_disk == set(EXPECTED)
+    # Each stands for a release and a commit of it (docs/versioning.md: `make record-histories` at each release).
+    unnamed = {name: key for name, entry in index.items() for key in ("recordedOn", "release", "workflowCodeOf")
+               if not entry.get(key)}
+    assert not unnamed, unnamed
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

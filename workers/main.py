@@ -8,7 +8,7 @@ import os
 import signal
 from datetime import timedelta
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -106,11 +106,13 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def build_worker(client: Client, task_queue: str, aws: AwsClients,
-                 executor: concurrent.futures.ThreadPoolExecutor) -> Worker:
+                 executor: concurrent.futures.ThreadPoolExecutor, workflows: Sequence[type] = WORKFLOWS) -> Worker:
+    """`workflows`: another release's workflow code under the same type names, for the upgrade test
+    (tests/test_upgrade_at_gate.py); the worker always hosts WORKFLOWS."""
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=list(WORKFLOWS),
+        workflows=list(workflows),
         activities=[*DrActivities(aws).all(), *DrsActivities(aws).all(), *CallbackActivities(aws).all(),
                     *NotifyActivities(aws).all(), *ClaimActivities(client).all()],
         activity_executor=executor,

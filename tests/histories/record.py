@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +63,19 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def release() -> str:
+    """The project's version (pyproject.toml): the release a history is recorded on, as people name it."""
+    return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
+
+
 def recorded_on() -> dict[str, str]:
-    """The commit recorded on, and the last commit that changed workflow code: the code a history stands for.
-    Refused when the workflow code in the tree is not a commit's."""
+    """The commit recorded on, its release, and the last commit that changed workflow code: the code a history
+    stands for. Refused when the workflow code in the tree is not a commit's."""
     dirty = _git("status", "--porcelain", "--", *WORKFLOW_CODE)
     if dirty:
         pytest.exit(f"workflow code differs from HEAD, a recording would stand for no commit:\n{dirty}", returncode=2)
-    return {"recordedOn": _git("rev-parse", "HEAD"), "workflowCodeOf": _git("log", "-1", "--format=%H", "--",
-                                                                             *WORKFLOW_CODE)}
+    return {"recordedOn": _git("rev-parse", "HEAD"), "release": release(),
+            "workflowCodeOf": _git("log", "-1", "--format=%H", "--", *WORKFLOW_CODE)}
 
 
 def not_recorded_yet(name: str) -> None:
