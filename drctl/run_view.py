@@ -107,11 +107,12 @@ def _header(state: LifecycleState, ui_url: str | None) -> RenderableType:
     if state.paused and state.status is RunStatus.RUNNING:
         title.append("  (pausing at the next boundary)", style="yellow")
     grid = Table.grid(padding=(0, 2))
-    grid.add_row("plan", f"{state.plan_name} {state.plan_hash or ''}".rstrip(), "mode", state.mode.value, "initiator",
-                 state.initiator)
+    grid.add_row("plan", state.plan_name, "mode", state.mode.value, "initiator", state.initiator)
     grid.add_row("phase", state.current_phase.value if state.current_phase else "-", "started",
                  f"{state.started_at:%Y-%m-%d %H:%M:%S}Z", "duration", _took(state.started_at, state.ended_at))
     parts: list[RenderableType] = [title, grid]
+    if state.plan_hash:  # what an approver compares with the hash of the plan they reviewed (`drctl plan validate`)
+        parts.append(Text(f"plan hash {state.plan_hash}"))
     if ui_url:
         parts.append(Text(ui_url, style="dim"))
     return Group(*parts)

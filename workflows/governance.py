@@ -148,7 +148,7 @@ class Governance:
 
     def _other_run(self, request: ControlRequest) -> str | None:
         """Any message may name its run (approve/reject must): one naming another run is denied."""
-        if request.run is None or request.run == self._state.workflow_id:
+        if not request.run or request.run == self._state.workflow_id:
             return None
         return f"the request is for run {request.run}, not for this run ({self._state.workflow_id})"
 
