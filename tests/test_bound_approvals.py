@@ -15,11 +15,12 @@ import pytest
 
 from activities.identity import TRUST_FILE_ENV, read_trust
 from contracts.lifecycle import AuditEntry, RunStatus
-from plans.model import Mode
 from tests.cli_helpers import cli_env, drctl
 from tests.identity_helpers import session_idp, token_for
 from tests.lifecycle_helpers import audit_of, control, finish, make_plan, send, start_run, status_of, wait_resource, \
     wait_until
+from tests.test_replay_histories import replayer
+from workflows.governance import BOUND_APPROVALS_PATCH
 
 INITIATOR = "initiator@example.com"
 MANAGER = ("manager@example.com", ("plan-manager",))
@@ -40,6 +41,16 @@ async def gated_run(worker: Any, name: str, **plan: Any) -> tuple[Any, Any]:
 
 def denials(trail: list[AuditEntry]) -> list[tuple[str, str, str]]:
     return [(e.actor, e.action, e.reason) for e in trail if not e.accepted]
+
+
+async def replays(handle: Any) -> None:
+    """The run's history, with its patch marker, replays on this code: the checks are deterministic."""
+    history = await handle.fetch_history()
+    markers = [json.loads(p.data) for e in history.events if e.HasField("marker_recorded_event_attributes")
+               for p in e.marker_recorded_event_attributes.details["patch-data"].payloads]
+    assert BOUND_APPROVALS_PATCH in [m["id"] for m in markers]  # the checks ran under their patch
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
 
 
 async def test_an_approval_names_its_run_and_its_plan_and_both_are_on_record(worker):
@@ -73,6 +84,7 @@ async def test_an_approval_names_its_run_and_its_plan_and_both_are_on_record(wor
     assert reasons[0].startswith("the request names no run: an approval or rejection must name the run")
     assert reasons[1:] == [f"the request is for run {OTHER_RUN}, not for this run ({handle.id})",
                            f"the approver reviewed plan {reviewed}, but this run runs plan {digest}"]
+    await replays(handle)
 
 
 async def test_a_token_bound_to_other_runs_is_denied_for_every_message(worker):
@@ -130,6 +142,7 @@ async def test_a_token_decides_once_per_run_and_steers_as_often_as_needed(worker
     kept = state.model_dump_json() + json.dumps([e.model_dump(mode="json") for e in trail]) + caplog.text
     assert "audit approve allowed by manager@example.com" in caplog.text  # the log was captured
     assert token not in kept and jti not in kept and token.split(".")[1] not in kept
+    await replays(handle)
 
 
 async def test_approvals_may_require_a_token_bound_to_the_run(worker, monkeypatch, tmp_path):
@@ -180,6 +193,10 @@ async def test_drctl_names_the_run_checks_the_plan_hash_and_mints_bound_tokens(w
     code, out, err = await drctl("drill", "approve", handle.id, "--plan-hash", digest, "--reason", "ok", env=env)
     assert code == 0 and "approved" in out, err
     assert (await finish(handle)).status is RunStatus.COMPLETED
+    env["DRCTL_TOKEN"] = token_for("auditor@example.com", ("auditor",))
+    code, out, err = await drctl("audit", handle.id, env=env)
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 3 and all(line.endswith(f"[plan {digest}]") for line in lines), out
 
 
 def test_plan_validate_prints_the_hash_the_run_will_carry(tmp_path):
