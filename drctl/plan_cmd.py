@@ -101,9 +101,9 @@ def preview(ctx: click.Context, file: str, show: int) -> None:
     from drctl.plan_preview import preview_lines
 
     loaded = _plan_or_exit(ctx, file)
+    click.echo(f"plan {loaded.name} {loaded.digest()}")  # the hash an approver compares with the run's
     with _aws_errors():
         lines, problems = preview_lines(loaded, show)
-    click.echo(f"plan {loaded.name} {loaded.digest()}")
     for line in lines:
         click.echo(line)
     ctx.exit(1 if problems else 0)

@@ -139,7 +139,8 @@ async def test_a_token_decides_once_per_run_and_steers_as_often_as_needed(worker
     # Only hashes: neither the token nor its jti is in the state, the audit trail or the worker's log.
     state = await status_of(handle)
     assert len(state.decision_tokens) == 4 and len(set(state.decision_tokens)) == 4  # manager, rm, a, b
-    kept = state.model_dump_json() + json.dumps([e.model_dump(mode="json") for e in trail]) + caplog.text
+    logged = caplog.text + json.dumps([vars(r) for r in caplog.records], default=str)  # messages and their extra
+    kept = state.model_dump_json() + json.dumps([e.model_dump(mode="json") for e in trail]) + logged
     assert "audit approve allowed by manager@example.com" in caplog.text  # the log was captured
     assert token not in kept and jti not in kept and token.split(".")[1] not in kept
     await replays(handle)
