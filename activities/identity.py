@@ -1,8 +1,9 @@
 """The worker's trust configuration (who issues tokens, for which audience, with which keys), read by an activity
 at workflow start so the workflow keeps it in state and verifies every message deterministically.
 
-DR_AUTH_TRUST_FILE names a JSON file: {"issuer", "audience", "rolesClaim"?, "leewaySeconds"?, and one of "keys" (a
-JWKS "keys" list), "jwksFile" (a JWKS document beside it) or "jwksUri" (the IdP's JWKS endpoint)}.
+DR_AUTH_TRUST_FILE names a JSON file: {"issuer", "audience", "rolesClaim"?, "leewaySeconds"?, "runClaim"?,
+"approvalsRequireRunBoundToken"?, and one of "keys" (a JWKS "keys" list), "jwksFile" (a JWKS document beside it) or
+"jwksUri" (the IdP's JWKS endpoint)}.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def read_trust(path: str | None = None) -> TrustConfig:
             "issuer": data.get("issuer"), "audience": data.get("audience"), "keys": data.get("keys"),
             **({"roles_claim": data["rolesClaim"]} if "rolesClaim" in data else {}),
             **({"leeway_seconds": data["leewaySeconds"]} if "leewaySeconds" in data else {}),
+            **({"run_claim": data["runClaim"]} if "runClaim" in data else {}),
+            **({"approvals_require_bound_token": data["approvalsRequireRunBoundToken"]}
+               if "approvalsRequireRunBoundToken" in data else {}),
         })
     except ValidationError as exc:
         raise _misconfigured(f"{file}: {exc}") from None

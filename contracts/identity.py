@@ -28,6 +28,12 @@ class TrustConfig(BaseModel):
     keys: list[dict[str, Any]] = Field(min_length=1)  # public JWKs, as a JWKS document's "keys"
     roles_claim: str = "roles"  # a list of role names (OIDC providers differ: "groups", "cognito:groups", ...)
     leeway_seconds: int = Field(default=30, ge=0, le=300)  # clock skew between the IdP and Temporal
+    # A token that carries this claim (a workflow id, or a list of them) is bound to those runs: any message it
+    # signs to another run is denied, so a token seen in one run's history is worth nothing in the next.
+    run_claim: str = "dr_run"
+    # Approvals and rejections only with a token bound to the run (above): the production setting where the IdP can
+    # issue such tokens (e.g. by token exchange). Off by default: generic OIDC tokens carry no run claim.
+    approvals_require_bound_token: bool = False
 
 
 class Principal(BaseModel):
@@ -38,6 +44,11 @@ class Principal(BaseModel):
     token_sha256: str
     expires_at: datetime
     name: str | None = None
+    # The runs the token is bound to (its run claim); None: not bound, valid for any run.
+    runs: list[str] | None = None
+    # Identifies the token for "one decision per token": the hash of its `jti`, else of the whole token. Never the
+    # jti itself: a jti in the run's state would let whoever reads it tell which token to replay.
+    use_sha256: str = ""
 
 
 class IdentityError(Exception):
@@ -79,9 +90,28 @@ def verify_token(token: str | None, trust: TrustConfig, now: datetime) -> Princi
         roles = roles.split()
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise IdentityError(f"claim {trust.roles_claim!r} must be a list of role names")
+    jti = claims.get("jti")
     return Principal(subject=str(claims["sub"]), roles=sorted(set(roles)), token_sha256=token_hash(token),
                      expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
-                     name=claims.get("name") or claims.get("email"))
+                     name=claims.get("name") or claims.get("email"), runs=_bound_runs(claims, trust.run_claim),
+                     use_sha256=token_hash(f"jti:{jti}") if isinstance(jti, str) and jti else token_hash(token))
+
+
+def binding_problem(principal: Principal, workflow_id: str) -> str | None:
+    """Why a token bound to other runs may not be used on `workflow_id`; None when it may."""
+    if principal.runs is None or workflow_id in principal.runs:
+        return None
+    return f"token is bound to run(s) {', '.join(principal.runs)}, not to {workflow_id}"
+
+
+def _bound_runs(claims: dict[str, Any], claim: str) -> list[str] | None:
+    value = claims.get(claim)
+    if value is None:
+        return None
+    runs = [value] if isinstance(value, str) else value
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, str) and r for r in runs):
+        raise IdentityError(f"claim {claim!r} must be a workflow id or a non-empty list of them")
+    return list(runs)
 
 
 def _key_for(kid: str | None, trust: TrustConfig) -> Any:

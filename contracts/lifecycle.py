@@ -98,6 +98,12 @@ class ControlRequest(BaseModel):
     gate: str | None = None  # approve/reject: the gate id shown by `status`; default: the pending one
     step: str | None = None  # skip: "PHASE/layer" or "PHASE/layer/resource", not started yet
     force: bool = False  # cancel: also stop in-flight operations instead of letting them finish
+    # approve/reject: the workflow id of the run decided (required): a decision sent to another run is denied, so
+    # an approval cannot be replayed from one run's history into another.
+    run: str | None = Field(default=None, max_length=1000)
+    # approve/reject: the plan hash (`sha256:...`) the approver reviewed; a decision on a run of another plan is
+    # denied. Optional: drctl approve --plan-hash.
+    plan_hash: str | None = Field(default=None, max_length=100)
     # How it came: "update" or "signal" (the audit trail says which). Private: set by the run, never by a caller.
     _via: str = PrivateAttr(default="update")
 
@@ -230,6 +236,7 @@ class Approval(BaseModel):
     roles: list[str]
     at: datetime
     reason: str = ""
+    plan_hash: str | None = None  # the hash of the plan the run runs, which this approval approved
 
 
 class ChildGate(BaseModel):
@@ -264,6 +271,7 @@ class AuditEntry(BaseModel):
     verified: bool = True
     token_sha256: str | None = None
     via: str = ""  # update | signal; empty for the start
+    plan_hash: str | None = None  # the start and every decision: the hash of the plan the run runs
 
 
 class NotificationRecord(BaseModel):
@@ -300,6 +308,9 @@ class LifecycleState(BaseModel):
     cancel_requested: bool = False
     error: str | None = None  # why it did not complete; PARTIAL: what failed within policy (the result's message)
     callback: CallbackState | None = None  # the Step Functions caller, when the run was started with a task token
+    plan_hash: str | None = None  # Plan.digest() of the plan the run received (also in its memo as planHash)
+    # Hashes of the tokens (their jti) that made a decision in this run: each decides at most once.
+    decision_tokens: list[str] = Field(default_factory=list)
 
     def pending_gate(self) -> Gate | None:
         return next((g for g in self.gates if g.decision is None), None)

@@ -32,6 +32,10 @@ def audit(workflow_id: str, token: str | None, as_json: bool) -> None:
             outcome = "allowed" if entry.accepted else "DENIED"
             why = f": {entry.reason}" if entry.reason else ""
             detail = f" ({entry.detail})" if entry.detail else ""
-            click.echo(f"{entry.at:%Y-%m-%d %H:%M:%S}Z  {outcome:7}  {entry.action:24} {who}{roles}{why}{detail}")
+            # Which plan a start or a decision was about: what a change manager ties an approval to.
+            decisive = entry.action.startswith(("start-", "approve", "reject"))
+            plan = f" [plan {entry.plan_hash}]" if entry.plan_hash and decisive else ""
+            click.echo(f"{entry.at:%Y-%m-%d %H:%M:%S}Z  {outcome:7}  {entry.action:24} {who}{roles}{why}{detail}"
+                       f"{plan}")
 
     asyncio.run(guard(show(), workflow_id))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from drctl.dev_idp import DevIdentityProvider, auth_dir
+from drctl.dev_idp import RUN_CLAIM, DevIdentityProvider, auth_dir
 from plans.approvals import Role
 
 _ROLES = [role.value for role in Role]
@@ -38,9 +39,15 @@ def init(directory: Path | None, force: bool) -> None:
               help="A role of the user (repeatable).")
 @click.option("--ttl", "ttl_minutes", default=480, show_default=True, type=click.IntRange(1, 7 * 24 * 60),
               help="Minutes until the token expires.")
+@click.option("--run", "runs", multiple=True, metavar="WORKFLOW_ID",
+              help="Bind the token to this run (repeatable): every message it signs to another run is denied.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None)
-def token(subject: str, roles: tuple[str, ...], ttl_minutes: int, directory: Path | None) -> None:
-    """Print a signed token for SUBJECT (e.g. an e-mail address); export it as DRCTL_TOKEN."""
+def token(subject: str, roles: tuple[str, ...], ttl_minutes: int, runs: tuple[str, ...],
+          directory: Path | None) -> None:
+    """Print a signed token for SUBJECT (e.g. an e-mail address); export it as DRCTL_TOKEN.
+
+    Each token has its own `jti`: a run accepts one decision (approve or reject) per token.
+    """
     try:
         idp = DevIdentityProvider.load(directory or auth_dir())
     except FileNotFoundError as exc:
@@ -48,4 +55,5 @@ def token(subject: str, roles: tuple[str, ...], ttl_minutes: int, directory: Pat
         demo = DEMO_AUTH_DIR if directory is None and (DEMO_AUTH_DIR / "trust.json").exists() else None
         hint = f" (the demo's is in {demo}: add --dir {demo})" if demo else ""
         raise click.ClickException(f"{exc}{hint}") from None
-    click.echo(idp.token(subject, sorted(set(roles)), ttl_seconds=ttl_minutes * 60))
+    bound: dict[str, Any] = {RUN_CLAIM: runs[0] if len(runs) == 1 else list(runs)} if runs else {}
+    click.echo(idp.token(subject, sorted(set(roles)), ttl_seconds=ttl_minutes * 60, **bound))

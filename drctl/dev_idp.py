@@ -23,6 +23,7 @@ DEV_ISSUER = "https://drctl.dev-idp.local"
 DEV_AUDIENCE = "dr-orchestrator"
 TRUST_FILE = "trust.json"
 _KEY_FILE = "signing-key.pem"
+RUN_CLAIM = "dr_run"  # the claim binding a token to runs (contracts.identity.TrustConfig.run_claim)
 
 
 def auth_dir() -> Path:
@@ -50,7 +51,7 @@ class DevIdentityProvider:
         key_path.chmod(0o600)
         public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
         public.update({"kid": key_id, "use": "sig", "alg": "ES256"})
-        trust = {"issuer": issuer, "audience": audience, "keys": [public], "rolesClaim": "roles"}
+        trust = {"issuer": issuer, "audience": audience, "keys": [public], "rolesClaim": "roles", "runClaim": RUN_CLAIM}
         (directory / TRUST_FILE).write_text(json.dumps(trust, indent=2) + "\n")
         return cls(directory, issuer, audience, key_id, key)
 

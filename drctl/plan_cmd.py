@@ -43,7 +43,8 @@ def validate(ctx: click.Context, files: tuple[str, ...]) -> None:
     for file in files:
         result = read_plan(file, catalogue=catalogue())
         if result.ok and result.plan is not None:
-            click.echo(f"OK: {file} ({_summary(result.plan)})")
+            # The hash an approver checks against the run's (drctl drill status, the memo, the notification).
+            click.echo(f"OK: {file} ({_summary(result.plan)}) {result.plan.digest()}")
         else:
             valid = False
             _echo_errors(result)
@@ -100,6 +101,7 @@ def preview(ctx: click.Context, file: str, show: int) -> None:
     from drctl.plan_preview import preview_lines
 
     loaded = _plan_or_exit(ctx, file)
+    click.echo(f"plan {loaded.name} {loaded.digest()}")  # the hash an approver compares with the run's
     with _aws_errors():
         lines, problems = preview_lines(loaded, show)
     for line in lines:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 import asyncio
@@ -196,17 +197,30 @@ _FORCE = click.option("--force", is_flag=True, help="Also stop in-flight operati
 _STEP = click.option("--step", required=True, help="PHASE/layer or PHASE/layer/resource, not started yet.")
 
 
+def _plan_hash(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"sha256:[0-9a-f]{16,64}", value):
+        raise click.BadParameter(f"{value[:80]!r} is not a plan hash (sha256: and hex digits, as `drctl plan "
+                                 "validate` prints it)")
+    return value
+
+
+_PLAN_HASH = click.option("--plan-hash", default=None, metavar="sha256:...", callback=_plan_hash,
+                          help="The hash of the plan you reviewed (`drctl plan validate` prints it): the run denies "
+                               "the decision if it runs another plan.")
+
+
 def _control_command(update: str, help_text: str, *options: Any) -> click.Command:
     def command(workflow_id: str, reason: str, token: str | None, gate: str | None = None, force: bool = False,
-                step: str | None = None) -> None:
+                step: str | None = None, plan_hash: str | None = None) -> None:
         from contracts.lifecycle import ControlRequest, ControlResult
 
         token = require_token(token)
 
         async def send() -> None:
             client, _ = await connect_client()
+            # Every request names its run: an approval or rejection must (the run denies one naming another run).
             request = ControlRequest(actor=claimed_subject(token), reason=reason, gate=gate, force=force,
-                                     step=step, token=token)
+                                     step=step, token=token, run=workflow_id, plan_hash=plan_hash)
             result = await guard(client.get_workflow_handle(workflow_id).execute_update(
                 update, request, result_type=ControlResult), workflow_id)
             click.echo(f"{result.message} (run is {result.status.value})")
@@ -224,8 +238,8 @@ def _control_command(update: str, help_text: str, *options: Any) -> click.Comman
 
 
 for _name, _help, _options in (
-    ("approve", "Approve the pending gate of a run (or --gate GATE).", (_GATE, _REASON)),
-    ("reject", "Reject the pending gate (or --gate GATE); the run stops.", (_GATE, _REASON_REQUIRED)),
+    ("approve", "Approve the pending gate of a run (or --gate GATE).", (_GATE, _PLAN_HASH, _REASON)),
+    ("reject", "Reject the pending gate (or --gate GATE); the run stops.", (_GATE, _PLAN_HASH, _REASON_REQUIRED)),
     ("pause", "Pause at the next boundary; running operations finish.", (_REASON,)),
     ("resume", "Resume a paused run.", (_REASON,)),
     ("cancel", "Cancel: nothing new starts (--force also stops running operations).", (_FORCE, _REASON)),

@@ -111,6 +111,8 @@ def _header(state: LifecycleState, ui_url: str | None) -> RenderableType:
     grid.add_row("phase", state.current_phase.value if state.current_phase else "-", "started",
                  f"{state.started_at:%Y-%m-%d %H:%M:%S}Z", "duration", _took(state.started_at, state.ended_at))
     parts: list[RenderableType] = [title, grid]
+    if state.plan_hash:  # what an approver compares with the hash of the plan they reviewed (`drctl plan validate`)
+        parts.append(Text(f"plan hash {state.plan_hash}"))
     if ui_url:
         parts.append(Text(ui_url, style="dim"))
     return Group(*parts)

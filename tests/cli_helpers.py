@@ -45,9 +45,10 @@ async def temporal(worker: Any, *args: str, timeout: float = 60) -> tuple[int, s
     return process.returncode or 0, out.decode()
 
 
-def payload(user: str, roles: tuple[str, ...], reason: str) -> str:
-    """A control message's input as `--input` takes it: a token for `user` with `roles`, and a reason."""
-    return json.dumps({"token": token_for(user, roles), "reason": reason})
+def payload(user: str, roles: tuple[str, ...], reason: str, run: str | None = None) -> str:
+    """A control message's input as `--input` takes it: a token for `user` with `roles`, a reason, and the run it
+    is for (an approve/reject must name it)."""
+    return json.dumps({"token": token_for(user, roles), "reason": reason, **({"run": run} if run else {})})
 
 
 async def listed(env: dict[str, str], *args: str, expect: int, timeout: float = 20) -> list[dict]:

@@ -77,7 +77,10 @@ async def wait_until(handle: WorkflowHandle[Any, Any], predicate: Callable[[Life
 async def send(handle: WorkflowHandle[Any, Any], update: str, request: ControlRequest) -> ControlResult:
     """The update's answer. A denial or a refusal by the handler fails the update (PermissionDenied, Refused) with
     the answer in its details: returned here as the answer (accepted=False), so tests read both alike. A validator's
-    refusal has no details and is raised."""
+    refusal has no details and is raised. An approve/reject names the run it decides, as drctl's do, unless the
+    request names one already (or an empty one: tests of the denial)."""
+    if update in ("approve", "reject") and request.run is None:
+        request = request.model_copy(update={"run": handle.id})
     try:
         return await handle.execute_update(update, request, result_type=ControlResult)
     except WorkflowUpdateFailedError as exc:

@@ -81,7 +81,8 @@ async def test_version_is_the_installed_package_version():
 async def test_each_control_command_takes_only_the_options_that_mean_something_to_it():
     refused = [("pause", "--force"), ("resume", "--gate", "ACTIVATE"), ("approve", "--step", "ACTIVATE/db"),
                ("cancel", "--gate", "ACTIVATE"), ("skip", "--step", "ACTIVATE/db", "--force"),
-               ("switch-ungraceful", "--reason", "region down", "--step", "ACTIVATE/db")]
+               ("switch-ungraceful", "--reason", "region down", "--step", "ACTIVATE/db"),
+               ("pause", "--plan-hash", "sha256:0123456789abcdef")]
     answers = await asyncio.gather(*(drctl("drill", command, "dr-any-drill-20260101T000000", *options,
                                            env={"DRCTL_TOKEN": "x"}) for command, *options in refused))
     for (command, *options), (code, out, err) in zip(refused, answers):

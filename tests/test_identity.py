@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from activities.identity import read_trust
 from drctl.dev_idp import DevIdentityProvider
 from plans.model import Mode
-from contracts.identity import IdentityError, verify_token
+from contracts.identity import IdentityError, binding_problem, token_hash, verify_token
 from workflows.rbac import GRANTS, Action, Role, allowed, roles_allowed
 
 
@@ -34,6 +34,25 @@ def test_a_valid_token_gives_subject_roles_and_a_hash_not_the_token(idp, trust):
     principal = verify_token(token, trust, now())
     assert principal.subject == "alice@example.com" and principal.roles == ["auditor", "operator"]
     assert token not in principal.model_dump_json() and len(principal.token_sha256) == 16
+
+
+def test_run_claims_bind_a_token_and_each_token_has_its_own_use_hash(idp, trust):
+    bound = verify_token(idp.token("a", ["admin"], dr_run="dr-x"), trust, now())
+    assert bound.runs == ["dr-x"] and binding_problem(bound, "dr-x") is None
+    assert binding_problem(bound, "dr-y") == "token is bound to run(s) dr-x, not to dr-y"
+    several = verify_token(idp.token("a", ["admin"], dr_run=["dr-x", "dr-y"]), trust, now())
+    assert binding_problem(several, "dr-y") is None
+    unbound = verify_token(idp.token("a", ["admin"]), trust, now())
+    assert unbound.runs is None and binding_problem(unbound, "dr-anything") is None
+    assert unbound.use_sha256 != bound.use_sha256  # a fresh jti per token: a new token may decide again
+    for claim in (["dr-x", 3], [], {"run": "dr-x"}):
+        with pytest.raises(IdentityError, match="claim 'dr_run' must be a workflow id"):
+            verify_token(idp.token("a", ["admin"], dr_run=claim), trust, now())
+    # A token without a jti is identified by its own hash: it, too, decides once.
+    claims = jwt.decode(idp.token("a", ["admin"]), options={"verify_signature": False})
+    del claims["jti"]
+    no_jti = jwt.encode(claims, idp._private_key, algorithm="ES256", headers={"kid": idp.key_id})
+    assert verify_token(no_jti, trust, now()).use_sha256 == token_hash(no_jti)
 
 
 @pytest.mark.parametrize("case, make, reason", [

@@ -35,7 +35,7 @@ async def test_a_signal_opens_a_gate_and_a_denied_signal_is_recorded(worker, tem
     handle = await gated_run(worker, "signalled")
     for who, roles, why in ((INITIATOR, ("admin",), "four-eyes"), ("ops@example.com", ("operator",), "may not")):
         code, out = await temporal(worker, "workflow", "signal", "--workflow-id", handle.id, "--name", "approve",
-                                   "--input", payload(who, roles, "looks fine"))
+                                   "--input", payload(who, roles, "looks fine", handle.id))
         assert code == 0, out  # a signal is only delivered: what it did is in the run
         state = await wait_until(handle, lambda s, who=who: s.last_denial is not None and who in s.last_denial)
         assert why in state.last_denial and "(signal)" in state.last_denial
@@ -48,7 +48,7 @@ async def test_a_signal_opens_a_gate_and_a_denied_signal_is_recorded(worker, tem
     assert code == 0, err
     assert "last denied request:" in " ".join(out.split()) and "(signal)" in out
     code, out = await temporal(worker, "workflow", "signal", "--workflow-id", handle.id, "--name", "approve",
-                               "--input", payload("manager@example.com", ("plan-manager",), "change 4711"))
+                               "--input", payload("manager@example.com", ("plan-manager",), "change 4711", handle.id))
     assert code == 0, out
     assert (await finish(handle)).status is RunStatus.COMPLETED
     trail = [(e.actor, e.action, e.accepted, e.via) for e in await audit_of(handle) if e.action == "approve"]
@@ -59,7 +59,7 @@ async def test_a_signal_opens_a_gate_and_a_denied_signal_is_recorded(worker, tem
 
 async def test_signals_that_cannot_apply_are_recorded_and_change_nothing(worker):
     handle = await gated_run(worker, "signal-refused")
-    manager = control("manager@example.com", roles=("plan-manager",))
+    manager = control("manager@example.com", roles=("plan-manager",), run=handle.id)
     await handle.signal("resume", manager)  # not paused
     await handle.signal("approve", "not an object")
     await handle.signal("pause", manager)
@@ -77,7 +77,7 @@ async def test_signals_that_cannot_apply_are_recorded_and_change_nothing(worker)
 async def test_a_denied_update_fails_and_stays_in_the_audit_trail(worker):
     handle = await gated_run(worker, "update-denied")
     code, out = await temporal(worker, "workflow", "update", "execute", "--workflow-id", handle.id,
-                               "--name", "approve", "--input", payload(INITIATOR, ("admin",), "mine"))
+                               "--name", "approve", "--input", payload(INITIATOR, ("admin",), "mine", handle.id))
     assert code != 0 and "four-eyes" in out, out
     with pytest.raises(WorkflowUpdateFailedError) as raised:
         await handle.execute_update("approve", control("ops@example.com", roles=("operator",)))
@@ -88,7 +88,8 @@ async def test_a_denied_update_fails_and_stays_in_the_audit_trail(worker):
     denied = [(e.actor, e.via) for e in await audit_of(handle) if not e.accepted]
     assert denied == [(INITIATOR, "update"), ("ops@example.com", "update")]
     code, out = await temporal(worker, "workflow", "update", "execute", "--workflow-id", handle.id,
-                               "--name", "approve", "--input", payload("manager@example.com", ("plan-manager",), "ok"))
+                               "--name", "approve", "--input",
+                               payload("manager@example.com", ("plan-manager",), "ok", handle.id))
     assert code == 0, out
     assert "accepted:true" in out and "status:RUNNING" in out  # the state after the approval, not before
     assert (await finish(handle)).status is RunStatus.COMPLETED
@@ -125,7 +126,8 @@ async def test_a_signal_sent_while_no_worker_runs_is_applied_when_one_comes_back
         async with build_worker(worker.client, queue, worker.aws, executor):
             handle = await gated_run(worker, "signal-offline", queue)
         # No worker polls this queue now: the signal waits in the run's history.
-        await handle.signal("approve", control("manager@example.com", roles=("plan-manager",), reason="async ok"))
+        await handle.signal("approve", control("manager@example.com", roles=("plan-manager",), reason="async ok",
+                                               run=handle.id))
         async with build_worker(worker.client, queue, worker.aws, executor):
             assert (await asyncio.wait_for(finish(handle), 60)).status is RunStatus.COMPLETED
             gate = (await status_of(handle)).gates[0]

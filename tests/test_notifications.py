@@ -47,11 +47,16 @@ async def test_approval_needed_paused_and_completed_reach_the_topic(worker):
                      and s.notifications[0].message_id is not None)
     [needed] = received(sqs, queue)
     assert event_of(needed) == "approval-needed" and needed["Subject"] == "Approval needed: notify-ok ACTIVATE/gated"
-    assert f"drctl drill approve {handle.id} --gate 'ACTIVATE/gated'" in needed["Message"]
+    # The instructions name the run and the plan's hash: an approval so sent is bound to both.
+    digest = plan.digest()
+    assert f"Plan notify-ok {digest}: approve only the plan you reviewed" in needed["Message"]
+    assert f"drctl drill approve {handle.id} --gate 'ACTIVATE/gated' --plan-hash {digest}" in needed["Message"]
+    update_input = json.dumps({"run": handle.id, "gate": "ACTIVATE/gated", "plan_hash": digest,
+                               "token": "<your token>", "reason": "<why>"})
     assert (f"temporal workflow update execute --workflow-id {handle.id} --name approve --input "
-            '\'{"gate": "ACTIVATE/gated", "token": "<your token>", "reason": "<why>"}\'') in needed["Message"]
+            f"'{update_input}'") in needed["Message"]
     assert (f"temporal workflow signal --workflow-id {handle.id} --name approve --input "
-            '\'{"gate": "ACTIVATE/gated", "token": "<your token>", "reason": "<why>"}\'') in needed["Message"]
+            f"'{update_input}'") in needed["Message"]
     assert "tester@example.com" in needed["Message"]  # the initiator, who cannot approve
 
     await send(handle, "pause", control("ops@example.com", reason="checking DNS"))
@@ -61,7 +66,9 @@ async def test_approval_needed_paused_and_completed_reach_the_topic(worker):
     messages = received(sqs, queue)
     assert [event_of(m) for m in messages] == ["paused", "completed"]
     assert "paused by ops@example.com: checking DNS" in messages[0]["Message"]
+    assert f"of plan notify-ok {digest})" in messages[0]["Message"]
     assert messages[1]["Subject"] == "COMPLETED: planned of notify-ok"
+    assert f"planned of plan notify-ok {digest}, started by" in messages[1]["Message"]
     assert "ACTIVATE SUCCEEDED" in messages[1]["Message"]
     state = await status_of(handle)
     assert [(n.event, bool(n.message_id), n.error) for n in state.notifications] == [

@@ -75,7 +75,7 @@ async def current_details(worker: Any, workflow_id: str) -> str:
 async def approve(worker: Any, how: list[str], workflow_id: str, who: tuple[str, tuple[str, ...]],
                   reason: str) -> tuple[int, str]:
     return await temporal(worker, "workflow", *how, "--workflow-id", workflow_id, "--name", "approve",
-                          "--input", payload(*who, reason))
+                          "--input", payload(*who, reason, workflow_id))
 
 
 async def completed(worker: Any, workflow_id: str) -> None:

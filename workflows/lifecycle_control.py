@@ -170,10 +170,12 @@ class Control:
         gate = self._requested_gate(request)
         if gate is None:  # decided by an update accepted in the same workflow task as this one
             self._refuse("no approval is pending")
-        problem = self._governance.approval_problem(gate, principal, approving=decision == "approved")
+        problem = self._governance.decision_problem(request, principal) \
+            or self._governance.approval_problem(gate, principal, approving=decision == "approved")
         if problem:
             self._governance.deny(action, request, problem, principal)
             self._deny(problem)
+        self._governance.decided(principal)  # from here on the decision counts: its token cannot make another
         if decision == "approved" and not self._governance.count_approval(gate, principal, request):
             missing = gate.required - len(gate.approvals)
             return self._accepted(request, principal, action,

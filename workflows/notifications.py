@@ -14,6 +14,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows.governance import BOUND_APPROVALS_PATCH
 from workflows.ports import ActivityRunner, Clock
 
 with workflow.unsafe.imports_passed_through():
@@ -38,26 +39,35 @@ class Notifier:
         wf = self._state.workflow_id
         needed = f"{gate.required} approval(s)" + (f" from {', '.join(gate.roles)}" if gate.roles else "")
         update_input = json.dumps({"gate": gate.id, "token": "<your token>", "reason": "<why>"})
+        plan_hash = self._plan_hash()
+        pinned = f" --plan-hash {plan_hash}" if plan_hash else ""
+        if plan_hash:  # an approval names the run it decides, and the plan its approver reviewed
+            update_input = json.dumps({"run": wf, "gate": gate.id, "plan_hash": plan_hash, "token": "<your token>",
+                                       "reason": "<why>"})
         lines = [
             f"Run {wf} ({self._state.mode.value} of plan {self._state.plan_name}) waits for approval at {gate.id}:",
             f"{needed}; the initiator ({self._state.initiator}) cannot approve.",
+            *([f"Plan {self._state.plan_name} {plan_hash}: approve only the plan you reviewed "
+               "(`drctl plan validate` prints its hash); an approval naming another hash is denied."]
+              if plan_hash else []),
             *([f"Without a decision by {gate.timeout_at:%Y-%m-%d %H:%M} UTC the gate times out ({gate.on_timeout})."]
               if gate.timeout_at else []),
             "",
             "Approve with drctl (DRCTL_TOKEN holds your token):",
-            f"  drctl drill approve {wf} --gate '{gate.id}' --reason '<why>'",
+            f"  drctl drill approve {wf} --gate '{gate.id}'{pinned} --reason '<why>'",
             "or with the Temporal CLI:",
             f"  temporal workflow update execute --workflow-id {wf} --name approve --input '{update_input}'",
             "or as a signal (no answer; a denial shows in the run's status and audit trail):",
             f"  temporal workflow signal --workflow-id {wf} --name approve --input '{update_input}'",
-            f"Reject instead: drctl drill reject {wf} --gate '{gate.id}' --reason '<why>'",
+            f"Reject instead: drctl drill reject {wf} --gate '{gate.id}'{pinned} --reason '<why>'",
         ]
         await self._send(NotificationEvent.APPROVAL_NEEDED, f"Approval needed: {self._state.plan_name} {gate.id}",
                            "\n".join(lines), gate=gate.id)
 
     async def paused(self, actor: str, reason: str) -> None:
         wf = self._state.workflow_id
-        text = (f"Run {wf} ({self._state.mode.value} of plan {self._state.plan_name}) was paused by {actor}"
+        text = (f"Run {wf} ({self._state.mode.value} of plan {self._state.plan_name}{self._hash_suffix()}) was "
+                f"paused by {actor}"
                 f"{': ' + reason if reason else ''}.\nRunning operations finish; nothing new starts until\n"
                 f"  drctl drill resume {wf}")
         await self._send(NotificationEvent.PAUSED, f"Paused: {self._state.plan_name}", text)
@@ -71,7 +81,8 @@ class Notifier:
                                                                  if p.duration_seconds is not None else "")
                            for p in self._state.phases)
         partial = self._state.status is RunStatus.PARTIAL
-        lines = [f"Run {self._state.workflow_id}: {self._state.mode.value} of plan {self._state.plan_name}, "
+        lines = [f"Run {self._state.workflow_id}: {self._state.mode.value} of plan {self._state.plan_name}"
+                 f"{self._hash_suffix()}, "
                  f"started by {self._state.initiator}, ended {self._state.status.value}"
                  + (" (every phase ran; some steps failed within the plan's policy)." if partial else "."),
                  result.message, f"Phases: {phases}"]
@@ -81,6 +92,14 @@ class Notifier:
             lines.append("Failed: " + ", ".join(result.failed_resources))
         await self._send(event, f"{self._state.status.value}: {self._state.mode.value} of "
                                 f"{self._state.plan_name}", "\n".join(lines))
+
+    def _plan_hash(self) -> str | None:
+        """The plan's hash, for runs that carry it in their notifications (runs recorded before replay without)."""
+        return self._state.plan_hash if workflow.patched(BOUND_APPROVALS_PATCH) else None
+
+    def _hash_suffix(self) -> str:
+        plan_hash = self._plan_hash()
+        return f" {plan_hash}" if plan_hash else ""
 
     async def _send(self, event: NotificationEvent, subject: str, message: str, gate: str | None = None) -> None:
         settings = self._plan.notifications

@@ -32,6 +32,7 @@ def new_state(run_input: LifecycleInput, workflow_id: str, now: datetime) -> Lif
         initiator=run_input.initiator,
         paused=run_input.options.start_paused,
         started_at=now,
+        plan_hash=plan.digest(),
         phases=[
             PhaseState(phase=phase, layers=[_layer_state(plan, layer, run_input.mode)
                                             for layer in plan.layers(phase)])

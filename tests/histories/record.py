@@ -265,7 +265,7 @@ async def test_signalled_gate(worker) -> None:  # type: ignore[no-untyped-def]
     }, name="hist-signalled")
     handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
     await wait_until(handle, lambda s: s.pending_gate() is not None)
-    await handle.signal("approve", control(actor=INITIATOR, reason="my own drill"))
+    await handle.signal("approve", control(actor=INITIATOR, reason="my own drill", run=handle.id))
     state = await wait_until(handle, lambda s: s.denied_attempts == 1)
     assert "four-eyes" in (state.last_denial or "") and "(signal)" in (state.last_denial or ""), state.last_denial
     with pytest.raises(WorkflowUpdateFailedError) as raised:
@@ -275,7 +275,8 @@ async def test_signalled_gate(worker) -> None:  # type: ignore[no-untyped-def]
     await wait_until(handle, lambda s: s.paused)
     await handle.signal("resume", control(reason="ticket fine"))
     await wait_until(handle, lambda s: not s.paused)
-    await handle.signal("approve", control(actor="manager@example.com", roles=("plan-manager",), reason="go"))
+    await handle.signal("approve", control(actor="manager@example.com", roles=("plan-manager",), reason="go",
+                                           run=handle.id))
     assert (await finish(handle)).status is RunStatus.COMPLETED
     state = await status_of(handle)
     assert all(p.status is StepStatus.SUCCEEDED for p in state.phases)
