@@ -16,14 +16,19 @@ T = TypeVar("T")
 
 
 async def connect_client() -> tuple[Client, TemporalSettings]:
-    from workers.main import TemporalSettings, connect
+    from workers.encryption import KeyRingError
+    from workers.main import TemporalSettings, connect, payload_converter
 
     try:
         settings = TemporalSettings.from_env()
     except Exception as exc:  # an unreadable profile file, an unknown TEMPORAL_PROFILE: the operator's to fix
         fail(f"cannot read the Temporal connection configuration: {_one_line(exc)}", EXIT_FAILED)
     try:
-        return await connect(settings), settings
+        converter = payload_converter(settings)
+    except KeyRingError as exc:  # no key file, a bad one, KMS refusing to unwrap: names the file and the entry
+        fail(_one_line(exc), EXIT_FAILED)
+    try:
+        return await connect(settings, converter), settings
     except Exception as exc:  # an unreachable server is the operator's problem to fix, not a crash
         fail(f"cannot reach Temporal at {settings.address} (namespace {settings.namespace}): {_one_line(exc)}",
              EXIT_FAILED)
