@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from activities.core.aws import AwsClients
-from contracts.lifecycle import LifecycleResult, RunStatus
+from contracts.lifecycle import WORKFLOW_TYPE, LifecycleInput, LifecycleResult, RunStatus
+from contracts.run_metadata import start_metadata
+from contracts.search_attributes import start_search_attributes
+from plans.model import Mode
 from tests.cli_helpers import drctl
 from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT
 from tests.identity_helpers import session_keys_file, token_for
@@ -34,6 +37,15 @@ def secret_plan(name: str, external_id: str, *layers: dict[str, Any]) -> Any:
         "hub": {"id": HUB_ACCOUNT},
         "data": {"id": APP_ACCOUNT, "roleName": "DrOrchestratorTarget", "externalId": {"value": external_id}},
     }, defaults={"account": "hub"})
+
+
+async def start_as_drctl(client: Client, task_queue: str, plan: Any, token: str) -> WorkflowHandle[Any, Any]:
+    """A run started as `drctl drill start` starts it: search attributes, memo, static summary and details (the
+    details list the plan's accounts) besides the input."""
+    run_input = LifecycleInput(plan=plan, mode=Mode.DRILL, initiator=INITIATOR, token=token)
+    return await client.start_workflow(
+        WORKFLOW_TYPE, run_input, id=f"dr-{plan.name}-drill-{uuid.uuid4().hex[:10]}", task_queue=task_queue,
+        result_type=LifecycleResult, search_attributes=start_search_attributes(run_input), **start_metadata(run_input))
 
 
 def is_patch_marker(event: HistoryEvent) -> bool:
@@ -57,12 +69,12 @@ async def test_finished_gated_and_failed_runs_hold_no_secret_in_clear(worker, sa
     approval = control("approver@example.com", roles=("admin",))
     layer = {"name": "l", "resources": [wait_resource("w")]}
 
-    done = await start_run(worker.client, worker.task_queue, secret_plan("sealed-done", external_id, layer),
-                           token=tokens[0])
-    gated = await start_run(worker.client, worker.task_queue, secret_plan(
-        "sealed-gated", external_id, {**layer, "approval": {}}), token=tokens[1])
-    failed = await start_run(worker.client, worker.task_queue, secret_plan(
-        "sealed-failed", external_id, {"name": "dns", "resources": [missing_zone(zone)]}), token=tokens[2])
+    done = await start_as_drctl(worker.client, worker.task_queue, secret_plan("sealed-done", external_id, layer),
+                                tokens[0])
+    gated = await start_as_drctl(worker.client, worker.task_queue, secret_plan(
+        "sealed-gated", external_id, {**layer, "approval": {}}), tokens[1])
+    failed = await start_as_drctl(worker.client, worker.task_queue, secret_plan(
+        "sealed-failed", external_id, {"name": "dns", "resources": [missing_zone(zone)]}), tokens[2])
     await wait_until(gated, lambda s: s.pending_gate() is not None)
     assert (await send(gated, "approve", approval)).accepted
     assert (await finish(done)).status is RunStatus.COMPLETED
@@ -76,6 +88,8 @@ async def test_finished_gated_and_failed_runs_hold_no_secret_in_clear(worker, sa
         history = await raw_history(worker.client, handle.id)
         types = {e.event_type for e in history.events}
         assert EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED in types  # a whole run, activities and all
+        started = history.events[0]
+        assert started.workflow_execution_started_event_attributes.memo.fields and started.user_metadata.details
         needles = [*secrets, external_id, APP_ACCOUNT, HUB_ACCOUNT]
         stored = serialized(history)
         assert [n for n in needles if n.encode() in stored] == [], handle.id
