@@ -41,9 +41,12 @@ async def guard(coro: Awaitable[T], workflow_id: str | None = None) -> T:
     from temporalio.service import RPCError, RPCStatusCode
 
     from contracts.lifecycle import PERMISSION_DENIED
+    from workers.encryption import KeyRingError
 
     try:
         return await coro
+    except KeyRingError as exc:  # a payload sealed with a key this ring lacks (removed too early, another ring's)
+        fail(f"cannot open the run's payloads: {_one_line(exc)}", EXIT_FAILED)
     except WorkflowAlreadyStartedError as exc:  # an id given twice (drctl's own ids carry a random part)
         fail(f"a run with workflow id {exc.workflow_id!r} already exists", EXIT_FAILED)
     except WorkflowUpdateFailedError as exc:

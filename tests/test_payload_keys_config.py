@@ -17,6 +17,7 @@ from temporalio.client import Client
 from activities.core.aws import AwsClients
 from contracts.lifecycle import RunStatus
 from tests.cli_helpers import DRCTL, cli_env, drctl, worker_env
+from tests.identity_helpers import session_keys_file
 from tests.lifecycle_helpers import finish, make_plan, start_run, wait_resource
 from tests.payload_history import key_ids, raw_history
 from workers.encryption import KeyRing, data_converter
@@ -117,3 +118,18 @@ async def test_a_kms_wrapped_key_runs_a_drill_and_a_wrong_kms_key_is_named(worke
     assert "AccessDenied" in err
     line = await worker_refusal({**worker_env(temporal_env, "nowhere"), **env})
     assert f"{keys}: keys[0]: KMS cannot unwrap key '{entry['id']}' with {other}" in line, line
+
+
+async def test_a_run_sealed_with_a_key_drctl_lacks_is_a_one_line_error_naming_the_key(worker, temporal_env,
+                                                                                      tmp_path: Path):
+    handle = await start_run(worker.client, worker.task_queue, make_plan(
+        {"ACTIVATE": [{"name": "l", "resources": [wait_resource("w")]}]}, name="other-ring"))
+    assert (await finish(handle)).status is RunStatus.COMPLETED
+    keys = tmp_path / "other-keys.json"
+    code, _, err = await drctl("keys", "rotate", "--file", str(keys), env={})
+    assert code == 0, err
+    session_key = KeyRing.load(session_keys_file()).write_key
+    err = refusal(*await drctl("drill", "status", handle.id, env={**cli_env(temporal_env),
+                                                                   "DR_PAYLOAD_KEYS_FILE": str(keys)}))
+    assert f"cannot open the run's payloads: payload sealed with key '{session_key}', which is not in this key ring" \
+        in err, err
