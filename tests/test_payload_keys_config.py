@@ -45,7 +45,7 @@ async def worker_refusal(env: dict[str, str]) -> str:
 async def test_without_a_key_file_drctl_and_the_worker_refuse_unless_encryption_is_off(worker, temporal_env):
     env = {**cli_env(temporal_env), "DR_PAYLOAD_KEYS_FILE": ""}
     err = refusal(*await drctl("drill", "list", env=env))
-    assert "no payload key file: set DR_PAYLOAD_KEYS_FILE (create one with `drctl auth init`" in err
+    assert "no payload key file: set DR_PAYLOAD_KEYS_FILE (create one with `drctl keys rotate --file PATH`" in err
     assert "DR_PAYLOAD_ENCRYPTION=off" in err
     assert "no payload key file" in await worker_refusal({**worker_env(temporal_env, "nowhere"), **env})
     code, out, err = await drctl("drill", "list", env={**env, "DR_PAYLOAD_ENCRYPTION": "off"})

@@ -119,8 +119,9 @@ def payload_converter(settings: TemporalSettings) -> DataConverter:
         return data_converter(None)
     if settings.payload_keys_file is None:
         raise PayloadKeysNotConfigured(
-            f"no payload key file: set {KEYS_FILE_ENV} (create one with `drctl auth init` in the sandbox, or "
-            f"`drctl keys rotate --kms KMS_KEY_ID`), or {ENCRYPTION_ENV}=off to store payloads in clear")
+            f"no payload key file: set {KEYS_FILE_ENV} (create one with `drctl keys rotate --file PATH`, add "
+            f"`--kms KMS_KEY_ID` in production; `drctl auth init` makes one too), or {ENCRYPTION_ENV}=off to store "
+            "payloads in clear")
     return data_converter(KeyRing.load(settings.payload_keys_file))
 
 
