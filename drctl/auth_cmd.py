@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from drctl.dev_idp import RUN_CLAIM, DevIdentityProvider, auth_dir
+from drctl.keys_cmd import KEY_FILE_NAME, ensure_local_key_file, export_line
 from plans.approvals import Role
 
 _ROLES = [role.value for role in Role]
@@ -24,13 +25,18 @@ def auth() -> None:
               help="Where the key and trust file go (default: $DR_AUTH_DIR or .state/auth).")
 @click.option("--force", is_flag=True, help="Replace an existing key: every token signed with it stops working.")
 def init(directory: Path | None, force: bool) -> None:
-    """Generate a signing key and the trust file a worker loads."""
+    """Generate a signing key and the trust file a worker loads, and a payload key file if there is none."""
     directory = directory or auth_dir()
     if (directory / "trust.json").exists() and not force:
         raise click.ClickException(f"{directory} already holds a development identity provider (use --force)")
     idp = DevIdentityProvider.create(directory)
     click.echo(f"issuer {idp.issuer}, audience {idp.audience}, key {idp.key_id}")
     click.echo(f"start workers with: DR_AUTH_TRUST_FILE={idp.trust_file.resolve()}")
+    # The payload key file is kept even with --force: replacing it would make every sealed history unreadable.
+    key_file = directory / KEY_FILE_NAME
+    made = ensure_local_key_file(key_file)
+    click.echo(f"payload key file {key_file} ({'created' if made else 'kept'}); workers and drctl need:")
+    click.echo(f"    {export_line(key_file)}")
 
 
 @auth.command("token")

@@ -34,6 +34,7 @@ def _register_commands() -> None:
     from drctl.auth_cmd import auth
     from drctl.cleanup_cmd import cleanup
     from drctl.demo import demo
+    from drctl.keys_cmd import keys
     from drctl.list_cmd import list_runs
     from drctl.plan_cmd import plan
     from drctl.sandbox_cmd import sandbox
@@ -41,6 +42,7 @@ def _register_commands() -> None:
 
     cli.add_command(audit)
     cli.add_command(auth)
+    cli.add_command(keys)
     cli.add_command(plan)
     cli.add_command(sandbox)
     cli.add_command(worker)

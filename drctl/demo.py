@@ -24,6 +24,7 @@ import click
 from drctl.demo_services import SANDBOX_CREDENTIALS, PortInUse, RequestedPorts, start_sandbox, start_temporal
 from drctl.dev_idp import DevIdentityProvider
 from drctl.errors import EXIT_USAGE
+from drctl.keys_cmd import KEY_FILE_NAME, ensure_local_key_file, export_line
 from drctl.processes import ManagedProcess, venv_tool, wait_for_line
 from drctl.progress import ProgressPrinter, follow, summary, ui_link
 
@@ -56,14 +57,18 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
         _, sandbox_url = start_sandbox(scenario, logs / "sandbox.log", ports, children, click.echo)
         aws_env = {**SANDBOX_CREDENTIALS, "AWS_ENDPOINT_URL": sandbox_url}
 
+        from workers.encryption import KEYS_FILE_ENV
+
         idp = DevIdentityProvider.ensure(state_dir / "auth")
+        key_file = idp.directory / KEY_FILE_NAME  # seals the demo's payloads (tokens, plan) in Temporal's history
+        ensure_local_key_file(key_file)
         initiator = f"{os.environ.get('USER') or 'demo'}@demo.local"
         click.echo(f"• Development identity provider in {idp.directory}; a token for drctl:\n"
                    f"    {token_hint(idp, initiator)}")
         click.echo("• Worker on task queue dr-orchestrator: starting …")
         worker_started = time.monotonic()
         worker_env = {**aws_env, "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "TEMPORAL_NAMESPACE": "default",
-                      "DR_AUTH_TRUST_FILE": str(idp.trust_file.resolve()),
+                      "DR_AUTH_TRUST_FILE": str(idp.trust_file.resolve()), KEYS_FILE_ENV: str(key_file.resolve()),
                       "DR_POLL_CAP_SECONDS": "1"}  # the sandbox finishes operations in seconds
         worker = ManagedProcess("worker", [venv_tool("drctl"), "worker"], logs / "worker.log", env=worker_env)
         children.append(worker)
@@ -74,11 +79,12 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
         # Loading the workflow code and reading production's state (to compare after the drill) takes a few seconds.
         click.echo("• Drill: reading production's state, to compare after it …")
         ui_base = f"http://127.0.0.1:{ui_port}"
-        code = asyncio.run(_drill(f"127.0.0.1:{temporal_port}", plan_file, ui_base, idp, initiator))
+        code = asyncio.run(_drill(f"127.0.0.1:{temporal_port}", plan_file, ui_base, idp, initiator, key_file))
         click.echo(f"\nDemo finished in {time.monotonic() - started:.1f} s (logs in {logs}).")
         if keep and code == 0:
             click.echo(f"Temporal UI stays at {ui_base} — press Ctrl-C to stop everything. drctl in another shell:\n"
-                       f"    export TEMPORAL_ADDRESS=127.0.0.1:{temporal_port}\n    {token_hint(idp, initiator)}")
+                       f"    export TEMPORAL_ADDRESS=127.0.0.1:{temporal_port}\n    {export_line(key_file)}\n"
+                       f"    {token_hint(idp, initiator)}")
             while True:
                 time.sleep(3600)
         return code
@@ -104,9 +110,11 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
             click.echo(f"Stopped {len(children)} processes: " + ", ".join(f"{c.name} (pid {c.pid})" for c in children))
 
 
-async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityProvider, initiator: str) -> int:
+async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityProvider, initiator: str,
+                 key_file: Path) -> int:
     from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from workers.encryption import KeyRing, data_converter
 
     from activities.core.registry import catalogue
     from plans.loader import load_plan
@@ -116,7 +124,7 @@ async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityPr
     from contracts.lifecycle import DEFAULT_TASK_QUEUE, WORKFLOW_TYPE, LifecycleInput, workflow_id_for
 
     plan = load_plan(plan_file, catalogue=catalogue())
-    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    client = await Client.connect(address, data_converter=data_converter(KeyRing.load(key_file)))
     run_input = LifecycleInput(plan=plan, mode=Mode.DRILL, initiator=initiator,
                                token=idp.token(initiator, ["operator"], ttl_seconds=3600))
     workflow_id = workflow_id_for(plan.name, Mode.DRILL, datetime.now(UTC), secrets.token_hex(3))

@@ -16,14 +16,19 @@ T = TypeVar("T")
 
 
 async def connect_client() -> tuple[Client, TemporalSettings]:
-    from workers.main import TemporalSettings, connect
+    from workers.encryption import KeyRingError
+    from workers.main import TemporalSettings, connect, payload_converter
 
     try:
         settings = TemporalSettings.from_env()
     except Exception as exc:  # an unreadable profile file, an unknown TEMPORAL_PROFILE: the operator's to fix
         fail(f"cannot read the Temporal connection configuration: {_one_line(exc)}", EXIT_FAILED)
     try:
-        return await connect(settings), settings
+        converter = payload_converter(settings)
+    except KeyRingError as exc:  # no key file, a bad one, KMS refusing to unwrap: names the file and the entry
+        fail(_one_line(exc), EXIT_FAILED)
+    try:
+        return await connect(settings, converter), settings
     except Exception as exc:  # an unreachable server is the operator's problem to fix, not a crash
         fail(f"cannot reach Temporal at {settings.address} (namespace {settings.namespace}): {_one_line(exc)}",
              EXIT_FAILED)
@@ -36,9 +41,12 @@ async def guard(coro: Awaitable[T], workflow_id: str | None = None) -> T:
     from temporalio.service import RPCError, RPCStatusCode
 
     from contracts.lifecycle import PERMISSION_DENIED
+    from workers.encryption import KeyRingError
 
     try:
         return await coro
+    except KeyRingError as exc:  # a payload sealed with a key this ring lacks (removed too early, another ring's)
+        fail(f"cannot open the run's payloads: {_one_line(exc)}", EXIT_FAILED)
     except WorkflowAlreadyStartedError as exc:  # an id given twice (drctl's own ids carry a random part)
         fail(f"a run with workflow id {exc.workflow_id!r} already exists", EXIT_FAILED)
     except WorkflowUpdateFailedError as exc:

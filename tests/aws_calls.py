@@ -27,7 +27,8 @@ _IAM_ACTION = {"lambda:Invoke": "lambda:InvokeFunction"}
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (file relative to the repository, function) on the stack of a client's creation that means it signs with the
 # worker's own identity: AwsClients builds every client, the hub's through this accessor.
-_HUB_CREATORS = {("activities/core/aws.py", "hub_client")}
+# The payload key ring's KMS client (workers/encryption.py) unwraps data keys as the worker itself, at start.
+_HUB_CREATORS = {("activities/core/aws.py", "hub_client"), ("workers/encryption.py", "_boto3_kms")}
 _ORCHESTRATOR_DIRS = ("activities/", "workers/", "workflows/", "drctl/")
 # Everything else of ours that may be on the stack; a virtualenv inside the checkout (make test's .venv) is not.
 _OUR_DIRS = (*_ORCHESTRATOR_DIRS, "plans/", "sandbox/", "tests/")

@@ -20,24 +20,28 @@ import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.core.aws import AwsClients
 from sandbox.drs.models import DrsWorld
 from sandbox.server import SandboxServer
 from tests import reaper
+from tests.identity_helpers import session_converter
 from workers.main import ACTIVITY_THREADS, build_worker
 from contracts.search_attributes import SEARCH_ATTRIBUTES
 
 def pytest_configure(config: pytest.Config) -> None:
     from tests import aws_calls
-    from tests.identity_helpers import session_idp
+    from tests.identity_helpers import session_idp, session_keys_file
+    from workers.encryption import KEYS_FILE_ENV
 
     aws_calls.install()
     _share_botocore_loader()
     # Every worker of the session, in-process or a subprocess, trusts the test identity provider.
     os.environ["DR_AUTH_TRUST_FILE"] = str(session_idp().trust_file)
+    # And seals its payloads with the session's key file, as production does (drctl and workers refuse to start
+    # without one).
+    os.environ[KEYS_FILE_ENV] = str(session_keys_file())
     # The sandbox finishes operations in seconds: waits look again every second, not at the modules' AWS pace.
     os.environ.setdefault("DR_POLL_CAP_SECONDS", "1")
     # SIGTERM (a CI job cancelled, `timeout`) ends the session as Ctrl-C does, so the fixtures' finalizers stop the
@@ -198,7 +202,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await reaper.start_watched(WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         search_attributes=list(SEARCH_ATTRIBUTES),
-        data_converter=pydantic_data_converter,
+        data_converter=session_converter(),
         ip="127.0.0.1",
     ))
     try:
@@ -213,7 +217,7 @@ async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     a run's result and nothing else is pending, the server moves its clock to the next timer, so a 30-minute
     timeout is tested as 30 minutes in a second or two."""
     env = await reaper.start_watched(WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_binary("temporal-test-server"), data_converter=pydantic_data_converter))
+        test_server_existing_path=temporal_binary("temporal-test-server"), data_converter=session_converter()))
     try:
         # The test server has no --search-attribute option: the operator API registers them.
         await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(

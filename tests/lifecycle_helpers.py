@@ -8,14 +8,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 
 from plans.model import Mode, Plan
-from tests.identity_helpers import token_for
+from tests.identity_helpers import session_converter, token_for
 from contracts.lifecycle import PERMISSION_DENIED, REFUSED, WORKFLOW_TYPE, AuditEntry, ControlRequest, ControlResult, LifecycleInput, LifecycleResult, LifecycleState, RunOptions
 
 
@@ -108,9 +108,14 @@ def resource(state: LifecycleState, phase: str, layer: str, name: str) -> Any:
 
 async def timer_summaries(handle: WorkflowHandle[Any, Any]) -> list[str]:
     """The summary of every timer the run started, as the Temporal UI shows them."""
-    return [DataConverter.default.payload_converter.from_payload(event.user_metadata.summary, str)
-            async for event in handle.fetch_history_events()
+    return [await summary_text(event.user_metadata.summary) async for event in handle.fetch_history_events()
             if event.HasField("timer_started_event_attributes") and event.user_metadata.HasField("summary")]
+
+
+async def summary_text(summary: Payload) -> str:
+    """A summary as stored (sealed by the session's key ring, like every payload) opened to its text."""
+    [text] = await session_converter().decode([summary], [str])
+    return str(text)
 
 
 async def last_start(handle: WorkflowHandle[Any, Any], activity_type: str) -> tuple[int, datetime]:

@@ -11,12 +11,12 @@ from pathlib import Path
 from temporalio import workflow
 from temporalio.client import WorkflowHandle
 from temporalio.common import RawValue
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
 from activities.callback import CallbackActivities
 from activities.core.runtime import DrActivities
 from plans.model import Resource
+from tests.identity_helpers import session_converter
 from tests.lifecycle_helpers import finish, make_plan, start_run, timer_summaries, wait_resource
 from workers.main import workflow_runner
 from workflows.lifecycle import DrLifecycleWorkflow
@@ -74,7 +74,7 @@ async def test_a_recorded_history_replays_without_nondeterminism(worker):
     handle = await start_run(worker.client, worker.task_queue, plan)
     await finish(handle)
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=pydantic_data_converter,
+    replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=session_converter(),
                         workflow_runner=workflow_runner())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
@@ -116,7 +116,7 @@ async def test_a_history_from_before_the_wait_timer_replays_on_its_activities(wo
     assert not [a for a in await activities(new) if a.startswith("ACTIVATE/")]
     waits = [summary for summary in await timer_summaries(new) if "layer timeout" not in summary]
     assert waits == ["w1: wait 1 s", "w2: wait 1 s", "w3: wait 1 s"]
-    replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=pydantic_data_converter,
+    replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=session_converter(),
                         workflow_runner=workflow_runner())
     for handle in (old, new):
         result = await replayer.replay_workflow(await handle.fetch_history(), raise_on_replay_failure=False)

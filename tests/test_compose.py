@@ -228,6 +228,8 @@ def test_worker_environment(services: dict[str, dict[str, Any]]) -> None:
     # Tokens are verified in the workflow: the worker must know whom to trust.
     mounts = {v.split(":")[1]: v for v in services["worker"].get("volumes", [])}
     assert env["DR_AUTH_TRUST_FILE"].startswith("/etc/dr-auth/") and mounts["/etc/dr-auth"].endswith(":ro")
+    # Payloads are sealed: the key file comes read-only beside the trust file (the worker refuses to start without).
+    assert env["DR_PAYLOAD_KEYS_FILE"] == "/etc/dr-auth/payload-keys.json"
 
 
 def test_worker_starts_after_its_dependencies(services: dict[str, dict[str, Any]]) -> None:

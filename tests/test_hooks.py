@@ -10,12 +10,12 @@ from typing import Any
 
 import boto3
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
 from activities import hooks as hook_modules
 from drctl.progress import ProgressPrinter
+from tests.identity_helpers import session_converter
 from tests.plan_loading import load_plan_text
 from plans.model import Mode, Phase
 from tests.aws_helpers import drive, make_ctx, unique
@@ -286,7 +286,7 @@ async def test_a_layers_pre_and_post_hooks_show_their_outputs_in_the_status(work
                and '"greet.Greeting": ["hello app (unknown)"]' in line for line in lines), lines
     assert any("✔ post-hook smoke-test [lambda" in line and '"checked": "health"' in line for line in lines), lines
     # Hooks are workflow code too: the recorded history replays without nondeterminism.
-    replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=pydantic_data_converter,
+    replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=session_converter(),
                         workflow_runner=workflow_runner())
     replay = await replayer.replay_workflow(await handle.fetch_history(), raise_on_replay_failure=False)
     assert replay.replay_failure is None, replay.replay_failure

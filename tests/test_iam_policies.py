@@ -45,9 +45,9 @@ UNREACHED: dict[str, dict[str, tuple[str, str, str]]] = {
 
 # Allowed although the orchestrator never names them: AWS evaluates them on its behalf. action -> reason.
 IMPLICIT: dict[str, dict[str, str]] = {
-    "hub": {
-        "kms:Decrypt": "GetParameter(WithDecryption) of a SecureString under a customer managed key (optional)",
-    },
+    # kms:Decrypt (SSM SecureStrings under a customer managed key) is no longer implicit: the worker calls it
+    # itself, unwrapping KMS-wrapped payload keys (workers/encryption.py).
+    "hub": {},
     "target": {
         # DRS StartRecovery / TerminateRecoveryInstances / ReverseReplication dependent actions (AWS Service
         # Authorization Reference): DRS launches, converts and cleans up with the caller's permissions.

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
@@ -18,6 +17,7 @@ from activities.core.context import ResourceContext
 from contracts.activities import ResourceCall
 from activities.core.references import resolve_resource
 from drctl.plan_cmd import plan as plan_cli
+from tests.identity_helpers import session_converter
 from tests.plan_loading import load_plan, map_manifest, parse_plan
 from plans.manifest_names import NAMES
 from plans.model import Mode, Phase, Regions, Resource
@@ -373,7 +373,7 @@ async def test_framework_manifests_import_and_run_in_drill_and_planned_mode(work
     assert "ACTIVATE/layer-1/web-tier/resolve" in scheduled and "ACTIVATE/layer-2/dns/resolve" in scheduled
     assert not [a for a in scheduled if a.startswith("ACTIVATE/layer-2/ttl/")]  # the wait is a timer
     assert "ttl: wait 1 s" in await timer_summaries(planned)
-    replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=pydantic_data_converter,
+    replayer = Replayer(workflows=[DrLifecycleWorkflow], data_converter=session_converter(),
                         workflow_runner=workflow_runner())
     replay = await replayer.replay_workflow(await planned.fetch_history(), raise_on_replay_failure=False)
     assert replay.replay_failure is None, replay.replay_failure

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workers.main import WORKFLOWS, workflow_runner
+from tests.identity_helpers import session_converter
 
 ROOT = Path(__file__).resolve().parent.parent
 HISTORIES = ROOT / "tests" / "histories"
@@ -63,7 +63,7 @@ def load(name: str) -> WorkflowHistory:
 
 def replayer() -> Replayer:
     return Replayer(workflows=list(WORKFLOWS), workflow_runner=workflow_runner(),
-                    data_converter=pydantic_data_converter)
+                    data_converter=session_converter())
 
 
 async def replay_all() -> dict[str, str | None]:

@@ -10,14 +10,13 @@ from typing import Any
 import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowHandle
-from temporalio.converter import DataConverter
 
 from contracts.lifecycle import WORKFLOW_TYPE, LifecycleInput, LifecycleResult, RunOptions, RunStatus
 from contracts.run_metadata import start_metadata
 from plans.model import Mode, Plan
 from tests.conftest import APP_ACCOUNT
 from tests.identity_helpers import token_for
-from tests.lifecycle_helpers import INITIATOR, control, finish, send, timer_summaries, wait_until
+from tests.lifecycle_helpers import INITIATOR, control, finish, send, summary_text, timer_summaries, wait_until
 from tests.test_lifecycle_aws import Estate
 
 
@@ -41,8 +40,7 @@ async def _current_details(handle: WorkflowHandle[Any, Any]) -> str:
 
 async def _activity_summaries(handle: WorkflowHandle[Any, Any]) -> list[str]:
     """(summary or "" for none) of every activity the run scheduled, in order."""
-    convert = DataConverter.default.payload_converter
-    return [convert.from_payload(e.user_metadata.summary, str) if e.user_metadata.HasField("summary") else ""
+    return [await summary_text(e.user_metadata.summary) if e.user_metadata.HasField("summary") else ""
             async for e in handle.fetch_history_events() if e.HasField("activity_task_scheduled_event_attributes")]
 
 

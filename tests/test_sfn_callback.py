@@ -15,13 +15,12 @@ from typing import Any
 import boto3
 import pytest
 from temporalio.client import WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Replayer
 
 from activities.core.aws import AwsClients
 from activities.callback import CallbackActivities
-from tests.identity_helpers import token_for
+from tests.identity_helpers import token_for, session_converter
 from tests.conftest import APP_ACCOUNT, HUB_ACCOUNT, TEST_TASK_QUEUE, account_session
 from tests.lifecycle_helpers import (
     control,
@@ -202,7 +201,7 @@ async def test_heartbeats_keep_the_waiting_task_alive_while_a_wait_step_runs(wor
     assert state.callback.heartbeats >= 4 and state.callback.status is CallbackStatus.DELIVERED
     # The heartbeat loop (timers, local activities, cancelled at the end) replays deterministically.
     history = await handle.fetch_history()
-    replayed = await Replayer(workflows=[DrLifecycleWorkflow], data_converter=pydantic_data_converter,
+    replayed = await Replayer(workflows=[DrLifecycleWorkflow], data_converter=session_converter(),
                         workflow_runner=workflow_runner()).replay_workflow(history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None, replayed.replay_failure
     # ~6 events per heartbeat: the cost the docs promise.

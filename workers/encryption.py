@@ -146,6 +146,10 @@ class EncryptionCodec(PayloadCodec):
         self._ring = ring
         self._ciphers = {key_id: AESGCM(material) for key_id, material in ring.keys.items()}
 
+    @property
+    def writing_key(self) -> str:
+        return self._ring.write_key
+
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [self.seal(p) for p in payloads]
 

@@ -10,10 +10,11 @@ from datetime import timedelta
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -29,6 +30,7 @@ from workflows.claims import DrClaimsWorkflow
 from workflows.drs_recovery import DrsRecoveryWorkflow
 from workflows.lifecycle import DrLifecycleWorkflow
 from contracts.lifecycle import DEFAULT_TASK_QUEUE
+from workers.encryption import KEYS_FILE_ENV, EncryptionCodec, KeyRing, KeyRingError, data_converter
 
 log = structlog.get_logger("dr.worker")
 
@@ -42,6 +44,8 @@ ACTIVITY_THREADS = 32
 # Where Temporal is when neither the environment nor a profile file says: a local dev server.
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 DEFAULT_NAMESPACE = "default"
+# Payloads are sealed unless this says "off" explicitly: a forgotten key file must not mean tokens in clear.
+ENCRYPTION_ENV = "DR_PAYLOAD_ENCRYPTION"
 
 # Our TLS variables before we read Temporal's environment configuration, and what the SDK and the `temporal` CLI
 # call them. Honoured for one release (deprecated in issue 12), then gone.
@@ -70,21 +74,29 @@ class TemporalSettings:
     """Where Temporal is, as the Temporal ecosystem configures it (temporalio.envconfig, shared with the `temporal`
     CLI): TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_GRPC_META_* over the
     TEMPORAL_PROFILE profile of TEMPORAL_CONFIG_FILE (default ~/.config/temporalio/temporal.toml) over our defaults.
-    The task queue is ours (TEMPORAL_TASK_QUEUE): envconfig has none."""
+    The task queue is ours (TEMPORAL_TASK_QUEUE): envconfig has none, and so is the payload key file
+    (DR_PAYLOAD_KEYS_FILE, see workers/encryption.py; DR_PAYLOAD_ENCRYPTION=off to write payloads in clear)."""
 
     address: str = DEFAULT_ADDRESS
     namespace: str = DEFAULT_NAMESPACE
     task_queue: str = DEFAULT_TASK_QUEUE
     # The rest of the profile (API key, TLS, gRPC metadata). Certificate files are read at connect(), as before.
     profile: ClientConfigProfile = field(default_factory=ClientConfigProfile, repr=False)
+    payload_keys_file: Path | None = None
+    payload_encryption: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TemporalSettings:
         """Raises temporalio.envconfig's errors for an unreadable profile file or an unknown TEMPORAL_PROFILE."""
         env = with_legacy_tls(os.environ if environ is None else environ)
         profile = ClientConfigProfile.load(override_env_vars=env)
+        encryption = (env.get(ENCRYPTION_ENV) or "on").strip().lower()
+        if encryption not in ("on", "off"):
+            raise ValueError(f"{ENCRYPTION_ENV} must be 'on' or 'off', not {env[ENCRYPTION_ENV]!r}")
+        keys_file = env.get(KEYS_FILE_ENV)
         return cls(address=profile.address or cls.address, namespace=profile.namespace or cls.namespace,
-                   task_queue=env.get("TEMPORAL_TASK_QUEUE") or cls.task_queue, profile=profile)
+                   task_queue=env.get("TEMPORAL_TASK_QUEUE") or cls.task_queue, profile=profile,
+                   payload_keys_file=Path(keys_file) if keys_file else None, payload_encryption=encryption == "on")
 
     def connect_config(self) -> ClientConnectConfig:
         """Client.connect's keyword arguments; an API key without TLS settings means TLS with the system roots."""
@@ -94,8 +106,28 @@ class TemporalSettings:
         return config
 
 
-async def connect(settings: TemporalSettings) -> Client:
-    return await Client.connect(**settings.connect_config(), data_converter=pydantic_data_converter)
+class PayloadKeysNotConfigured(KeyRingError):
+    """Neither a key file nor an explicit DR_PAYLOAD_ENCRYPTION=off."""
+
+
+def payload_converter(settings: TemporalSettings) -> DataConverter:
+    """The data converter of every client, the worker's and drctl's: payloads sealed with the configured key ring.
+    Raises KeyRingError (one line naming the file and the entry) for a missing or unusable key file."""
+    if not settings.payload_encryption:
+        log.warning("payloads.unencrypted", setting=f"{ENCRYPTION_ENV}=off",
+                    note="inputs, tokens, approvals and failures are stored in Temporal's history in clear")
+        return data_converter(None)
+    if settings.payload_keys_file is None:
+        raise PayloadKeysNotConfigured(
+            f"no payload key file: set {KEYS_FILE_ENV} (create one with `drctl keys rotate --file PATH`, add "
+            f"`--kms KMS_KEY_ID` in production; `drctl auth init` makes one too), or {ENCRYPTION_ENV}=off to store "
+            "payloads in clear")
+    return data_converter(KeyRing.load(settings.payload_keys_file))
+
+
+async def connect(settings: TemporalSettings, converter: DataConverter | None = None) -> Client:
+    return await Client.connect(**settings.connect_config(),
+                                data_converter=converter or payload_converter(settings))
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -125,7 +157,8 @@ def build_worker(client: Client, task_queue: str, aws: AwsClients,
 
 
 async def run_worker(settings: TemporalSettings) -> None:
-    client = await connect(settings)
+    converter = payload_converter(settings)  # before connecting: a bad key file is named even with no server
+    client = await connect(settings, converter)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -133,11 +166,16 @@ async def run_worker(settings: TemporalSettings) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="dr-activity") as executor:
         worker = build_worker(client, settings.task_queue, AwsClients(), executor)
         log.info("worker.started", address=settings.address, namespace=settings.namespace,
-                 task_queue=settings.task_queue)
+                 task_queue=settings.task_queue, payload_key=_writing_key(converter))
         async with worker:
             await stop.wait()
             log.info("worker.stopping", reason="signal")
     log.info("worker.stopped")
+
+
+def _writing_key(converter: DataConverter) -> str:
+    codec = converter.payload_codec
+    return codec.writing_key if isinstance(codec, EncryptionCodec) else "none (payloads in clear)"
 
 
 def main(settings: TemporalSettings | None = None) -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.core.registry import catalogue
 from drctl.demo_services import SANDBOX_CREDENTIALS, RequestedPorts, start_sandbox, start_temporal
@@ -28,6 +27,8 @@ from plans.model import Mode, Plan
 from contracts.lifecycle import WORKFLOW_TYPE, LifecycleInput, RunOptions, workflow_id_for
 from contracts.run_metadata import start_metadata
 from contracts.search_attributes import start_search_attributes
+from tests.identity_helpers import session_converter, session_keys_file
+from workers.encryption import KEYS_FILE_ENV
 from tests import reaper
 
 THREE_TIER = Path(__file__).resolve().parents[2] / "plans" / "examples" / "three-tier.yaml"
@@ -74,7 +75,8 @@ class Stack:
         n = len(self.workers) + 1
         process = ManagedProcess(f"worker-{n}", [venv_tool("drctl"), "worker"], self.state / f"worker-{n}.log", env={
             **self.aws_env(), "TEMPORAL_ADDRESS": self.address, "TEMPORAL_TASK_QUEUE": task_queue,
-            "DR_AUTH_TRUST_FILE": str(self.idp.trust_file.resolve()), "DR_POLL_CAP_SECONDS": "1", **env})
+            "DR_AUTH_TRUST_FILE": str(self.idp.trust_file.resolve()), KEYS_FILE_ENV: str(session_keys_file()),
+            "DR_POLL_CAP_SECONDS": "1", **env})
         reaper.watch(process.pid)
         self.workers.append(process)
         wait_for_line(process, "worker.started", 60)
@@ -139,7 +141,7 @@ class Stack:
         return plan, await self.start_drill(await self.client(), task_queue, plan, options)
 
     async def client(self) -> Client:
-        return await Client.connect(self.address, data_converter=pydantic_data_converter)
+        return await Client.connect(self.address, data_converter=session_converter())
 
     async def start_drill(self, client: Client, task_queue: str, plan: Plan,
                           options: RunOptions | None = None) -> WorkflowHandle[Any, Any]:

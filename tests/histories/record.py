@@ -47,7 +47,9 @@ from tests.lifecycle_helpers import (
     wait_until,
 )
 from tests.conftest import HUB_ACCOUNT
-from tests.identity_helpers import token_for
+from tests.identity_helpers import session_keys_file, token_for
+from tests.payload_history import payloads_in
+from workers.encryption import EncryptionCodec, KeyRing
 from tests.test_drs_recovery import child_state, drs_plan, estate
 from tests.test_lifecycle_aws import Estate
 from contracts.lifecycle import INVALID_INPUT, PERMISSION_DENIED, WORKFLOW_TYPE, RunOptions, RunStatus, StepStatus
@@ -87,6 +89,12 @@ async def save(client: Client, handle: WorkflowHandle[Any, Any], name: str, scen
     """Write the run's history, then each child workflow's, and list them in index.json with their workflow ids
     (a history does not hold its own id, and the replayer needs it: child ids are derived from it)."""
     history = await handle.fetch_history()
+    # Committed in clear: the session's payload key dies with the session, and CI replays with keys of its own (the
+    # codec reads payloads in clear as they are). Opening them changes no command, so the replay is the same.
+    codec = EncryptionCodec(KeyRing.load(session_keys_file()))
+    for event in history.events:
+        for payload in payloads_in(event):
+            payload.CopyFrom(codec.open(payload))
     (HERE / f"{name}.json").write_text(history.to_json())
     index = json.loads(INDEX.read_text()) if INDEX.exists() else {}
     started = history.events[0].workflow_execution_started_event_attributes
