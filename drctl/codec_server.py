@@ -1,8 +1,8 @@
 """The codec server: Temporal's remote codec HTTP protocol, so that people allowed to view runs read sealed payloads
 in the Temporal Web UI and the `temporal` CLI (`--codec-endpoint`), while the namespace's histories stay sealed.
 
-Protocol (what the UI and the CLI send): POST <endpoint>/decode or /encode, body {"payloads": [Payload, ...]} in
-protobuf's JSON form (metadata values and data in base64), header X-Namespace; the answer has the same shape.
+Protocol (what the UI and the CLI send): POST <endpoint>/decode or /encode (also /{namespace}/decode, for endpoints
+templated with the namespace), body {"payloads": [Payload, ...]} in protobuf's JSON form (metadata values and data in base64), header X-Namespace; the answer has the same shape.
 
 Authorization: `Authorization: Bearer <JWT>`, verified against the worker's trust configuration (the same issuer,
 audience and keys the workflows verify), and the token's roles must grant `view` on every kind of run: a payload does
@@ -117,6 +117,14 @@ def normalize_origin(origin: str) -> str:
     return f"{scheme}://{rest.lower()}"
 
 
+def route_of(path: str) -> str:
+    """/decode, /encode, or the path itself when it is neither; `/{namespace}/decode` too, for an endpoint configured
+    with the UI's and CLI's `{namespace}` template."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    route = f"/{parts[-1]}"
+    return route if route in ROUTES and len(parts) <= 2 else "/" + "/".join(parts)
+
+
 def read_payloads(body: bytes) -> list[Payload]:
     try:
         document = json.loads(body)
@@ -159,7 +167,7 @@ class CodecHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         origin = self.headers.get("Origin")
-        route = self.path.split("?", 1)[0].rstrip("/")
+        route = route_of(self.path)
         principal: Principal | None = None
         try:
             if route not in ROUTES:

@@ -21,11 +21,19 @@ from typing import Any
 
 import click
 
-from drctl.demo_services import SANDBOX_CREDENTIALS, PortInUse, RequestedPorts, start_sandbox, start_temporal
+from drctl.demo_services import (
+    SANDBOX_CREDENTIALS,
+    CodecServerForUi,
+    PortInUse,
+    RequestedPorts,
+    start_sandbox,
+    start_temporal,
+)
 from drctl.dev_idp import DevIdentityProvider
 from drctl.errors import EXIT_USAGE
 from drctl.processes import ManagedProcess, venv_tool, wait_for_line
 from drctl.progress import ProgressPrinter, follow, summary, ui_link
+from workers.encryption import local_entry, write_key_file
 
 DEMO_PLAN = Path(__file__).resolve().parent.parent / "plans" / "examples" / "three-tier.yaml"
 # The sandbox scenario holding the estate each example plan expects; any other plan gets --scenario or 'three-tier'.
@@ -40,6 +48,21 @@ def token_hint(idp: DevIdentityProvider, subject: str) -> str:
     return f"export DRCTL_TOKEN=$({drctl} auth token {shlex.quote(subject)} --role operator --dir {directory})"
 
 
+def codec_hint(address: str, workflow_id: str, codec_url: str) -> str:
+    """The `temporal` CLI reading a run through the codec server, as the user whose token is in DRCTL_TOKEN (the
+    codec server verifies it: any role that may view runs)."""
+    return (f"{shlex.quote(venv_tool('temporal'))} workflow show --address {address} --workflow-id {workflow_id} "
+            f"--codec-endpoint {codec_url} --codec-auth \"Bearer $DRCTL_TOKEN\"")
+
+
+def _payload_keys(directory: Path) -> Path:
+    """The demo's payload key file (one local key), made once and kept with its identity provider."""
+    path = (directory / "payload-keys.json").resolve()
+    if not path.exists():
+        write_key_file(path, [local_entry("demo-1")], "demo-1")
+    return path
+
+
 def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None = None,
              ports: RequestedPorts = RequestedPorts()) -> int:
     started = time.monotonic()
@@ -51,19 +74,23 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         ports.check()
+        # The identity provider and the payload keys first: the codec server the UI decodes through needs both.
+        idp = DevIdentityProvider.ensure(state_dir / "auth")
+        keys_file = _payload_keys(state_dir / "auth")
+        codec = CodecServerForUi(keys_file, idp.trust_file.resolve(), logs / "codec-server.log", children,
+                                 click.echo)
         _, temporal_port, ui_port = start_temporal(state_dir / "temporal.db", logs / "temporal.log", ports,
-                                                   children, click.echo)
+                                                   children, click.echo, codec=codec)
         _, sandbox_url = start_sandbox(scenario, logs / "sandbox.log", ports, children, click.echo)
         aws_env = {**SANDBOX_CREDENTIALS, "AWS_ENDPOINT_URL": sandbox_url}
 
-        idp = DevIdentityProvider.ensure(state_dir / "auth")
         initiator = f"{os.environ.get('USER') or 'demo'}@demo.local"
         click.echo(f"• Development identity provider in {idp.directory}; a token for drctl:\n"
                    f"    {token_hint(idp, initiator)}")
         click.echo("• Worker on task queue dr-orchestrator: starting …")
         worker_started = time.monotonic()
         worker_env = {**aws_env, "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "TEMPORAL_NAMESPACE": "default",
-                      "DR_AUTH_TRUST_FILE": str(idp.trust_file.resolve()),
+                      "DR_AUTH_TRUST_FILE": str(idp.trust_file.resolve()), "DR_PAYLOAD_KEYS_FILE": str(keys_file),
                       "DR_POLL_CAP_SECONDS": "1"}  # the sandbox finishes operations in seconds
         worker = ManagedProcess("worker", [venv_tool("drctl"), "worker"], logs / "worker.log", env=worker_env)
         children.append(worker)
@@ -74,11 +101,13 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
         # Loading the workflow code and reading production's state (to compare after the drill) takes a few seconds.
         click.echo("• Drill: reading production's state, to compare after it …")
         ui_base = f"http://127.0.0.1:{ui_port}"
-        code = asyncio.run(_drill(f"127.0.0.1:{temporal_port}", plan_file, ui_base, idp, initiator))
+        code = asyncio.run(_drill(f"127.0.0.1:{temporal_port}", plan_file, ui_base, idp, initiator, codec.url))
         click.echo(f"\nDemo finished in {time.monotonic() - started:.1f} s (logs in {logs}).")
         if keep and code == 0:
             click.echo(f"Temporal UI stays at {ui_base} — press Ctrl-C to stop everything. drctl in another shell:\n"
-                       f"    export TEMPORAL_ADDRESS=127.0.0.1:{temporal_port}\n    {token_hint(idp, initiator)}")
+                       f"    export TEMPORAL_ADDRESS=127.0.0.1:{temporal_port}\n    {token_hint(idp, initiator)}\n"
+                       f"  and a run's history, decoded through the codec server:\n"
+                       f"    {codec_hint('$TEMPORAL_ADDRESS', 'WORKFLOW_ID', codec.url)}")
             while True:
                 time.sleep(3600)
         return code
@@ -104,7 +133,8 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
             click.echo(f"Stopped {len(children)} processes: " + ", ".join(f"{c.name} (pid {c.pid})" for c in children))
 
 
-async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityProvider, initiator: str) -> int:
+async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityProvider, initiator: str,
+                 codec_url: str) -> int:
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -126,7 +156,9 @@ async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityPr
         search_attributes=start_search_attributes(run_input), **start_metadata(run_input),
     )
     click.echo(f"\nDrill of plan '{plan.name}' ({plan_file.name}) started: {workflow_id}")
-    click.echo(f"  Temporal UI: {ui_link(ui_base, 'default', workflow_id)}\n")
+    click.echo(f"  Temporal UI: {ui_link(ui_base, 'default', workflow_id)}")
+    click.echo(f"  Its history in the CLI, decoded (after the token line above):\n"
+               f"    {codec_hint(address, workflow_id, codec_url)}\n")
     state = await follow(handle, ProgressPrinter(), client=client)
     click.echo("")
     for line in summary(state):

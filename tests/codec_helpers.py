@@ -13,11 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from drctl.codec_cmd import READY
 from tests import reaper
 from tests.cli_helpers import DRCTL
 from workers.encryption import KeyRing, local_entry, write_key_file
-
-READY = "codec server ready at "
 
 
 def new_key_file(path: Path, key_id: str = "k1") -> KeyRing:

@@ -62,6 +62,8 @@ def test_encode_then_decode_round_trip_in_protobuf_json(server: tuple[str, Path,
     assert call(f"{url}/decode", body={"payloads": [clear_payload()]}, Authorization=bearer())[2] == \
         {"payloads": [clear_payload()]}
     assert call(f"{url}/decode", body={"payloads": []}, Authorization=bearer())[2] == {"payloads": []}
+    # An endpoint templated with the namespace (`--codec-endpoint http://host/{namespace}`) posts under it.
+    assert call(f"{url}/default/decode", body=sealed, Authorization=bearer())[2] == {"payloads": [clear_payload()]}
 
 
 def test_cors_preflight_and_headers_for_the_ui_origins_only(server: tuple[str, Path, Path]) -> None:
@@ -161,7 +163,8 @@ def test_400_for_what_cannot_be_decoded(server: tuple[str, Path, Path], tmp_path
     assert status == 400 and "key 'k9', which is not in this key ring" in answer["reason"]
     status, _, answer = call(f"{url}/decode", body={"payloads": [tampered]}, Authorization=bearer())
     assert status == 400 and "does not authenticate" in answer["reason"]
-    assert call(f"{url}/nothing", body={"payloads": []}, Authorization=bearer())[0] == 404
+    for path in ("/nothing", "/a/b/decode", "/decode/more"):
+        assert call(f"{url}{path}", body={"payloads": []}, Authorization=bearer())[0] == 404, path
 
 
 def test_requests_and_refusals_are_logged_without_the_token(server: tuple[str, Path, Path]) -> None:
