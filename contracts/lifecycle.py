@@ -22,6 +22,9 @@ DEFAULT_TASK_QUEUE = "dr-orchestrator"
 # non-retryable: sending the same message again cannot succeed.
 PERMISSION_DENIED = "PermissionDenied"  # the token, the roles or four-eyes say no; the attempt is in the audit trail
 REFUSED = "Refused"  # the run cannot do it now (nothing pending, not paused, already ended...): nothing recorded
+# A query's refusal: its message reaches the caller as plain text from the server (no codec can open it there) and
+# is never written to history, so the workers' failure converter leaves it in clear (workers/encryption.py).
+QUERY_REFUSED = "QueryRefused"
 INVALID_INPUT = "InvalidInput"  # the input does not decode into the contract below; the message names the field
 
 

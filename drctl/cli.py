@@ -33,6 +33,7 @@ def _register_commands() -> None:
     from drctl.audit_cmd import audit
     from drctl.auth_cmd import auth
     from drctl.cleanup_cmd import cleanup
+    from drctl.codec_cmd import codec_server
     from drctl.demo import demo
     from drctl.keys_cmd import keys
     from drctl.list_cmd import list_runs
@@ -50,6 +51,7 @@ def _register_commands() -> None:
     drill.add_command(cleanup)
     cli.add_command(drill)
     cli.add_command(demo)
+    cli.add_command(codec_server)
 
 
 _register_commands()

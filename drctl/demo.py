@@ -21,12 +21,20 @@ from typing import Any
 
 import click
 
-from drctl.demo_services import SANDBOX_CREDENTIALS, PortInUse, RequestedPorts, start_sandbox, start_temporal
+from drctl.demo_services import (
+    SANDBOX_CREDENTIALS,
+    CodecServerForUi,
+    PortInUse,
+    RequestedPorts,
+    start_sandbox,
+    start_temporal,
+)
 from drctl.dev_idp import DevIdentityProvider
 from drctl.errors import EXIT_USAGE
 from drctl.keys_cmd import KEY_FILE_NAME, ensure_local_key_file, export_line
 from drctl.processes import ManagedProcess, venv_tool, wait_for_line
 from drctl.progress import ProgressPrinter, follow, summary, ui_link
+from workers.encryption import KEYS_FILE_ENV
 
 DEMO_PLAN = Path(__file__).resolve().parent.parent / "plans" / "examples" / "three-tier.yaml"
 # The sandbox scenario holding the estate each example plan expects; any other plan gets --scenario or 'three-tier'.
@@ -41,6 +49,13 @@ def token_hint(idp: DevIdentityProvider, subject: str) -> str:
     return f"export DRCTL_TOKEN=$({drctl} auth token {shlex.quote(subject)} --role operator --dir {directory})"
 
 
+def codec_hint(address: str, workflow_id: str, codec_url: str) -> str:
+    """The `temporal` CLI reading a run through the codec server, as the user whose token is in DRCTL_TOKEN (the
+    codec server verifies it: any role that may view runs)."""
+    return (f"{shlex.quote(venv_tool('temporal'))} workflow show --address {address} --workflow-id {workflow_id} "
+            f"--codec-endpoint {codec_url} --codec-auth \"Bearer $DRCTL_TOKEN\"")
+
+
 def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None = None,
              ports: RequestedPorts = RequestedPorts()) -> int:
     started = time.monotonic()
@@ -52,23 +67,24 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         ports.check()
+        # The identity provider and the payload keys first: the codec server the UI decodes through needs both.
+        idp = DevIdentityProvider.ensure(state_dir / "auth")
+        key_file = (idp.directory / KEY_FILE_NAME).resolve()  # seals the demo's payloads (tokens, plan) in history
+        ensure_local_key_file(key_file)
+        codec = CodecServerForUi(key_file, idp.trust_file.resolve(), logs / "codec-server.log", children,
+                                 click.echo)
         _, temporal_port, ui_port = start_temporal(state_dir / "temporal.db", logs / "temporal.log", ports,
-                                                   children, click.echo)
+                                                   children, click.echo, codec=codec)
         _, sandbox_url = start_sandbox(scenario, logs / "sandbox.log", ports, children, click.echo)
         aws_env = {**SANDBOX_CREDENTIALS, "AWS_ENDPOINT_URL": sandbox_url}
 
-        from workers.encryption import KEYS_FILE_ENV
-
-        idp = DevIdentityProvider.ensure(state_dir / "auth")
-        key_file = idp.directory / KEY_FILE_NAME  # seals the demo's payloads (tokens, plan) in Temporal's history
-        ensure_local_key_file(key_file)
         initiator = f"{os.environ.get('USER') or 'demo'}@demo.local"
         click.echo(f"• Development identity provider in {idp.directory}; a token for drctl:\n"
                    f"    {token_hint(idp, initiator)}")
         click.echo("• Worker on task queue dr-orchestrator: starting …")
         worker_started = time.monotonic()
         worker_env = {**aws_env, "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}", "TEMPORAL_NAMESPACE": "default",
-                      "DR_AUTH_TRUST_FILE": str(idp.trust_file.resolve()), KEYS_FILE_ENV: str(key_file.resolve()),
+                      "DR_AUTH_TRUST_FILE": str(idp.trust_file.resolve()), KEYS_FILE_ENV: str(key_file),
                       "DR_POLL_CAP_SECONDS": "1"}  # the sandbox finishes operations in seconds
         worker = ManagedProcess("worker", [venv_tool("drctl"), "worker"], logs / "worker.log", env=worker_env)
         children.append(worker)
@@ -79,12 +95,15 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
         # Loading the workflow code and reading production's state (to compare after the drill) takes a few seconds.
         click.echo("• Drill: reading production's state, to compare after it …")
         ui_base = f"http://127.0.0.1:{ui_port}"
-        code = asyncio.run(_drill(f"127.0.0.1:{temporal_port}", plan_file, ui_base, idp, initiator, key_file))
+        code = asyncio.run(_drill(f"127.0.0.1:{temporal_port}", plan_file, ui_base, idp, initiator, key_file,
+                                  codec.url))
         click.echo(f"\nDemo finished in {time.monotonic() - started:.1f} s (logs in {logs}).")
         if keep and code == 0:
             click.echo(f"Temporal UI stays at {ui_base} — press Ctrl-C to stop everything. drctl in another shell:\n"
                        f"    export TEMPORAL_ADDRESS=127.0.0.1:{temporal_port}\n    {export_line(key_file)}\n"
-                       f"    {token_hint(idp, initiator)}")
+                       f"    {token_hint(idp, initiator)}\n"
+                       f"  and a run's history, decoded through the codec server:\n"
+                       f"    {codec_hint('$TEMPORAL_ADDRESS', 'WORKFLOW_ID', codec.url)}")
             while True:
                 time.sleep(3600)
         return code
@@ -111,7 +130,7 @@ def run_demo(state_dir: Path, plan_file: Path, keep: bool, scenario: str | None 
 
 
 async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityProvider, initiator: str,
-                 key_file: Path) -> int:
+                 key_file: Path, codec_url: str) -> int:
     from temporalio.client import Client
 
     from workers.encryption import KeyRing, data_converter
@@ -134,7 +153,9 @@ async def _drill(address: str, plan_file: Path, ui_base: str, idp: DevIdentityPr
         search_attributes=start_search_attributes(run_input), **start_metadata(run_input),
     )
     click.echo(f"\nDrill of plan '{plan.name}' ({plan_file.name}) started: {workflow_id}")
-    click.echo(f"  Temporal UI: {ui_link(ui_base, 'default', workflow_id)}\n")
+    click.echo(f"  Temporal UI: {ui_link(ui_base, 'default', workflow_id)}")
+    click.echo(f"  Its history in the CLI, decoded (after the token line above):\n"
+               f"    {codec_hint(address, workflow_id, codec_url)}\n")
     state = await follow(handle, ProgressPrinter(), client=client)
     click.echo("")
     for line in summary(state):

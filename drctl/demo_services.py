@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from drctl.codec_cmd import READY as CODEC_READY
 from drctl.processes import (
     ChildExited,
     ManagedProcess,
@@ -77,20 +78,22 @@ def _choose(usual: int | None, requested: int | None, chosen: set[int]) -> tuple
 
 
 def start_temporal(db_file: Path, log: Path, requested: RequestedPorts, children: list[ManagedProcess],
-                   echo: Echo) -> tuple[ManagedProcess, int, int]:
+                   echo: Echo, codec: Callable[[int], str] | None = None) -> tuple[ManagedProcess, int, int]:
     """The dev server, listening on its gRPC and UI ports; returns it with those ports. Each started process is in
-    `children` while it lives, so the caller stops it whatever happens (Ctrl-C included)."""
+    `children` while it lives, so the caller stops it whatever happens (Ctrl-C included). `codec(ui_port)`, when
+    given, starts the codec server for a UI on that port and returns its URL, which the UI then decodes through."""
     for attempt in range(1, START_ATTEMPTS + 1):
         chosen: set[int] = set(requested.options())
         port, port_note = _choose(TEMPORAL_PORT, requested.temporal, chosen)
         ui_port, ui_note = _choose(UI_PORT, requested.ui, chosen)
         http_port, _ = _choose(None, None, chosen)  # HTTP API and metrics: nobody needs to know these two
         metrics_port, _ = _choose(None, None, chosen)
+        codec_url = codec(ui_port) if codec else None
         echo(f"• Temporal dev server on 127.0.0.1:{port}{port_note}, Web UI http://127.0.0.1:{ui_port}{ui_note}: "
              "starting …")
         started = time.monotonic()
         process = ManagedProcess("temporal", temporal_dev_server_argv(db_file, port, ui_port, http_port,
-                                                                      metrics_port), log)
+                                                                      metrics_port, codec_url), log)
         children.append(process)
         try:
             wait_for_port(port, 30, process)
@@ -130,3 +133,29 @@ def start_sandbox(scenario: str, log: Path, requested: RequestedPorts, children:
     url = line.split(SANDBOX_READY, 1)[1].strip()
     echo(f"  sandbox on {url.removeprefix('http://')}, ready in {time.monotonic() - started:.1f} s")
     return process, url
+
+
+class CodecServerForUi:
+    """For start_temporal: called with the UI's port, runs `drctl codec-server` on a port of its own choosing (port
+    0: no race) for that dev UI, which has no login and so sends no token: its origin is let through without one, on
+    loopback only. Called again when the dev server has to move to other ports, it replaces the previous one."""
+
+    def __init__(self, keys_file: Path, trust_file: Path, log: Path, children: list[ManagedProcess],
+                 echo: Echo) -> None:
+        self.keys_file, self.trust_file, self.log, self.children, self.echo = keys_file, trust_file, log, children, echo
+        self.process: ManagedProcess | None = None
+        self.url = ""
+
+    def __call__(self, ui_port: int) -> str:
+        if self.process is not None:
+            self.process.stop()
+            self.children.remove(self.process)
+        argv = [venv_tool("drctl"), "codec-server", "--port", "0", "--keys-file", str(self.keys_file),
+                "--trust-file", str(self.trust_file)]
+        for origin in (f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}"):
+            argv += ["--allow-unauthenticated-origin", origin]
+        self.process = ManagedProcess("codec-server", argv, self.log)
+        self.children.append(self.process)
+        self.url = wait_for_line(self.process, CODEC_READY, 60).split(CODEC_READY, 1)[1].strip()
+        self.echo(f"• Codec server at {self.url}: the Web UI decodes sealed payloads through it")
+        return self.url

@@ -174,7 +174,10 @@ class ManagedProcess:
             pass
 
 
-def temporal_dev_server_argv(db_file: Path, port: int, ui_port: int, http_port: int, metrics_port: int) -> list[str]:
+def temporal_dev_server_argv(db_file: Path, port: int, ui_port: int, http_port: int, metrics_port: int,
+                             codec_endpoint: str | None = None) -> list[str]:
+    """`codec_endpoint`: the codec server the Web UI decodes payloads through (from the browser, so it must be a URL
+    the browser reaches)."""
     argv = [
         venv_tool("temporal"), "server", "start-dev",
         "--db-filename", str(db_file), "--ip", "127.0.0.1", "--port", str(port),
@@ -183,4 +186,6 @@ def temporal_dev_server_argv(db_file: Path, port: int, ui_port: int, http_port: 
     ]
     for name in SEARCH_ATTRIBUTE_NAMES:
         argv += ["--search-attribute", f"{name}=Keyword"]
+    if codec_endpoint:
+        argv += ["--ui-codec-endpoint", codec_endpoint]
     return argv

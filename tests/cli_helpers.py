@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
+import functools
 import json
 import os
 import signal
@@ -34,13 +37,30 @@ async def drctl(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[
     return process.returncode or 0, out.decode(), err.decode()
 
 
-async def temporal(worker: Any, *args: str, timeout: float = 60) -> tuple[int, str]:
+@functools.cache
+def codec_options() -> tuple[str, ...]:
+    """`--codec-endpoint URL --codec-auth "Bearer <auditor's token>"`: a `drctl codec-server` over the session's key
+    and trust files, started once per test process, as a person reading sealed runs with the CLI points it there.
+    Stopped by PID when the process exits (and by the reaper's watchdog if it dies)."""
+    from tests.codec_helpers import codec_server
+    from tests.identity_helpers import session_idp, session_keys_file
+
+    stack = contextlib.ExitStack()
+    log = session_idp().directory / f"codec-server-{os.getpid()}.log"
+    url = stack.enter_context(codec_server(session_keys_file(), session_idp().trust_file, log))
+    atexit.register(stack.close)
+    return "--codec-endpoint", url, "--codec-auth", f"Bearer {token_for('cli-reader@example.com', ['auditor'])}"
+
+
+async def temporal(worker: Any, *args: str, timeout: float = 60, codec: bool = True) -> tuple[int, str]:
     """The `temporal` CLI of the venv against the test server; its exit code and output (stdout and stderr).
-    Async, for the same reason as drctl: the worker that answers runs on this test's event loop."""
+    With `codec` (the default) it reads and writes payloads through the codec server, as a person with the key's
+    codec endpoint does; without, it sees the sealed payloads. Async, for the same reason as drctl: the worker that
+    answers runs on this test's event loop."""
     address = worker.client.service_client.config.target_host
     process = await asyncio.create_subprocess_exec(
         TEMPORAL, *args, "--address", address, "--namespace", worker.client.namespace,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        *(codec_options() if codec else ()), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(process.communicate(), timeout)
     return process.returncode or 0, out.decode()
 

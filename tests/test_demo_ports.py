@@ -88,8 +88,14 @@ def test_demo_completes_and_leaves_nothing_running(demo: tuple[subprocess.Comple
     for expected in ("DrPlan=three-tier", "DrMode=drill", "DrPhase=REPLICATE", "DrStatus=COMPLETED",
                      "DrInitiator="):
         assert expected in listed.group(1)
-    pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", done.stdout)]
-    assert len(pids) == 3
+    # The UI decodes through the demo's codec server; the CLI line to read the drill through it is printed.
+    codec = re.search(r"Codec server at (http://127\.0\.0\.1:\d+)", done.stdout)
+    assert codec, done.stdout[-2000:]
+    assert re.search(rf"workflow show --address 127\.0\.0\.1:\d+ --workflow-id dr-three-tier-drill-\S+ "
+                     rf"--codec-endpoint {codec[1]} --codec-auth \"Bearer \$DRCTL_TOKEN\"", done.stdout)
+    processes = dict(re.findall(r"([\w-]+) \(pid (\d+)\)", done.stdout))
+    assert set(processes) == {"temporal", "codec-server", "sandbox", "worker"}, done.stdout[-500:]
+    pids = [int(p) for p in processes.values()]
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
@@ -112,8 +118,11 @@ def test_demo_completes_on_other_ports_when_its_usual_ones_are_taken_and_its_tok
     assert f"Temporal UI lists the run (http://127.0.0.1:{ui_port}, " in out
     assert re.search(r"^  sandbox on 127\.0\.0\.1:\d+, ready in ", out, re.MULTILINE), out[:2000]
     assert "Drill completed; production untouched." in out
+    # The codec server lets through, without a token, the UI on the port it got: no other.
+    codec_log = (state / "logs" / "codec-server.log").read_text()
+    assert f"unauthenticated_origins=['http://127.0.0.1:{ui_port}', 'http://localhost:{ui_port}']" in codec_log
     pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", out)]
-    assert len(pids) == 3
+    assert len(pids) == 4
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

@@ -5,33 +5,25 @@ run with the denied signal in the `audit` query, both runs found by `workflow li
 Then what the Temporal UI shows of such a run, which the starter did not set: the memo, the current details and the
 activities' and timers' summaries. tests/test_run_page.py reads the same things of a run drctl started with the SDK.
 
-The `temporal` binary alone reads payloads only in clear: these runs are on a worker started with
-DR_PAYLOAD_ENCRYPTION=off (a team without a codec server). Sealed runs read through the codec server instead.
+Payloads are sealed (issue 14): the binary reads and writes them through `drctl codec-server` (`--codec-endpoint`,
+`--codec-auth "Bearer <token>"`, tests/cli_helpers.py), as such a team points it; its start input is sealed too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
-from temporalio.client import Client
 
 from contracts.lifecycle import WORKFLOW_TYPE, LifecycleInput
 from contracts.run_metadata import run_memo, start_metadata
 from plans.model import Mode
 from tests.cli_helpers import payload, temporal
-from tests.conftest import DrTestWorker
 from tests.identity_helpers import token_for
 from tests.lifecycle_helpers import make_plan, wait_resource
-from workers.encryption import data_converter
-from workers.main import ACTIVITY_THREADS, build_worker
 
 INITIATOR = "alice@example.com"
 MANAGER = ("manager@example.com", ("plan-manager",))
@@ -131,20 +123,7 @@ def summaries(history: dict[str, Any], attributes: str) -> list[str]:
     return found
 
 
-@pytest.fixture
-async def clear_worker(worker: DrTestWorker) -> AsyncIterator[DrTestWorker]:
-    """A worker of the session's server whose client writes payloads in clear (data_converter(None), what
-    DR_PAYLOAD_ENCRYPTION=off gives), on a task queue of its own."""
-    client = Client(worker.client.service_client, namespace=worker.client.namespace,
-                    data_converter=data_converter(None))
-    queue = f"{worker.task_queue}-clear"
-    with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        async with build_worker(client, queue, worker.aws, executor):
-            yield DrTestWorker(client=client, task_queue=queue, aws=worker.aws)
-
-
-async def test_a_gated_drill_with_the_temporal_cli_alone(clear_worker, tmp_path):
-    worker = clear_worker
+async def test_a_gated_drill_with_the_temporal_cli_alone(worker, tmp_path):
     name = f"cli-{uuid.uuid4().hex[:6]}"
     by_update, by_signal = f"dr-{name}-drill-update", f"dr-{name}-drill-signal"
     drill = run_input(name)

@@ -29,7 +29,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadCodec, PayloadConverter
+from temporalio.api.failure.v1 import Failure
+from temporalio.exceptions import ApplicationError
+
+from contracts.lifecycle import QUERY_REFUSED
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -178,10 +182,26 @@ class EncryptionCodec(PayloadCodec):
         return Payload.FromString(opened)
 
 
+class SealedFailureConverter(DefaultFailureConverter):
+    """Failures' messages and stack traces move into their encoded attributes, which the codec seals; except a
+    query's refusal (QUERY_REFUSED): the server hands the querying caller only its message, as plain text that no
+    codec opens, and never writes it to history. Sealed, `drctl drill status` of a run that never started, or an
+    audit query with the wrong token, would read `refused: Encoded failure`."""
+
+    def __init__(self) -> None:
+        super().__init__(encode_common_attributes=True)
+
+    def to_failure(self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure) -> None:
+        super().to_failure(exception, payload_converter, failure)
+        if isinstance(exception, ApplicationError) and exception.type == QUERY_REFUSED:
+            failure.message = exception.message
+            failure.ClearField("encoded_attributes")
+
+
 def data_converter(ring: KeyRing | None) -> DataConverter:
     """The pydantic converter; with a key ring, every payload sealed, and failures' messages and stack traces moved
     into their encoded attributes so that the codec seals them too. Without a ring payloads are written in clear."""
     if ring is None:
         return pydantic_data_converter
     return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(ring),
-                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+                               failure_converter_class=SealedFailureConverter)

@@ -16,7 +16,8 @@ for a workflow's start input means a workflow task retried for ever.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -29,9 +30,11 @@ from workflows.governance import Governance
 from workflows.lifecycle_control import Control
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.identity import IdentityError
     from contracts.lifecycle import (
         INVALID_INPUT,
         PERMISSION_DENIED,
+        QUERY_REFUSED,
         AuditEntry,
         ChildGate,
         ControlRequest,
@@ -43,6 +46,16 @@ NO_INPUT = RawValue(Payload())  # the default of every input: a message sent wit
 MAX_PROBLEMS = 10  # a junk input can have hundreds of problems: the first ones say enough
 
 M = TypeVar("M", bound=BaseModel)
+
+
+@contextmanager
+def query_refusals() -> Iterator[None]:
+    """A query's refusal, whatever raised it, as QUERY_REFUSED: the caller gets only its message, as plain text,
+    so it must stay readable with payloads sealed (an encoded failure would read `Encoded failure`)."""
+    try:
+        yield
+    except (ApplicationError, IdentityError) as refusal:
+        raise ApplicationError(str(refusal), type=QUERY_REFUSED, non_retryable=True) from None
 
 
 def decode(raw: RawValue, model: type[M], what: str) -> M:
@@ -99,14 +112,16 @@ class Messages:
 
     def status(self) -> LifecycleState:
         """Everything but the audit trail, which needs view-audit (query `audit`)."""
-        return self._live()[0].model_copy(update={"audit": []})
+        with query_refusals():
+            return self._live()[0].model_copy(update={"audit": []})
 
     def audit(self, token: str | None) -> list[AuditEntry]:
-        governance = self._live()[1]
-        if not token:
-            raise ApplicationError("the audit query needs a token with view-audit as its argument "
-                                   "(--input '\"<JWT>\"')", type=INVALID_INPUT, non_retryable=True)
-        return governance.audit_trail(token)
+        with query_refusals():
+            governance = self._live()[1]
+            if not token:
+                raise ApplicationError("the audit query needs a token with view-audit as its argument "
+                                       "(--input '\"<JWT>\"')", type=INVALID_INPUT, non_retryable=True)
+            return governance.audit_trail(token)
 
     def check(self, name: str, raw: RawValue) -> None:
         """An update's validator: refused here, the update leaves nothing in history."""
