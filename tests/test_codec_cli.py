@@ -1,5 +1,5 @@
-"""`temporal workflow show --codec-endpoint ... --codec-auth "Bearer ..."` of a run whose payloads were sealed (issue 14,
-"Must show"): a drill started by a client and run by a worker that both seal with the payload key ring, on the real
+"""`temporal workflow show --codec-endpoint ... --codec-auth "Bearer ..."` of a run whose payloads were sealed
+(issue 14, "Must show"): a drill started by a client and run by a worker that both seal with the payload key ring, on the real
 dev server, read through `drctl codec-server`. Without the codec endpoint the CLI shows sealed payloads only; with it,
 the run's input (its token, the plan's account id) and its summaries, decoded; with a token that may not view runs,
 the codec server refuses and the CLI shows nothing decoded."""
@@ -69,7 +69,7 @@ async def test_workflow_show_decodes_through_the_codec_server(sealed: tuple[Seal
     clear, sealed_count = await shown(worker, workflow_id)
     assert sealed_count > 10
     assert token not in clear and ACCOUNT not in clear and f"drill of sealed-plan by {INITIATOR}" not in clear
-    code, text = await temporal(worker, "workflow", "show", "--workflow-id", workflow_id)
+    code, text = await temporal(worker, "workflow", "show", "--workflow-id", workflow_id, codec=False)
     assert code == 0 and "ResultEncoding  binary/encrypted" in text and "drill of sealed-plan completed" not in text
 
     viewer = token_for("viewer@example.com", ["read-only"])
@@ -81,11 +81,12 @@ async def test_workflow_show_decodes_through_the_codec_server(sealed: tuple[Seal
         # The start input (its token, the plan's account id), the static summary, the activities' summaries.
         assert token in clear and ACCOUNT in clear
         assert f"drill of sealed-plan by {INITIATOR}" in clear and "ACTIVATE / switch / pause" in clear
-        code, text = await temporal(worker, "workflow", "show", "--workflow-id", workflow_id, *codec)
+        code, text = await temporal(worker, "workflow", "show", "--workflow-id", workflow_id, *codec, codec=False)
         assert code == 0 and "ResultEncoding  json/plain" in text and "drill of sealed-plan completed" in text
 
         code, refused = await temporal(worker, "workflow", "show", "--workflow-id", workflow_id,
-                                       "--codec-endpoint", url, "--codec-auth", f"Bearer {refused_token}")
+                                       "--codec-endpoint", url, "--codec-auth", f"Bearer {refused_token}",
+                                       codec=False)
         assert code != 0 and "drill of sealed-plan completed" not in refused and token not in refused
     log = (tmp_path / "codec.log").read_text()
     assert "subject=viewer@example.com" in log and "nobody@example.com may not view runs" in log
@@ -95,7 +96,9 @@ async def test_workflow_show_decodes_through_the_codec_server(sealed: tuple[Seal
 async def shown(worker: SealedWorker, workflow_id: str, *codec: str) -> tuple[str, int]:
     """`temporal workflow show -o json`: every payload's data as text (protobuf JSON holds it in base64), joined,
     and how many payloads are still sealed."""
-    code, out = await temporal(worker, "workflow", "show", "--workflow-id", workflow_id, "-o", "json", *codec)
+    # The codec endpoint, if any, is this test's own (the helper's default one holds the session's key, not this).
+    code, out = await temporal(worker, "workflow", "show", "--workflow-id", workflow_id, "-o", "json", *codec,
+                               codec=False)
     assert code == 0, out
     payloads = list(_payloads(json.loads(out)))
     sealed = sum(base64.b64decode(p["metadata"]["encoding"]) == b"binary/encrypted" for p in payloads)
