@@ -198,8 +198,8 @@ _STEP = click.option("--step", required=True, help="PHASE/layer or PHASE/layer/r
 
 
 def _plan_hash(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not re.fullmatch(r"sha256:[0-9a-f]{16,64}", value):
-        raise click.BadParameter(f"{value[:80]!r} is not a plan hash (sha256: and hex digits, as `drctl plan "
+    if value is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", value):
+        raise click.BadParameter(f"{value[:80]!r} is not a plan hash (sha256: and 64 hex digits, as `drctl plan "
                                  "validate` prints it)")
     return value
 

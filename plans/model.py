@@ -213,10 +213,12 @@ class Plan(PlanModel):
     # exact field of each problem; a model validator here could only blame the whole plan.
 
     def digest(self) -> str:
-        """`sha256:` and 16 hex digits of the plan as the run received it (canonical JSON): which plan a run ran,
-        in the run's memo and reports, whatever file or client it came from."""
+        """`sha256:` and the 64 hex digits of the plan as the run received it (canonical JSON): which plan a run ran,
+        in the run's memo, audit trail, approvals and reports, whatever file or client it came from. Whole, not cut
+        short: an approval is tied to the plan by it, and a short hash would let a plan's author make two plans
+        (one to approve, one to run) that share it."""
         canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
-        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
     def account_key_for(self, item: Resource | ProtectionGroup) -> str:
         return item.account or self.defaults.account or next(iter(self.accounts))

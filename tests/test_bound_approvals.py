@@ -62,7 +62,7 @@ async def test_an_approval_names_its_run_and_its_plan_and_both_are_on_record(wor
     assert not nameless.accepted and "names no run" in nameless.message and handle.id in nameless.message
     elsewhere = await send(handle, "approve", control(*MANAGER, run=OTHER_RUN))
     assert not elsewhere.accepted and f"the request is for run {OTHER_RUN}, not for this run" in elsewhere.message
-    reviewed = "sha256:0123456789abcdef"
+    reviewed = "sha256:" + "0123456789abcdef" * 4
     stale = await send(handle, "approve", control(*MANAGER, plan_hash=reviewed))
     assert not stale.accepted and reviewed in stale.message and digest in stale.message
     state = await status_of(handle)
@@ -187,7 +187,7 @@ async def test_drctl_names_the_run_checks_the_plan_hash_and_mints_bound_tokens(w
         "runClaim"] == "dr_run"
 
     env["DRCTL_TOKEN"] = token_for(*MANAGER, dr_run=handle.id)
-    code, out, err = await drctl("drill", "approve", handle.id, "--plan-hash", "sha256:ffffffffffffffff", env=env)
+    code, out, err = await drctl("drill", "approve", handle.id, "--plan-hash", "sha256:" + "f" * 64, env=env)
     assert code == 1 and f"but this run runs plan {digest}" in err and "Traceback" not in err, err
     code, out, err = await drctl("drill", "approve", handle.id, "--plan-hash", "not-a-hash", env=env)
     assert code == 2 and "is not a plan hash" in err and "Traceback" not in err, err

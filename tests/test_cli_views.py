@@ -82,7 +82,7 @@ async def test_each_control_command_takes_only_the_options_that_mean_something_t
     refused = [("pause", "--force"), ("resume", "--gate", "ACTIVATE"), ("approve", "--step", "ACTIVATE/db"),
                ("cancel", "--gate", "ACTIVATE"), ("skip", "--step", "ACTIVATE/db", "--force"),
                ("switch-ungraceful", "--reason", "region down", "--step", "ACTIVATE/db"),
-               ("pause", "--plan-hash", "sha256:0123456789abcdef")]
+               ("pause", "--plan-hash", "sha256:" + "0123456789abcdef" * 4)]
     answers = await asyncio.gather(*(drctl("drill", command, "dr-any-drill-20260101T000000", *options,
                                            env={"DRCTL_TOKEN": "x"}) for command, *options in refused))
     for (command, *options), (code, out, err) in zip(refused, answers):
