@@ -16,6 +16,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 from contracts.lifecycle import INVALID_INPUT, LifecycleResult, RunStatus
+from tests.cli_helpers import cli_env, drctl
 from tests.identity_helpers import token_for
 from tests.lifecycle_helpers import control, make_plan, resource, send, start_run, status_of, wait_resource, wait_until
 
@@ -134,3 +135,8 @@ async def test_input_the_run_cannot_use_fails_it_at_once(worker, tmp_path, chang
     assert cause.message.startswith("the run's input: invalid input: ") and names in cause.message, cause.message
     assert len(cause.message) < 3000
     assert (await handle.describe()).typed_search_attributes.get(DR_STATUS) == "FAILED"
+    # What a person asking the run gets: the reason, in words. A query's refusal reaches its caller as the server's
+    # plain text, which no codec opens, so it must not be sealed as `Encoded failure` like the stored failures.
+    code, out, err = await drctl("drill", "status", workflow_id, env=cli_env(worker))
+    assert code == 1 and "this run never started: the run's input: invalid input" in err and names in err, err
+    assert "Encoded failure" not in err and "Traceback" not in err
