@@ -23,8 +23,8 @@ log = structlog.get_logger("dr.codec")
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port to listen on; 0 for any free port (printed).")
 @click.option("--ui-origin", "ui_origins", multiple=True, metavar="URL",
-              help="Origin of a Temporal Web UI allowed to call from a browser (CORS), e.g. https://temporal.example.com "
-                   "(repeatable).")
+              help="Origin of a Temporal Web UI allowed to call from a browser (CORS), e.g. "
+                   "https://temporal.example.com (repeatable).")
 @click.option("--allow-unauthenticated-origin", "open_origins", multiple=True, metavar="URL",
               help="A local dev UI without login (it cannot send a token): its requests are served without one. "
                    "Only with a loopback --host (repeatable).")

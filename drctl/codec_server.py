@@ -2,7 +2,8 @@
 in the Temporal Web UI and the `temporal` CLI (`--codec-endpoint`), while the namespace's histories stay sealed.
 
 Protocol (what the UI and the CLI send): POST <endpoint>/decode or /encode (also /{namespace}/decode, for endpoints
-templated with the namespace), body {"payloads": [Payload, ...]} in protobuf's JSON form (metadata values and data in base64), header X-Namespace; the answer has the same shape.
+templated with the namespace), body {"payloads": [Payload, ...]} in protobuf's JSON form (metadata values and data
+in base64), header X-Namespace; the answer has the same shape.
 
 Authorization: `Authorization: Bearer <JWT>`, verified against the worker's trust configuration (the same issuer,
 audience and keys the workflows verify), and the token's roles must grant `view` on every kind of run: a payload does

@@ -2,7 +2,8 @@
 
 Recorded through botocore's event hooks, so `tests/test_iam_policies.py` can hold the IAM templates in deploy/iam/
 to exactly what the code calls. Under pytest-xdist each worker records its own tests' calls and hands them to the
-controller when it finishes (`export` / `merge`, see conftest): the check runs there, on all of them. A client is recorded when orchestrator code created it: `AwsClients` builds them all, in an account
+controller when it finishes (`export` / `merge`, see conftest): the check runs there, on all of them. A client is
+recorded when orchestrator code created it: `AwsClients` builds them all, in an account
 (`client`, Lambda hooks and ARC cluster endpoints among them) or in the hub (`hub_client`: STS, SSM, Step Functions
 callbacks). Which of the two created the client says whose identity it uses:
 "hub" is the worker's own role (AssumeRole, ExternalId parameters, callbacks to hub state machines), "target" is

@@ -1,6 +1,6 @@
 """`temporal workflow show --codec-endpoint ... --codec-auth "Bearer ..."` of a run whose payloads were sealed
-(issue 14, "Must show"): a drill started by a client and run by a worker that both seal with the payload key ring, on the real
-dev server, read through `drctl codec-server`. Without the codec endpoint the CLI shows sealed payloads only; with it,
+(issue 14, "Must show"): a drill started by a client and run by a worker that both seal with the payload key ring, on
+the real dev server, read through `drctl codec-server`. Without the codec endpoint the CLI shows sealed payloads only; with it,
 the run's input (its token, the plan's account id) and its summaries, decoded; with a token that may not view runs,
 the codec server refuses and the CLI shows nothing decoded."""
 

@@ -163,7 +163,8 @@ async def run_worker(settings: TemporalSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="dr-activity") as executor:
+    threads = concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS, thread_name_prefix="dr-activity")
+    with threads as executor:
         worker = build_worker(client, settings.task_queue, AwsClients(), executor)
         log.info("worker.started", address=settings.address, namespace=settings.namespace,
                  task_queue=settings.task_queue, payload_key=_writing_key(converter))
