@@ -18,17 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import sys
-import tomllib
-from pathlib import Path
+import uuid
 from typing import Any
 
-import uuid
-
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from plans.model import Mode, Plan
@@ -47,68 +42,13 @@ from tests.lifecycle_helpers import (
     wait_until,
 )
 from tests.conftest import HUB_ACCOUNT
-from tests.identity_helpers import session_keys_file, token_for
-from tests.payload_history import payloads_in
-from workers.encryption import EncryptionCodec, KeyRing
+from tests.histories.saving import not_recorded_yet, recorded_on, save
+from tests.identity_helpers import token_for
 from tests.test_drs_recovery import child_state, drs_plan, estate
 from tests.test_lifecycle_aws import Estate
+from tests.test_notifications import event_of, received, topic_with_queue
 from contracts.lifecycle import INVALID_INPUT, PERMISSION_DENIED, WORKFLOW_TYPE, RunOptions, RunStatus, StepStatus
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-INDEX = HERE / "index.json"
-# What a workflow does is decided by these (everything workflows/ imports of ours).
-WORKFLOW_CODE = ("workflows", "plans", "contracts/activities.py", "contracts/drs.py")
-
-
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def release() -> str:
-    """The project's version (pyproject.toml): the release a history is recorded on, as people name it."""
-    return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
-
-
-def recorded_on() -> dict[str, str]:
-    """The commit recorded on, its release, and the last commit that changed workflow code: the code a history
-    stands for. Refused when the workflow code in the tree is not a commit's."""
-    dirty = _git("status", "--porcelain", "--", *WORKFLOW_CODE)
-    if dirty:
-        pytest.exit(f"workflow code differs from HEAD, a recording would stand for no commit:\n{dirty}", returncode=2)
-    return {"recordedOn": _git("rev-parse", "HEAD"), "release": release(),
-            "workflowCodeOf": _git("log", "-1", "--format=%H", "--", *WORKFLOW_CODE)}
-
-
-def not_recorded_yet(name: str) -> None:
-    if (HERE / f"{name}.json").exists():
-        pytest.skip(f"{name}.json is recorded already; old histories stay (see tests/histories/README.md)")
-
-
-async def save(client: Client, handle: WorkflowHandle[Any, Any], name: str, scenario: str) -> None:
-    """Write the run's history, then each child workflow's, and list them in index.json with their workflow ids
-    (a history does not hold its own id, and the replayer needs it: child ids are derived from it)."""
-    history = await handle.fetch_history()
-    # Committed in clear: the session's payload key dies with the session, and CI replays with keys of its own (the
-    # codec reads payloads in clear as they are). Opening them changes no command, so the replay is the same.
-    codec = EncryptionCodec(KeyRing.load(session_keys_file()))
-    for event in history.events:
-        for payload in payloads_in(event):
-            payload.CopyFrom(codec.open(payload))
-    (HERE / f"{name}.json").write_text(history.to_json())
-    index = json.loads(INDEX.read_text()) if INDEX.exists() else {}
-    started = history.events[0].workflow_execution_started_event_attributes
-    index[f"{name}.json"] = {"workflowId": history.workflow_id, "workflowType": started.workflow_type.name,
-                             "events": len(history.events), **recorded_on(),
-                             # str hashes, so the order of iterating a set of str, depend on it: see README.
-                             "pythonHashSeed": os.environ.get("PYTHONHASHSEED", "random"), "scenario": scenario}
-    INDEX.write_text(json.dumps(dict(sorted(index.items())), indent=2) + "\n")
-    for event in history.events:
-        if event.HasField("child_workflow_execution_started_event_attributes"):
-            child = event.child_workflow_execution_started_event_attributes.workflow_execution
-            suffix = child.workflow_id.removeprefix(f"{history.workflow_id}/").replace("/", ".")
-            await save(client, client.get_workflow_handle(child.workflow_id, run_id=child.run_id),
-                       f"{name}.{suffix}", f"the child workflow {suffix} of {name}")
+from workflows.governance import BOUND_APPROVALS_PATCH
 
 
 async def test_gated_drill(worker, sandbox) -> None:  # type: ignore[no-untyped-def]
@@ -376,6 +316,58 @@ async def test_partial_run(worker, world) -> None:  # type: ignore[no-untyped-de
     await save(worker.client, handle, "partial-run",
                "drill with a failed resource in a continue-on-error layer and 1/4 optional DRS servers failed "
                "(maxFailedPercent 25); completed with status PARTIAL")
+
+
+async def test_bound_approvals(worker, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A drill with two gates, its change managers told through the plan's SNS topic (patch bound-approvals): at the
+    first gate an approval naming another run is denied, so is one for the plan as it was before its last edit (its
+    hash); a plan-manager's signal, with a token bound to this run (dr_run) and the right plan hash, opens it; at the
+    second gate the same token (its jti) is denied as used already, and a recovery-manager's approval opens it."""
+    not_recorded_yet("bound-approvals")
+    topic, sqs, queue = topic_with_queue()
+    layers = {"ACTIVATE": [{"name": "database", "approvalRequired": True, "resources": [wait_resource("copy", 1)]},
+                           {"name": "traffic", "approvalRequired": True, "resources": [wait_resource("switch", 1)]}],
+              "CLEANUP": [{"name": "tidy", "resources": [wait_resource("tidy", 1)]}]}
+    plan = make_plan(layers, name="hist-bound", notifications={"topicArn": topic})
+    digest, manager = plan.digest(), ("manager@example.com", ("plan-manager",))
+    layers["ACTIVATE"][0]["resources"] = [wait_resource("copy", 5)]  # what the approver reviewed before the edit
+    reviewed = make_plan(layers, name="hist-bound", notifications={"topicArn": topic}).digest()
+    handle = await start_run(worker.client, worker.task_queue, plan, mode=Mode.DRILL)
+    await wait_until(handle, lambda s: s.pending_gate() is not None and bool(s.notifications)
+                     and s.notifications[0].message_id is not None)
+    [needed] = received(sqs, queue)
+    assert event_of(needed) == "approval-needed" and f"--plan-hash {digest}" in needed["Message"]
+    elsewhere = await send(handle, "approve", control(*manager, run="dr-hist-bound-drill-0123456789"))
+    assert not elsewhere.accepted and "the request is for run dr-hist-bound-drill-0123456789" in elsewhere.message
+    stale = await send(handle, "approve", control(*manager, plan_hash=reviewed))
+    assert not stale.accepted and f"reviewed plan {reviewed}, but this run runs plan {digest}" in stale.message
+    bound = control(*manager, token=token_for(*manager, dr_run=handle.id), run=handle.id, plan_hash=digest,
+                    reason="drill copy plan reviewed")
+    await handle.signal("approve", bound)
+    await wait_until(handle, lambda s: s.pending_gate() is not None and s.pending_gate().id == "ACTIVATE/traffic")
+    again = await send(handle, "approve", bound)
+    assert not again.accepted and again.message == "denied: token already used for a decision in this run"
+    rm = ("rm@example.com", ("recovery-manager",))
+    assert (await send(handle, "approve", control(*rm, token=token_for(*rm, dr_run=handle.id), plan_hash=digest,
+                                                  reason="copy answers"))).accepted
+    assert (await finish(handle)).status is RunStatus.COMPLETED
+    state = await status_of(handle)
+    assert [(g.decision, g.actor) for g in state.gates] == [("approved", "manager@example.com"),
+                                                           ("approved", "rm@example.com")]
+    assert {a.plan_hash for g in state.gates for a in g.approvals} == {digest} and len(state.decision_tokens) == 2
+    trail = await audit_of(handle)
+    assert [(a.action, a.accepted, a.via) for a in trail] == [
+        ("start-drill", True, ""), ("approve", False, "update"), ("approve", False, "update"),
+        ("approve", True, "signal"), ("approve", False, "update"), ("approve", True, "update")]
+    assert {a.plan_hash for a in trail} == {digest}
+    history = await handle.fetch_history()
+    markers = [json.loads(p.data)["id"] for e in history.events if e.HasField("marker_recorded_event_attributes")
+               for p in e.marker_recorded_event_attributes.details["patch-data"].payloads]
+    assert BOUND_APPROVALS_PATCH in markers
+    await save(worker.client, handle, "bound-approvals",
+               "drill with two gates (patch bound-approvals): approvals naming another run and an earlier plan "
+               "hash denied, a plan-manager's signal with a run-bound token and the plan hash approves, the same "
+               "token's second decision denied as used, a recovery-manager approves; completed")
 
 
 if __name__ == "__main__":
