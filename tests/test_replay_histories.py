@@ -51,6 +51,7 @@ EXPECTED = {
     "drill-cleanup-after-failure.json": ("DrLifecycleWorkflow", FAILED),
     "drill-cleanup-after-failure.ACTIVATE.servers.servers.json": ("DrsRecoveryWorkflow", COMPLETED),
     "drill-cleanup-after-failure.CLEANUP.servers.servers.json": ("DrsRecoveryWorkflow", COMPLETED),
+    "bound-approvals.json": ("DrLifecycleWorkflow", COMPLETED),
 }
 HASH_SEEDS = ("0", "2")
 
