@@ -271,7 +271,7 @@ def test_plan_preview_shows_servers_replication_and_quotas(world, tmp_path):
     assert f"{HUB_ACCOUNT}/{REGION}: 20 concurrent jobs, 100 servers per job" in out.output
     assert "largest wave: servers/web, 4 server(s) -> 1 job(s)" in out.output
     assert "within the free quota" in out.output
-    assert re.search(r"^plan drs-preview sha256:[0-9a-f]{16}$", out.output, re.M)  # to compare with the run's
+    assert re.search(r"^plan drs-preview sha256:[0-9a-f]{64}$", out.output, re.M)  # to compare with the run's
 
 
 def test_plan_drift_exits_1_with_drift_and_0_after_apply(world, clients, network, tmp_path):
